@@ -1,0 +1,116 @@
+//! `Authorization: Bearer <api_key>` → the calling tenant. A key acts for its own tenant
+//! and, for an agency, for its client tenants; anything else is 403 and reveals nothing
+//! about the other tenant. Lookups are cached briefly so auth stays off the database on
+//! the ingest hot path.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use leadflow_shared::db::tenants::{self, Tenant};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+const CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The authenticated tenant.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Tenant);
+
+#[derive(Default)]
+pub struct AuthCache {
+    by_key: Mutex<HashMap<String, (Tenant, Instant)>>,
+    by_id: Mutex<HashMap<Uuid, (Tenant, Instant)>>,
+}
+
+fn fresh<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (Tenant, Instant)>>, k: &K) -> Option<Tenant> {
+    let map = map.lock().unwrap_or_else(|p| p.into_inner());
+    map.get(k).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(t, _)| t.clone())
+}
+
+fn remember<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (Tenant, Instant)>>, k: K, t: Tenant) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() > 100_000 {
+        map.clear();
+    }
+    map.insert(k, (t, Instant::now()));
+}
+
+impl AuthCache {
+    async fn by_key(&self, state: &AppState, key: &str) -> Result<Option<Tenant>, ApiError> {
+        if let Some(t) = fresh(&self.by_key, &key.to_string()) {
+            return Ok(Some(t));
+        }
+        let found = tenants::find_by_api_key(&state.pool, key).await?;
+        if let Some(t) = &found {
+            remember(&self.by_key, key.to_string(), t.clone());
+        }
+        Ok(found)
+    }
+
+    async fn by_id(&self, state: &AppState, id: Uuid) -> Result<Option<Tenant>, ApiError> {
+        if let Some(t) = fresh(&self.by_id, &id) {
+            return Ok(Some(t));
+        }
+        let found = tenants::find(&state.pool, id).await?;
+        if let Some(t) = &found {
+            remember(&self.by_id, id, t.clone());
+        }
+        Ok(found)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let tenant = state.auth.by_key(state, key).await?.ok_or(ApiError::Unauthorized)?;
+        Ok(Caller(tenant))
+    }
+}
+
+impl Caller {
+    pub fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    /// Checks the caller may act for `tenant_id` and returns that tenant.
+    pub async fn act_for(&self, state: &AppState, tenant_id: Uuid) -> Result<Tenant, ApiError> {
+        if tenant_id == self.0.id {
+            return Ok(self.0.clone());
+        }
+        if self.0.kind == "agency" {
+            if let Some(t) = state.auth.by_id(state, tenant_id).await? {
+                if t.parent_id == Some(self.0.id) {
+                    return Ok(t);
+                }
+            }
+        }
+        Err(ApiError::Forbidden)
+    }
+
+    /// The tenants the caller can see: itself, and an agency's clients.
+    pub async fn visible_tenants(&self, state: &AppState) -> Result<Vec<Uuid>, ApiError> {
+        let mut ids = vec![self.0.id];
+        if self.0.kind == "agency" {
+            let children: Vec<Uuid> = sqlx::query_scalar(r#"SELECT id FROM tenants WHERE parent_id = $1"#)
+                .bind(self.0.id)
+                .fetch_all(&state.pool)
+                .await?;
+            ids.extend(children);
+        }
+        Ok(ids)
+    }
+}

@@ -1,0 +1,112 @@
+//! The one error type at the HTTP edge. Domain and infrastructure errors are logged here
+//! with their whole cause chain; the client gets
+//! `{"success": false, "error": {"code", "message", "field"?}}` and never an internal
+//! detail. Anything a client sent wrong is a 4xx naming the field.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    Forbidden,
+    NotFound(&'static str),
+    Invalid { field: String, message: String },
+    PayloadTooLarge,
+    RateLimited,
+    /// A custom status with a code (e.g. 502 for a failed AI reply, 504 for a timeout).
+    Status {
+        status: StatusCode,
+        code: String,
+        message: String,
+        extra: serde_json::Value,
+    },
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+fn body(status: StatusCode, code: &str, message: &str, field: Option<&str>, extra: serde_json::Value) -> Response {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(f) = field {
+        error["field"] = json!(f);
+    }
+    let mut out = json!({"success": false, "error": error});
+    if let serde_json::Value::Object(map) = extra {
+        for (k, v) in map {
+            out[k] = v;
+        }
+    }
+    (status, Json(out)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let none = serde_json::Value::Null;
+        match self {
+            Self::Unauthorized => body(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid API key (Authorization: Bearer <api_key>)",
+                None,
+                none,
+            ),
+            Self::Forbidden => body(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this API key cannot act for that tenant",
+                Some("tenant_id"),
+                none,
+            ),
+            Self::NotFound(what) => body(StatusCode::NOT_FOUND, "not_found", &format!("{what} not found"), None, none),
+            Self::Invalid { field, message } => {
+                body(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", &message, Some(&field), none)
+            }
+            Self::PayloadTooLarge => body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+                None,
+                none,
+            ),
+            Self::RateLimited => body(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests for this tenant; slow down and retry",
+                None,
+                none,
+            ),
+            Self::Status {
+                status,
+                code,
+                message,
+                extra,
+            } => body(status, &code, &message, None, extra),
+            Self::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "a backing service is unavailable; retry shortly",
+                    None,
+                    none,
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Leadflow's HTTP layer: validates, authenticates, writes the message to PostgreSQL and
+//! enqueues — nothing slower. Generation, delivery and retries happen in workers.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod rate_limit;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use leadflow_shared::notify::ReplyWaiters;
+use leadflow_shared::queue::Queues;
+use leadflow_shared::Config;
+use sqlx::PgPool;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub pool: PgPool,
+    pub queues: Queues,
+    pub waiters: Arc<ReplyWaiters>,
+    pub auth: Arc<auth::AuthCache>,
+    pub limiter: Arc<rate_limit::RateLimiter>,
+}
+
+impl AppState {
+    pub fn new(cfg: Config, pool: PgPool, queues: Queues) -> Self {
+        let waiters = ReplyWaiters::spawn(cfg.redis_url.clone(), cfg.queue_prefix.clone());
+        Self {
+            cfg: Arc::new(cfg),
+            pool,
+            queues,
+            waiters,
+            auth: Arc::default(),
+            limiter: Arc::default(),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.cfg.max_body_bytes;
+    routes::router()
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,265 @@
+//! `POST /ai/process`: Leavo's contract. Validates every field (422 naming it), checks
+//! the key may act for `tenant_id`, records the message and its burst in one transaction
+//! and enqueues the burst's flush. `debounce: true` answers 202 as soon as that commit is
+//! done; `debounce: false` waits for the burst's outcome up to `LEADFLOW_SYNC_TIMEOUT`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use leadflow_shared::db::leads::{self, Accepted, Incoming, NotAnswered};
+use leadflow_shared::db::{assistants, bursts, messages};
+use leadflow_shared::domain::{MessageType, Role};
+use leadflow_shared::queue::{delay_from_ms, FlushBurst};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::body::JsonObject;
+use crate::error::ApiError;
+use crate::AppState;
+
+const MAX_ID_LEN: usize = 256;
+const MAX_CONTENT_LEN: usize = 64 * 1024;
+
+pub async fn process(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let tenant_id = body
+        .opt_uuid("tenant_id")?
+        .ok_or_else(|| ApiError::invalid("tenant_id", "tenant_id is required"))?;
+    let tenant = caller.act_for(&state, tenant_id).await?;
+    let limit = tenant.rate_limit_per_sec.map(|v| v.max(0) as u32).unwrap_or(state.cfg.tenant_rate_limit);
+    if !state.limiter.allow(tenant.id, limit) {
+        return Err(ApiError::RateLimited);
+    }
+
+    let lead_id = body.req_str("lead_id")?.trim();
+    if lead_id.is_empty() || lead_id.len() > MAX_ID_LEN {
+        return Err(ApiError::invalid("lead_id", format!("lead_id must be 1 to {MAX_ID_LEN} characters")));
+    }
+    let role = Role::parse(body.req_str("role")?)
+        .ok_or_else(|| ApiError::invalid("role", format!("role must be one of: {}", Role::ALL)))?;
+    let message_type = MessageType::parse(body.req_str("message_type")?).ok_or_else(|| {
+        ApiError::invalid("message_type", format!("message_type must be one of: {}", MessageType::ALL))
+    })?;
+    // The seed requires content; for media it is the optional caption.
+    let content = match (body.opt_str("content")?, message_type) {
+        (Some(c), _) => c,
+        (None, MessageType::Text) => return Err(ApiError::invalid("content", "content is required")),
+        (None, _) => "",
+    };
+    if content.len() > MAX_CONTENT_LEN {
+        return Err(ApiError::invalid("content", format!("content must be at most {MAX_CONTENT_LEN} bytes")));
+    }
+    if message_type == MessageType::Text && content.trim().is_empty() {
+        return Err(ApiError::invalid("content", "content must not be empty for a text message"));
+    }
+    let url = body.opt_str("url")?;
+    match (message_type, url) {
+        (MessageType::Text, _) => {}
+        (_, None) => {
+            return Err(ApiError::invalid("url", format!("url is required when message_type is {}", message_type.as_str())))
+        }
+        (_, Some(u)) => check_http_url("url", u, true)?,
+    }
+    let debounce = body.opt_bool("debounce")?.unwrap_or(false);
+    let postback_url = body.opt_str("postback_url")?;
+    match (debounce, postback_url) {
+        (true, None) => return Err(ApiError::invalid("postback_url", "postback_url is required when debounce is true")),
+        (_, Some(u)) => check_http_url("postback_url", u, state.cfg.allow_private_urls)?,
+        _ => {}
+    }
+    let message_id = match (body.opt_str("message_id")?, idempotency_header(&headers)?) {
+        (Some(m), _) => Some(m),
+        (None, h) => h,
+    };
+    if let Some(m) = message_id {
+        if m.is_empty() || m.len() > MAX_ID_LEN {
+            return Err(ApiError::invalid("message_id", format!("message_id must be 1 to {MAX_ID_LEN} characters")));
+        }
+    }
+    let assistant = match body.opt_uuid("assistant_id")? {
+        Some(id) => assistants::find(&state.pool, tenant.id, id)
+            .await?
+            .ok_or_else(|| ApiError::invalid("assistant_id", "no such assistant for this tenant"))?,
+        None => assistants::find_default(&state.pool, tenant.id)
+            .await?
+            .ok_or_else(|| ApiError::invalid("assistant_id", "this tenant has no assistant; create one first"))?,
+    };
+
+    let incoming = Incoming {
+        tenant_id: tenant.id,
+        lead_external_id: lead_id,
+        role,
+        content,
+        message_type,
+        url,
+        debounce,
+        postback_url,
+        idempotency_key: message_id,
+        assistant: &assistant,
+    };
+    let accepted = leads::accept(&state.pool, &incoming).await?;
+    respond(&state, debounce, accepted).await
+}
+
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "Idempotency-Key must be visible ASCII")))
+        .transpose()
+}
+
+/// `http(s)` URL with a host; with `allow_private` false, a literal private address is
+/// refused here, before anything is sent (names are checked again when resolved).
+fn check_http_url(field: &str, raw: &str, allow_private: bool) -> Result<(), ApiError> {
+    let url = url::Url::parse(raw).map_err(|e| ApiError::invalid(field, format!("{field} is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ApiError::invalid(field, format!("{field} must be an http or https URL")));
+    }
+    if !allow_private {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+            _ => None,
+        };
+        let local_name = matches!(url.host_str(), Some(h) if h.eq_ignore_ascii_case("localhost") || h.ends_with(".localhost"));
+        if local_name || ip.is_some_and(leadflow_shared::ssrf::is_forbidden_ip) {
+            return Err(ApiError::invalid(field, format!("{field} points at a private or reserved address")));
+        }
+    }
+    Ok(())
+}
+
+async fn respond(state: &AppState, debounce: bool, accepted: Accepted) -> Result<Response, ApiError> {
+    match accepted {
+        Accepted::Queued {
+            message_id,
+            burst_id,
+            new_burst,
+            due_in_ms,
+        } => {
+            // Register before enqueueing so the wake-up cannot be missed.
+            let waiter = (!debounce).then(|| state.waiters.register(burst_id));
+            if new_burst {
+                enqueue_flush(state, burst_id, due_in_ms).await;
+            }
+            match waiter {
+                None => Ok(queued(message_id, false)),
+                Some(rx) => wait_for_reply(state, message_id, burst_id, rx).await,
+            }
+        }
+        Accepted::Duplicate { message_id, burst_id } => match (debounce, burst_id) {
+            (false, Some(burst_id)) => {
+                let rx = state.waiters.register(burst_id);
+                wait_for_reply(state, message_id, burst_id, rx).await
+            }
+            _ => Ok(queued(message_id, true)),
+        },
+        Accepted::Recorded {
+            message_id,
+            why,
+            paused_until,
+        } => {
+            let reason = match why {
+                NotAnswered::Role => "recorded: only user messages are answered",
+                NotAnswered::HumanPause => "human_takeover: the AI is paused for this lead",
+            };
+            let mut out = json!({"success": true, "message_id": message_id, "reason": reason, "paused_until": paused_until});
+            if debounce {
+                out["queued"] = json!(false);
+                Ok((StatusCode::ACCEPTED, Json(out)).into_response())
+            } else {
+                out["response"] = serde_json::Value::Null;
+                Ok((StatusCode::OK, Json(out)).into_response())
+            }
+        }
+    }
+}
+
+fn queued(message_id: Uuid, duplicate: bool) -> Response {
+    let mut out = json!({"success": true, "queued": true, "message_id": message_id});
+    if duplicate {
+        out["duplicate"] = json!(true);
+    }
+    (StatusCode::ACCEPTED, Json(out)).into_response()
+}
+
+/// The message is already durable in PostgreSQL; if Redis refuses the job, the
+/// scheduler's sweeper enqueues it once Redis is back, so the caller still gets success.
+async fn enqueue_flush(state: &AppState, burst_id: Uuid, due_in_ms: i64) {
+    let delay = delay_from_ms(due_in_ms);
+    let job = FlushBurst {
+        burst_id,
+        at_ms: chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64,
+    };
+    if let Err(e) = state.queues.enqueue(&job, delay).await {
+        tracing::error!(%burst_id, error = %e, "flush job not enqueued; the sweeper will pick the burst up");
+    }
+}
+
+async fn wait_for_reply(
+    state: &AppState,
+    message_id: Uuid,
+    burst_id: Uuid,
+    mut rx: tokio::sync::oneshot::Receiver<()>,
+) -> Result<Response, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.cfg.sync_timeout;
+    let result = loop {
+        if let Some(b) = bursts::get(&state.pool, burst_id).await? {
+            match b.status.as_str() {
+                "done" => {
+                    let reply = messages::reply_of(&state.pool, burst_id).await?;
+                    break Ok((StatusCode::OK, Json(json!({"success": true, "response": reply, "message_id": message_id})))
+                        .into_response());
+                }
+                "failed" => {
+                    let error: serde_json::Value = b
+                        .reason
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str(r).ok())
+                        .unwrap_or_else(|| json!({"code": "ai_failed", "message": "the AI reply failed"}));
+                    break Ok((
+                        StatusCode::BAD_GATEWAY,
+                        Json(json!({"success": false, "response": null, "message_id": message_id, "error": error})),
+                    )
+                        .into_response());
+                }
+                "dropped" => {
+                    break Ok((
+                        StatusCode::OK,
+                        Json(json!({"success": true, "response": null, "message_id": message_id,
+                                    "reason": "human_takeover: the AI is paused for this lead"})),
+                    )
+                        .into_response());
+                }
+                _ => {}
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break Err(ApiError::Status {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                code: "timeout".into(),
+                message: format!(
+                    "no reply within {:?}; it is still being produced and will be stored (see job_id)",
+                    state.cfg.sync_timeout
+                ),
+                extra: json!({"job_id": burst_id, "message_id": message_id}),
+            });
+        }
+        let poll = (deadline - now).min(Duration::from_millis(500));
+        tokio::select! {
+            _ = &mut rx => { rx = state.waiters.register(burst_id); }
+            _ = tokio::time::sleep(poll) => {}
+        }
+    };
+    state.waiters.forget(burst_id);
+    result
+}

@@ -1,0 +1,32 @@
+//! `GET /backend/leads/{lead_id}/messages`: the conversation as stored, oldest first.
+//! An unknown lead and another tenant's lead look the same: 404.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use leadflow_shared::db::{leads, messages};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::assistants::target_tenant;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::AppState;
+
+#[derive(Deserialize)]
+pub struct MessagesQuery {
+    tenant_id: Option<Uuid>,
+    limit: Option<i64>,
+}
+
+pub async fn messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(lead_id): Path<String>,
+    Query(q): Query<MessagesQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = target_tenant(&state, &caller, q.tenant_id).await?;
+    let lead = leads::find_id(&state.pool, tenant, &lead_id).await?.ok_or(ApiError::NotFound("lead"))?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let items = messages::for_lead(&state.pool, lead, limit).await?;
+    Ok(Json(serde_json::json!({"success": true, "lead_id": lead_id, "tenant_id": tenant, "data": items})))
+}

@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# Makes sure the local PostgreSQL and Redis that Leadflow needs are installed and running.
+#
+# Sourced by scripts/run and scripts/test, or run on its own. Works on a fresh
+# Debian/Ubuntu machine as root (or as a user with sudo). When LEADFLOW_DATABASE_URL or
+# LEADFLOW_REDIS_URL point at another host (or a non-default port), that service is
+# left alone: it is someone else's to run.
+#
+# Redis holds the job queues, so a locally started Redis gets queue-safe settings:
+# `noeviction` (never silently drop a job), AOF with `everysec` fsync (survive restarts
+# losing at most ~1 s) and `hz 100` (timely expiry of job locks).
+set -euo pipefail
+
+lf_log() { printf '[leadflow] %s\n' "$*" >&2; }
+lf_warn() { printf '[leadflow] warning: %s\n' "$*" >&2; }
+lf_die() {
+  printf '[leadflow] error: %s\n' "$*" >&2
+  exit 1
+}
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+lf_root() {
+  if [[ ${EUID:-$(id -u)} -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    lf_die "need root (or sudo) to run: $*"
+  fi
+}
+
+# Runs a command as the postgres OS user (peer auth over the local socket).
+lf_as_postgres() {
+  if [[ ${EUID:-$(id -u)} -eq 0 ]]; then
+    if command -v runuser >/dev/null 2>&1; then
+      (cd / && runuser -u postgres -- "$@")
+    else
+      local cmd
+      cmd=$(printf '%q ' "$@")
+      (cd / && su postgres -s /bin/sh -c "$cmd")
+    fi
+  elif command -v sudo >/dev/null 2>&1; then
+    (cd / && sudo -u postgres -- "$@")
+  else
+    return 1
+  fi
+}
+
+# Prints the host part of a URL (scheme://[user[:pass]@]host[:port][/path][?query]).
+lf_url_host() {
+  local rest=${1#*://}
+  rest=${rest%%[/?]*}
+  rest=${rest##*@}
+  if [[ $rest == \[* ]]; then
+    rest=${rest#\[}
+    printf '%s\n' "${rest%%]*}"
+  else
+    printf '%s\n' "${rest%%:*}"
+  fi
+}
+
+# Prints the port part of a URL, or nothing when it has none.
+lf_url_port() {
+  local rest=${1#*://}
+  rest=${rest%%[/?]*}
+  rest=${rest##*@}
+  if [[ $rest == \[* ]]; then
+    rest=${rest#*]}
+  fi
+  if [[ $rest == *:* ]]; then
+    printf '%s\n' "${rest##*:}"
+  fi
+}
+
+# Prints the user name of a URL, or nothing when it has none.
+lf_url_user() {
+  local rest=${1#*://}
+  rest=${rest%%[/?]*}
+  if [[ $rest == *@* ]]; then
+    rest=${rest%@*}
+    printf '%s\n' "${rest%%:*}"
+  fi
+}
+
+# True when the URL points at this machine's default port for the service.
+lf_url_is_local() {
+  local url=$1 default_port=$2 host port
+  host=$(lf_url_host "$url")
+  port=$(lf_url_port "$url")
+  case $host in
+    '' | localhost | 127.0.0.1 | ::1) ;;
+    *) return 1 ;;
+  esac
+  [[ -z $port || $port == "$default_port" ]]
+}
+
+lf_install_packages() {
+  local packages=("$@")
+  command -v apt-get >/dev/null 2>&1 ||
+    lf_die "apt-get not found: install ${packages[*]} yourself, or set LEADFLOW_DATABASE_URL / LEADFLOW_REDIS_URL"
+  lf_log "installing ${packages[*]} (apt-get)"
+  lf_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  lf_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+}
+
+lf_pg_ready() {
+  pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1
+}
+
+lf_pg_start() {
+  local version=''
+  if [[ -d /etc/postgresql ]]; then
+    version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -V | tail -n 1)
+  fi
+  if [[ -z $version && -d /usr/lib/postgresql ]]; then
+    version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -V | tail -n 1)
+  fi
+  if [[ -n $version && ! -d /etc/postgresql/$version/main ]] && command -v pg_createcluster >/dev/null 2>&1; then
+    lf_log "creating PostgreSQL $version cluster 'main'"
+    lf_root pg_createcluster "$version" main >/dev/null || lf_warn "pg_createcluster $version main failed"
+  fi
+  lf_log "starting PostgreSQL ${version:-(service)}"
+  if [[ -z $version ]] || ! lf_root pg_ctlcluster --skip-systemctl-redirect "$version" main start; then
+    lf_root service postgresql start || true
+  fi
+  local i
+  for ((i = 0; i < 30; i++)); do
+    if lf_pg_ready; then
+      return 0
+    fi
+    sleep 1
+  done
+  lf_die "PostgreSQL did not accept connections on 127.0.0.1:5432 within 30 s (see /var/log/postgresql/)"
+}
+
+# Makes sure the role the app connects as exists; never touches pg_hba.conf.
+lf_pg_ensure_role() {
+  local url=$1 base scheme authority check_url user
+  base=${url%%\?*}
+  scheme=${base%%://*}
+  authority=${base#*://}
+  authority=${authority%%/*}
+  check_url="$scheme://$authority/postgres"
+  user=$(lf_url_user "$url")
+  user=${user:-${PGUSER:-$(id -un)}}
+
+  if psql "$check_url" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    return 0
+  fi
+  local literal=${user//\'/\'\'} ident=${user//\"/\"\"}
+  if [[ $(lf_as_postgres psql -Atqc "SELECT 1 FROM pg_roles WHERE rolname = '$literal'" 2>/dev/null || true) != 1 ]]; then
+    lf_log "creating PostgreSQL role $user"
+    lf_as_postgres psql -v ON_ERROR_STOP=1 -qc "CREATE ROLE \"$ident\" SUPERUSER LOGIN" >/dev/null 2>&1 ||
+      lf_warn "could not create PostgreSQL role $user"
+  fi
+  if ! psql "$check_url" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    lf_warn "cannot connect to PostgreSQL at 127.0.0.1:5432 as role '$user'."
+    lf_warn "PostgreSQL's authentication settings (pg_hba.conf) are left unchanged on purpose;"
+    lf_warn "point Leadflow at a role that can log in instead, e.g."
+    lf_warn "  export LEADFLOW_DATABASE_URL=postgres://postgres@127.0.0.1:5432/leadflow"
+    lf_warn "  export LEADFLOW_DATABASE_URL=postgres://USER:PASSWORD@127.0.0.1:5432/leadflow"
+  fi
+}
+
+lf_ensure_postgres() {
+  local url=${LEADFLOW_DATABASE_URL:-postgres://localhost/leadflow}
+  if ! lf_url_is_local "$url" 5432; then
+    lf_log "PostgreSQL: using $(lf_url_host "$url") from LEADFLOW_DATABASE_URL (not starting a local one)"
+    return 0
+  fi
+  if lf_pg_ready; then
+    lf_log "PostgreSQL is running on 127.0.0.1:5432"
+  else
+    lf_pg_start
+    lf_log "PostgreSQL is ready on 127.0.0.1:5432"
+  fi
+  lf_pg_ensure_role "$url"
+}
+
+# Prints the major version of redis-server (0 when unknown).
+lf_redis_major() {
+  local v
+  v=$(redis-server --version 2>/dev/null | sed -n 's/.* v=\([0-9][0-9]*\)\..*/\1/p')
+  printf '%s\n' "${v:-0}"
+}
+
+lf_ensure_redis() {
+  local url=${LEADFLOW_REDIS_URL:-redis://127.0.0.1:6379}
+  if [[ $url == rediss://* ]] || ! lf_url_is_local "$url" 6379; then
+    lf_log "Redis: using $(lf_url_host "$url") from LEADFLOW_REDIS_URL (not starting a local one)"
+    return 0
+  fi
+  local cli=(redis-cli -h 127.0.0.1 -p 6379)
+  if [[ -n ${LEADFLOW_REDIS_URL:-} ]]; then
+    # Carries a password or database number when the URL has one.
+    cli=(redis-cli -u "$url")
+  fi
+
+  local pong
+  pong=$("${cli[@]}" ping 2>/dev/null || true)
+  if [[ $pong == *NOAUTH* || $pong == *WRONGPASS* ]]; then
+    lf_die "Redis on 127.0.0.1:6379 needs a password: set LEADFLOW_REDIS_URL=redis://:PASSWORD@127.0.0.1:6379"
+  fi
+  if [[ $pong == PONG ]]; then
+    lf_log "Redis is running on 127.0.0.1:6379; applying queue settings"
+    local setting name value reply
+    for setting in 'maxmemory-policy noeviction' 'appendonly yes' 'appendfsync everysec' 'hz 100'; do
+      read -r name value <<<"$setting"
+      reply=$("${cli[@]}" CONFIG SET "$name" "$value" 2>/dev/null || true)
+      if [[ $reply != OK ]]; then
+        lf_warn "CONFIG SET $name $value refused (${reply:-no reply}); make sure the server is configured so"
+      fi
+    done
+    return 0
+  fi
+
+  local dir=/var/lib/redis
+  if [[ ! -d $dir || ! -w $dir ]]; then
+    dir=${HOME:-$PWD}/.leadflow/redis
+    mkdir -p "$dir"
+  fi
+  local bind=(127.0.0.1 -::1)
+  if (($(lf_redis_major) < 7)); then
+    bind=(127.0.0.1) # the optional-address '-' prefix needs Redis 7
+  fi
+  lf_log "starting Redis on 127.0.0.1:6379 (data in $dir)"
+  redis-server --daemonize yes --bind "${bind[@]}" --port 6379 \
+    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --hz 100 \
+    --dir "$dir" --logfile "$dir/redis.log" ||
+    lf_die "redis-server failed to start (see $dir/redis.log)"
+  local i
+  for ((i = 0; i < 30; i++)); do
+    if [[ $("${cli[@]}" ping 2>/dev/null || true) == PONG ]]; then
+      lf_log "Redis is ready on 127.0.0.1:6379"
+      return 0
+    fi
+    sleep 1
+  done
+  tail -n 20 "$dir/redis.log" >&2 || true
+  lf_die "Redis did not answer on 127.0.0.1:6379 within 30 s (see $dir/redis.log)"
+}
+
+lf_ensure_services() {
+  local need_pg=0 need_redis=0 packages=()
+  if lf_url_is_local "${LEADFLOW_DATABASE_URL:-postgres://localhost/leadflow}" 5432; then
+    need_pg=1
+  fi
+  if [[ ${LEADFLOW_REDIS_URL:-} != rediss://* ]] &&
+    lf_url_is_local "${LEADFLOW_REDIS_URL:-redis://127.0.0.1:6379}" 6379; then
+    need_redis=1
+  fi
+  if ((need_pg)) && ! { command -v pg_ctlcluster && command -v psql && command -v pg_isready; } >/dev/null 2>&1; then
+    packages+=(postgresql)
+  fi
+  if ((need_redis)) && ! { command -v redis-server && command -v redis-cli; } >/dev/null 2>&1; then
+    packages+=(redis-server)
+  fi
+  if ((${#packages[@]} > 0)); then
+    lf_install_packages "${packages[@]}"
+  fi
+  lf_ensure_postgres
+  lf_ensure_redis
+}
+
+lf_ensure_services

@@ -1,0 +1,356 @@
+//! Typed, layered configuration: built-in defaults, then an optional TOML file
+//! (`LEADFLOW_CONFIG`, or `leadflow.toml` in the working directory when present), then
+//! `LEADFLOW_*` environment variables. Everything is parsed and validated once at start;
+//! an error names the variable, so a bad deploy fails loudly instead of at the first job.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::crypto::MasterKey;
+
+/// Every setting Leadflow reads, with its default. File keys are the names without the
+/// `LEADFLOW_` prefix, lower-cased (`redis_url = "..."`).
+const SETTINGS: &[(&str, Option<&str>)] = &[
+    ("LEADFLOW_ENV", Some("dev")),
+    ("LEADFLOW_DATABASE_URL", Some("postgres://localhost/leadflow")),
+    ("LEADFLOW_REDIS_URL", Some("redis://127.0.0.1:6379")),
+    ("LEADFLOW_HTTP_ADDR", Some("127.0.0.1:8080")),
+    ("LEADFLOW_AI_BASE_URL", Some("https://api.openai.com/v1")),
+    ("LEADFLOW_AI_API_KEY", None),
+    ("LEADFLOW_AI_TIMEOUT", Some("120s")),
+    ("LEADFLOW_AI_MAX_ATTEMPTS", Some("6")),
+    ("LEADFLOW_AI_MAX_RETRY_TIME", Some("10m")),
+    ("LEADFLOW_MASTER_KEY", None),
+    ("LEADFLOW_DATA_DIR", Some(".leadflow")),
+    ("LEADFLOW_ALLOW_PRIVATE_URLS", Some("false")),
+    ("LEADFLOW_POSTBACK_RETRY_SCHEDULE", Some("5s,5m,30m,2h,5h,10h,10h")),
+    ("LEADFLOW_POSTBACK_TIMEOUT", Some("15s")),
+    ("LEADFLOW_SYNC_TIMEOUT", Some("60s")),
+    ("LEADFLOW_WORKER_CONCURRENCY", Some("2000")),
+    ("LEADFLOW_QUEUE_PREFIX", Some("leadflow")),
+    ("LEADFLOW_TENANT_RATE_LIMIT", Some("2000")),
+    ("LEADFLOW_MAX_BODY_BYTES", Some("262144")),
+    ("LEADFLOW_SHUTDOWN_TIMEOUT", Some("30s")),
+    ("LEADFLOW_LOCK_DURATION", Some("6s")),
+    ("LEADFLOW_STALLED_INTERVAL", Some("2s")),
+    ("LEADFLOW_SWEEP_INTERVAL", Some("5s")),
+    ("LEADFLOW_DB_MAX_CONNECTIONS", Some("20")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: {message}")]
+    Invalid { var: &'static str, message: String },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+fn invalid(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        message: message.into(),
+    }
+}
+
+/// Whether secrets may be generated locally and defaults relaxed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Dev,
+    Production,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: Environment,
+    pub database_url: SecretString,
+    pub redis_url: String,
+    pub http_addr: SocketAddr,
+    pub ai_base_url: String,
+    pub ai_api_key: Option<SecretString>,
+    pub ai_timeout: Duration,
+    pub ai_max_attempts: u32,
+    pub ai_max_retry_time: Duration,
+    /// `None` until [`Config::resolve_master_key`] ran (dev may generate one).
+    pub master_key: Option<MasterKey>,
+    pub data_dir: PathBuf,
+    pub allow_private_urls: bool,
+    pub postback_retry_schedule: Vec<Duration>,
+    pub postback_timeout: Duration,
+    pub sync_timeout: Duration,
+    pub worker_concurrency: usize,
+    pub queue_prefix: String,
+    pub tenant_rate_limit: u32,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
+    pub lock_duration: Duration,
+    pub stalled_interval: Duration,
+    pub sweep_interval: Duration,
+    pub db_max_connections: u32,
+}
+
+/// The raw layered values, before parsing.
+struct Layers(BTreeMap<&'static str, String>);
+
+impl Layers {
+    fn get(&self, var: &'static str) -> Option<&str> {
+        self.0.get(var).map(String::as_str).filter(|v| !v.is_empty())
+    }
+    fn req(&self, var: &'static str) -> Result<&str, ConfigError> {
+        self.get(var).ok_or_else(|| invalid(var, "is required"))
+    }
+    fn duration(&self, var: &'static str) -> Result<Duration, ConfigError> {
+        parse_duration(self.req(var)?).map_err(|e| invalid(var, e))
+    }
+    fn number<T: std::str::FromStr>(&self, var: &'static str) -> Result<T, ConfigError> {
+        self.req(var)?
+            .trim()
+            .parse()
+            .map_err(|_| invalid(var, "must be a whole number"))
+    }
+    fn boolean(&self, var: &'static str) -> Result<bool, ConfigError> {
+        match self.req(var)?.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            other => Err(invalid(var, format!("must be true or false, got {other:?}"))),
+        }
+    }
+}
+
+/// Parses `500ms`, `5s`, `1.5s`, `2h`, `1h30m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    if let Some(ms) = s.strip_suffix("ms") {
+        if let Ok(v) = ms.parse::<f64>() {
+            return Ok(Duration::from_secs_f64(v / 1000.0));
+        }
+    }
+    if let Some(secs) = s.strip_suffix('s') {
+        if let Ok(v) = secs.parse::<f64>() {
+            if v.is_finite() && v >= 0.0 {
+                return Ok(Duration::from_secs_f64(v));
+            }
+        }
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 500ms, 5s, 2h"))
+}
+
+impl Config {
+    /// Loads defaults, then the config file, then the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_sources(&env)
+    }
+
+    /// Builds the configuration from explicit environment pairs (tests and tools).
+    pub fn from_sources(env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut layers = BTreeMap::new();
+        for (var, default) in SETTINGS {
+            if let Some(d) = default {
+                layers.insert(*var, (*d).to_string());
+            }
+        }
+        let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let file = lookup("LEADFLOW_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("leadflow.toml")).filter(|p| p.exists()));
+        if let Some(path) = file {
+            for (var, value) in read_file(&path)? {
+                layers.insert(var, value);
+            }
+        }
+        for (var, _) in SETTINGS {
+            if let Some(v) = lookup(var) {
+                layers.insert(*var, v);
+            }
+        }
+        Self::parse(&Layers(layers))
+    }
+
+    fn parse(l: &Layers) -> Result<Self, ConfigError> {
+        let env = match l.req("LEADFLOW_ENV")? {
+            "dev" | "development" | "test" => Environment::Dev,
+            "prod" | "production" => Environment::Production,
+            other => return Err(invalid("LEADFLOW_ENV", format!("must be dev or production, got {other:?}"))),
+        };
+        let database_url = l.req("LEADFLOW_DATABASE_URL")?;
+        if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
+            return Err(invalid("LEADFLOW_DATABASE_URL", "must be a postgres:// URL"));
+        }
+        let redis_url = l.req("LEADFLOW_REDIS_URL")?;
+        if !redis_url.starts_with("redis://") && !redis_url.starts_with("rediss://") {
+            return Err(invalid("LEADFLOW_REDIS_URL", "must be a redis:// or rediss:// URL"));
+        }
+        let http_addr = l
+            .req("LEADFLOW_HTTP_ADDR")?
+            .parse()
+            .map_err(|_| invalid("LEADFLOW_HTTP_ADDR", "must be host:port, e.g. 127.0.0.1:8080"))?;
+        let ai_base_url = l.req("LEADFLOW_AI_BASE_URL")?.trim_end_matches('/').to_string();
+        url::Url::parse(&ai_base_url).map_err(|e| invalid("LEADFLOW_AI_BASE_URL", e.to_string()))?;
+        let master_key = match l.get("LEADFLOW_MASTER_KEY") {
+            Some(k) => Some(MasterKey::from_encoded(k).map_err(|e| invalid("LEADFLOW_MASTER_KEY", e.to_string()))?),
+            None if env == Environment::Production => {
+                return Err(invalid(
+                    "LEADFLOW_MASTER_KEY",
+                    "is required in production (64 hex characters; generate with `openssl rand -hex 32`)",
+                ))
+            }
+            None => None,
+        };
+        let schedule = l
+            .req("LEADFLOW_POSTBACK_RETRY_SCHEDULE")?
+            .split(',')
+            .map(parse_duration)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("LEADFLOW_POSTBACK_RETRY_SCHEDULE", e))?;
+        let worker_concurrency: usize = l.number("LEADFLOW_WORKER_CONCURRENCY")?;
+        if worker_concurrency == 0 {
+            return Err(invalid("LEADFLOW_WORKER_CONCURRENCY", "must be at least 1"));
+        }
+        let queue_prefix = l.req("LEADFLOW_QUEUE_PREFIX")?.to_string();
+        if queue_prefix.contains(':') || queue_prefix.contains(char::is_whitespace) {
+            return Err(invalid("LEADFLOW_QUEUE_PREFIX", "must not contain ':' or spaces"));
+        }
+        let cfg = Config {
+            env,
+            database_url: SecretString::from(database_url.to_string()),
+            redis_url: redis_url.to_string(),
+            http_addr,
+            ai_base_url,
+            ai_api_key: l.get("LEADFLOW_AI_API_KEY").map(|k| SecretString::from(k.to_string())),
+            ai_timeout: l.duration("LEADFLOW_AI_TIMEOUT")?,
+            ai_max_attempts: l.number("LEADFLOW_AI_MAX_ATTEMPTS")?,
+            ai_max_retry_time: l.duration("LEADFLOW_AI_MAX_RETRY_TIME")?,
+            master_key,
+            data_dir: PathBuf::from(l.req("LEADFLOW_DATA_DIR")?),
+            allow_private_urls: l.boolean("LEADFLOW_ALLOW_PRIVATE_URLS")?,
+            postback_retry_schedule: schedule,
+            postback_timeout: l.duration("LEADFLOW_POSTBACK_TIMEOUT")?,
+            sync_timeout: l.duration("LEADFLOW_SYNC_TIMEOUT")?,
+            worker_concurrency,
+            queue_prefix,
+            tenant_rate_limit: l.number("LEADFLOW_TENANT_RATE_LIMIT")?,
+            max_body_bytes: l.number("LEADFLOW_MAX_BODY_BYTES")?,
+            shutdown_timeout: l.duration("LEADFLOW_SHUTDOWN_TIMEOUT")?,
+            lock_duration: l.duration("LEADFLOW_LOCK_DURATION")?,
+            stalled_interval: l.duration("LEADFLOW_STALLED_INTERVAL")?,
+            sweep_interval: l.duration("LEADFLOW_SWEEP_INTERVAL")?,
+            db_max_connections: l.number("LEADFLOW_DB_MAX_CONNECTIONS")?,
+        };
+        if cfg.lock_duration < Duration::from_secs(1) {
+            return Err(invalid("LEADFLOW_LOCK_DURATION", "must be at least 1s"));
+        }
+        if cfg.ai_max_attempts == 0 {
+            return Err(invalid("LEADFLOW_AI_MAX_ATTEMPTS", "must be at least 1"));
+        }
+        Ok(cfg)
+    }
+
+    /// The master key, generating and storing one under the data dir in dev.
+    /// Production configs always carry one (checked in [`Config::load`]).
+    pub fn resolve_master_key(&mut self) -> Result<MasterKey, ConfigError> {
+        if let Some(k) = &self.master_key {
+            return Ok(k.clone());
+        }
+        let path = self.data_dir.join("master.key");
+        let key = load_or_create_key(&path)
+            .map_err(|e| invalid("LEADFLOW_MASTER_KEY", format!("not set, and the dev key at {} failed: {e}", path.display())))?;
+        self.master_key = Some(key.clone());
+        Ok(key)
+    }
+
+    pub fn has_ai_key(&self) -> bool {
+        self.ai_api_key.is_some()
+    }
+}
+
+fn load_or_create_key(path: &Path) -> Result<MasterKey, String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return MasterKey::from_encoded(text.trim()).map_err(|e| e.to_string());
+    }
+    let key = MasterKey::generate();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(path, key.to_encoded()).map_err(|e| e.to_string())?;
+    tracing::warn!(
+        path = %path.display(),
+        "LEADFLOW_MASTER_KEY is not set: generated a dev master key and stored it locally; set LEADFLOW_MASTER_KEY in production"
+    );
+    Ok(key)
+}
+
+fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    let file_err = |message: String| ConfigError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let var = SETTINGS
+            .iter()
+            .map(|(v, _)| *v)
+            .find(|v| v["LEADFLOW_".len()..].eq_ignore_ascii_case(&key))
+            .ok_or_else(|| file_err(format!("unknown key {key:?}")))?;
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        out.push((var, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::from_sources(&[]).unwrap();
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.postback_retry_schedule.len(), 7);
+        assert_eq!(c.postback_retry_schedule[1], Duration::from_secs(300));
+        assert_eq!(c.sync_timeout, Duration::from_secs(60));
+        assert!(!c.allow_private_urls);
+        assert!(c.ai_api_key.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = Config::from_sources(&env(&[("LEADFLOW_SYNC_TIMEOUT", "soon")])).unwrap_err();
+        assert!(e.to_string().starts_with("LEADFLOW_SYNC_TIMEOUT"), "{e}");
+        let e = Config::from_sources(&env(&[("LEADFLOW_ALLOW_PRIVATE_URLS", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("LEADFLOW_ALLOW_PRIVATE_URLS"), "{e}");
+        let e = Config::from_sources(&env(&[("LEADFLOW_ENV", "production")])).unwrap_err();
+        assert!(e.to_string().contains("LEADFLOW_MASTER_KEY"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("x").is_err());
+    }
+}

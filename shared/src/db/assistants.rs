@@ -1,0 +1,115 @@
+//! Assistants: one tenant may have several; exactly one is its default.
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::DbError;
+use crate::domain::{Assistant, AssistantSettings};
+
+const COLUMNS: &str = r#"id, tenant_id, name, model, system_prompt, temperature, max_tokens, debounce_seconds,
+    max_wait_seconds, history_limit, human_pause_minutes, is_default, created_at, updated_at"#;
+
+#[tracing::instrument(skip(conn, s))]
+pub async fn insert(conn: &mut PgConnection, tenant_id: Uuid, s: &AssistantSettings) -> Result<Assistant, DbError> {
+    if s.is_default {
+        clear_default(conn, tenant_id).await?;
+    }
+    let sql = format!(
+        r#"INSERT INTO assistants (id, tenant_id, name, model, system_prompt, temperature, max_tokens,
+               debounce_seconds, max_wait_seconds, history_limit, human_pause_minutes, is_default)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           RETURNING {COLUMNS}"#
+    );
+    Ok(sqlx::query_as::<_, Assistant>(&sql)
+        .bind(Uuid::now_v7())
+        .bind(tenant_id)
+        .bind(&s.name)
+        .bind(&s.model)
+        .bind(&s.system_prompt)
+        .bind(s.temperature)
+        .bind(s.max_tokens)
+        .bind(s.debounce_seconds)
+        .bind(s.max_wait_seconds)
+        .bind(s.history_limit)
+        .bind(s.human_pause_minutes)
+        .bind(s.is_default)
+        .fetch_one(conn)
+        .await?)
+}
+
+async fn clear_default(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), DbError> {
+    sqlx::query(r#"UPDATE assistants SET is_default = false, updated_at = now() WHERE tenant_id = $1 AND is_default"#)
+        .bind(tenant_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Assistant>, DbError> {
+    let sql = format!(r#"SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 ORDER BY created_at"#);
+    Ok(sqlx::query_as::<_, Assistant>(&sql).bind(tenant_id).fetch_all(pool).await?)
+}
+
+/// An assistant by id, only within the given tenant.
+#[tracing::instrument(skip(pool))]
+pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Assistant>, DbError> {
+    let sql = format!(r#"SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 AND id = $2"#);
+    Ok(sqlx::query_as::<_, Assistant>(&sql)
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Assistant, DbError> {
+    let sql = format!(r#"SELECT {COLUMNS} FROM assistants WHERE id = $1"#);
+    sqlx::query_as::<_, Assistant>(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(DbError::NotFound("assistant"))
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn find_default(pool: &PgPool, tenant_id: Uuid) -> Result<Option<Assistant>, DbError> {
+    let sql = format!(
+        r#"SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 ORDER BY is_default DESC, created_at LIMIT 1"#
+    );
+    Ok(sqlx::query_as::<_, Assistant>(&sql).bind(tenant_id).fetch_optional(pool).await?)
+}
+
+/// Replaces an assistant's settings (the route merges a PATCH onto the current row).
+#[tracing::instrument(skip(pool, s))]
+pub async fn update(pool: &PgPool, tenant_id: Uuid, id: Uuid, s: &AssistantSettings) -> Result<Assistant, DbError> {
+    let mut tx = pool.begin().await?;
+    if s.is_default {
+        clear_default(&mut tx, tenant_id).await?;
+    }
+    let sql = format!(
+        r#"UPDATE assistants SET name = $3, model = $4, system_prompt = $5, temperature = $6, max_tokens = $7,
+               debounce_seconds = $8, max_wait_seconds = $9, history_limit = $10, human_pause_minutes = $11,
+               is_default = $12, updated_at = now()
+           WHERE tenant_id = $1 AND id = $2
+           RETURNING {COLUMNS}"#
+    );
+    let row = sqlx::query_as::<_, Assistant>(&sql)
+        .bind(tenant_id)
+        .bind(id)
+        .bind(&s.name)
+        .bind(&s.model)
+        .bind(&s.system_prompt)
+        .bind(s.temperature)
+        .bind(s.max_tokens)
+        .bind(s.debounce_seconds)
+        .bind(s.max_wait_seconds)
+        .bind(s.history_limit)
+        .bind(s.human_pause_minutes)
+        .bind(s.is_default)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(DbError::NotFound("assistant"))?;
+    tx.commit().await?;
+    Ok(row)
+}

@@ -1,0 +1,226 @@
+//! Bursts: a lead's messages gathered for one reply. Every state change happens under
+//! `SELECT … FOR UPDATE` on the burst row, so flush jobs, AI jobs and the accept path can
+//! run in any number of processes (and re-run after a crash) without answering twice.
+//!
+//! open ──flush (due, no other generation for the lead)──▶ generating ──reply──▶ done
+//!   ▲                                                         │   └─gave up──▶ failed
+//!   └────────────── superseded draft (new messages, before the deadline) ◀─┘
+//! open ──flush while a human has paused the AI──▶ dropped
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::DbError;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Burst {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub lead_id: Uuid,
+    pub assistant_id: Uuid,
+    pub mode: String,
+    pub postback_url: Option<String>,
+    pub status: String,
+    pub version: i32,
+    pub generations: i32,
+    pub first_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub deadline_at: DateTime<Utc>,
+    pub reason: Option<String>,
+    /// Milliseconds until `due_at` by the database clock (negative: overdue).
+    pub due_in_ms: i64,
+    /// Whether `max_wait_seconds` since the first message have passed.
+    pub past_deadline: bool,
+}
+
+const SELECT: &str = r#"SELECT id, tenant_id, lead_id, assistant_id, mode, postback_url, status, version, generations,
+       first_at, due_at, deadline_at, reason,
+       (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint AS due_in_ms,
+       deadline_at <= clock_timestamp() AS past_deadline
+FROM bursts WHERE id = $1"#;
+
+#[tracing::instrument(skip(conn))]
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Burst>, DbError> {
+    let sql = format!("{SELECT} FOR UPDATE");
+    Ok(sqlx::query_as::<_, Burst>(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Burst>, DbError> {
+    Ok(sqlx::query_as::<_, Burst>(SELECT).bind(id).fetch_optional(pool).await?)
+}
+
+/// Whether another burst of the lead is being generated (one generation per lead).
+#[tracing::instrument(skip(conn))]
+pub async fn other_generating(conn: &mut PgConnection, lead_id: Uuid, except: Uuid) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT EXISTS (SELECT 1 FROM bursts WHERE lead_id = $1 AND status = 'generating' AND id <> $2)"#,
+    )
+    .bind(lead_id)
+    .bind(except)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// An earlier burst of the same lead still waiting: answer bursts in acceptance order.
+#[tracing::instrument(skip(conn))]
+pub async fn earlier_open(conn: &mut PgConnection, lead_id: Uuid, burst: Uuid) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT EXISTS (SELECT 1 FROM bursts WHERE lead_id = $1 AND status = 'open' AND id < $2)"#,
+    )
+    .bind(lead_id)
+    .bind(burst)
+    .fetch_one(conn)
+    .await?)
+}
+
+#[tracing::instrument(skip(conn))]
+pub async fn lead_paused(conn: &mut PgConnection, lead_id: Uuid) -> Result<bool, DbError> {
+    Ok(
+        sqlx::query_scalar(r#"SELECT COALESCE(paused_until > now(), false) FROM leads WHERE id = $1"#)
+            .bind(lead_id)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Marks the burst as generating and returns the new generation number.
+#[tracing::instrument(skip(conn))]
+pub async fn start_generation(conn: &mut PgConnection, id: Uuid) -> Result<i32, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"UPDATE bursts SET status = 'generating', generations = generations + 1, updated_at = now()
+           WHERE id = $1 RETURNING generations"#,
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Ends a burst without a reply (`dropped`, `failed`) or with one (`done`).
+#[tracing::instrument(skip(conn))]
+pub async fn finish(conn: &mut PgConnection, id: Uuid, status: &str, reason: Option<&str>) -> Result<(), DbError> {
+    sqlx::query(r#"UPDATE bursts SET status = $2, reason = $3, updated_at = now() WHERE id = $1"#)
+        .bind(id)
+        .bind(status)
+        .bind(reason)
+        .execute(&mut *conn)
+        .await?;
+    let message_status = match status {
+        "done" => "answered",
+        "dropped" => "dropped",
+        _ => "failed",
+    };
+    sqlx::query(r#"UPDATE messages SET status = $2 WHERE burst_id = $1 AND role = 'user'"#)
+        .bind(id)
+        .bind(message_status)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A superseded draft: the burst goes back to `open` and is due again when the lead
+/// has been quiet for the debounce window (the accept path already moved `due_at`).
+#[tracing::instrument(skip(conn))]
+pub async fn reopen(conn: &mut PgConnection, id: Uuid) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"UPDATE bursts SET status = 'open', updated_at = now() WHERE id = $1
+           RETURNING (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint"#,
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Past the deadline, messages that arrived during the generation were not in its prompt:
+/// they move to a new burst of their own, which is flushed after this reply.
+#[tracing::instrument(skip(conn, b))]
+pub async fn split_off_after(
+    conn: &mut PgConnection,
+    b: &Burst,
+    included_max_seq: i64,
+    debounce_seconds: f64,
+    max_wait_seconds: f64,
+) -> Result<Option<(Uuid, i64)>, DbError> {
+    let new_id = Uuid::now_v7();
+    let created: Option<i64> = sqlx::query_scalar(
+        r#"WITH late AS (
+               SELECT min(created_at) AS first_at, max(created_at) AS last_at
+               FROM messages WHERE burst_id = $2 AND seq > $3 AND role = 'user'
+           )
+           INSERT INTO bursts (id, tenant_id, lead_id, assistant_id, mode, postback_url, status,
+                               first_at, last_at, due_at, deadline_at)
+           SELECT $1, b.tenant_id, b.lead_id, b.assistant_id, b.mode, b.postback_url, 'open',
+                  late.first_at, late.last_at,
+                  LEAST(late.last_at + make_interval(secs => $4), late.first_at + make_interval(secs => $5)),
+                  late.first_at + make_interval(secs => $5)
+           FROM bursts b, late WHERE b.id = $2 AND late.first_at IS NOT NULL
+           RETURNING (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint"#,
+    )
+    .bind(new_id)
+    .bind(b.id)
+    .bind(included_max_seq)
+    .bind(debounce_seconds)
+    .bind(max_wait_seconds.max(debounce_seconds))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(due_in_ms) = created else {
+        return Ok(None);
+    };
+    sqlx::query(r#"UPDATE messages SET burst_id = $1 WHERE burst_id = $2 AND seq > $3"#)
+        .bind(new_id)
+        .bind(b.id)
+        .bind(included_max_seq)
+        .execute(conn)
+        .await?;
+    Ok(Some((new_id, due_in_ms)))
+}
+
+/// Open bursts of a lead that were waiting for the lead's generation slot.
+#[tracing::instrument(skip(pool))]
+pub async fn open_for_lead(pool: &PgPool, lead_id: Uuid) -> Result<Vec<(Uuid, i64)>, DbError> {
+    Ok(sqlx::query_as(
+        r#"SELECT id, (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint
+           FROM bursts WHERE lead_id = $1 AND status = 'open' ORDER BY id"#,
+    )
+    .bind(lead_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Sweeper: open bursts overdue by more than `grace_ms` (their flush job was lost).
+#[tracing::instrument(skip(pool))]
+pub async fn overdue_open(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT id FROM bursts WHERE status = 'open' AND due_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
+           ORDER BY due_at LIMIT $2"#,
+    )
+    .bind(grace_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Sweeper: generations with no progress for `stale_ms` (their AI job was lost).
+#[tracing::instrument(skip(pool))]
+pub async fn stale_generating(pool: &PgPool, stale_ms: i64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
+    Ok(sqlx::query_as(
+        r#"SELECT id, generations FROM bursts
+           WHERE status = 'generating' AND updated_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
+           ORDER BY updated_at LIMIT $2"#,
+    )
+    .bind(stale_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Records liveness of a generation (retries) so the sweeper leaves it alone.
+#[tracing::instrument(skip(pool))]
+pub async fn touch(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
+    sqlx::query(r#"UPDATE bursts SET updated_at = now() WHERE id = $1"#)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

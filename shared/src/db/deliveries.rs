@@ -1,0 +1,191 @@
+//! Postback deliveries and their attempts. A delivery is created in the same transaction
+//! as the reply (one per burst, unique), so a re-run never makes a second `webhook-id`.
+//! Every HTTP attempt is a row.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::DbError;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub webhook_id: String,
+    pub tenant_id: Uuid,
+    pub burst_id: Uuid,
+    pub url: String,
+    #[serde(skip)]
+    pub payload: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub duration_ms: i32,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "id, webhook_id, tenant_id, burst_id, url, payload, status, attempts, next_attempt_at, last_error, created_at, updated_at";
+
+/// Creates the burst's delivery; `None` when it already exists (a re-run).
+#[tracing::instrument(skip(conn, payload))]
+pub async fn create(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    burst_id: Uuid,
+    url: &str,
+    payload: &str,
+) -> Result<Option<Uuid>, DbError> {
+    let id = Uuid::now_v7();
+    Ok(sqlx::query_scalar(
+        r#"INSERT INTO deliveries (id, webhook_id, tenant_id, burst_id, url, payload, status, next_attempt_at)
+           VALUES ($1, $2, $3, $4, $5, $6, 'pending', now())
+           ON CONFLICT (burst_id) DO NOTHING
+           RETURNING id"#,
+    )
+    .bind(id)
+    .bind(format!("msg_{}", id.simple()))
+    .bind(tenant_id)
+    .bind(burst_id)
+    .bind(url)
+    .bind(payload)
+    .fetch_optional(conn)
+    .await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Delivery>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1");
+    Ok(sqlx::query_as::<_, Delivery>(&sql).bind(id).fetch_optional(pool).await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn find_for_tenants(pool: &PgPool, tenants: &[Uuid], id: Uuid) -> Result<Option<Delivery>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1 AND tenant_id = ANY($2)");
+    Ok(sqlx::query_as::<_, Delivery>(&sql)
+        .bind(id)
+        .bind(tenants)
+        .fetch_optional(pool)
+        .await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn list(
+    pool: &PgPool,
+    tenants: &[Uuid],
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Delivery>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE tenant_id = ANY($1) AND ($2::text IS NULL OR status = $2)
+         ORDER BY created_at DESC LIMIT $3"
+    );
+    Ok(sqlx::query_as::<_, Delivery>(&sql)
+        .bind(tenants)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn attempts(pool: &PgPool, id: Uuid) -> Result<Vec<Attempt>, DbError> {
+    Ok(sqlx::query_as::<_, Attempt>(
+        r#"SELECT attempt, status_code, duration_ms, error, response_body, created_at
+           FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id"#,
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub struct AttemptRecord<'a> {
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub duration_ms: i32,
+    pub error: Option<&'a str>,
+    pub response_body: Option<&'a str>,
+}
+
+/// What happens to the delivery after an attempt.
+pub enum Outcome {
+    Delivered,
+    Failed,
+    RetryInMs(i64),
+}
+
+/// Records an attempt and moves the delivery on, in one transaction.
+#[tracing::instrument(skip(pool, rec, outcome))]
+pub async fn record_attempt(pool: &PgPool, id: Uuid, rec: &AttemptRecord<'_>, outcome: &Outcome) -> Result<(), DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        r#"INSERT INTO delivery_attempts (delivery_id, attempt, status_code, duration_ms, error, response_body)
+           VALUES ($1, $2, $3, $4, $5, $6)"#,
+    )
+    .bind(id)
+    .bind(rec.attempt)
+    .bind(rec.status_code)
+    .bind(rec.duration_ms)
+    .bind(rec.error)
+    .bind(rec.response_body)
+    .execute(&mut *tx)
+    .await?;
+    let (status, next_ms) = match outcome {
+        Outcome::Delivered => ("delivered", None),
+        Outcome::Failed => ("failed", None),
+        Outcome::RetryInMs(ms) => ("pending", Some(*ms)),
+    };
+    sqlx::query(
+        r#"UPDATE deliveries SET status = $2, attempts = GREATEST(attempts, $3), last_error = $4, updated_at = now(),
+               next_attempt_at = CASE WHEN $5::bigint IS NULL THEN NULL
+                                      ELSE now() + make_interval(secs => $5::float8 / 1000) END
+           WHERE id = $1"#,
+    )
+    .bind(id)
+    .bind(status)
+    .bind(rec.attempt)
+    .bind(rec.error)
+    .bind(next_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Manual retry of a failed delivery: back to pending; returns the attempt number to use.
+#[tracing::instrument(skip(pool))]
+pub async fn reopen(pool: &PgPool, id: Uuid) -> Result<Option<i32>, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"UPDATE deliveries SET status = 'pending', next_attempt_at = now(), updated_at = now()
+           WHERE id = $1 AND status = 'failed' RETURNING attempts + 1"#,
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Sweeper: pending deliveries whose next attempt is overdue by `grace_ms` (job lost).
+#[tracing::instrument(skip(pool))]
+pub async fn overdue_pending(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
+    Ok(sqlx::query_as(
+        r#"SELECT id, attempts + 1 FROM deliveries
+           WHERE status = 'pending' AND next_attempt_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
+           ORDER BY next_attempt_at LIMIT $2"#,
+    )
+    .bind(grace_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}

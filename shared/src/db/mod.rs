@@ -1,0 +1,78 @@
+//! PostgreSQL access. PostgreSQL holds every message, burst, reply and delivery; Redis
+//! only holds jobs that point at these rows, so a lost job can always be re-derived
+//! (see the scheduler's sweeper). Each submodule is one table family with small,
+//! instrumented repository functions.
+
+pub mod assistants;
+pub mod bursts;
+pub mod deliveries;
+pub mod leads;
+pub mod messages;
+pub mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("secret could not be decrypted (wrong LEADFLOW_MASTER_KEY?)")]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
+/// Connects, creating the database when it does not exist yet, and runs migrations.
+/// Every role calls this at start; migrations are idempotent.
+pub async fn connect_and_migrate(cfg: &Config) -> Result<PgPool, DbError> {
+    let url = cfg.database_url.expose_secret();
+    let opts = PgConnectOptions::from_str(url)?;
+    create_database_if_missing(&opts).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(cfg.db_max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::migrate!("../migrations").run(pool).await?;
+    Ok(())
+}
+
+async fn create_database_if_missing(opts: &PgConnectOptions) -> Result<(), DbError> {
+    let Some(name) = opts.get_database().map(str::to_string) else {
+        return Ok(());
+    };
+    // Try the target first: it usually exists, and a role without CREATEDB is fine then.
+    if opts.connect().await.is_ok() {
+        return Ok(());
+    }
+    let mut admin = opts.clone().database("postgres").connect().await?;
+    let exists: bool = sqlx::query_scalar(r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)"#)
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        let quoted = name.replace('"', "\"\"");
+        match sqlx::query(&format!(r#"CREATE DATABASE "{quoted}""#)).execute(&mut admin).await {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Another role raced us to it: fine.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Tenants and their credentials. API keys are stored as SHA-256 hashes (they are 256-bit
+//! random, so a fast hash is safe and keeps auth off the hot path's CPU); postback
+//! secrets and AI keys are encrypted with the master key.
+
+use secrecy::SecretString;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::DbError;
+use crate::crypto::{self, MasterKey};
+use crate::domain::AssistantSettings;
+use crate::signing::WebhookSecret;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub parent_id: Option<Uuid>,
+    pub rate_limit_per_sec: Option<i32>,
+}
+
+/// What `leadflow tenant create` prints: the only time the API key is ever shown.
+#[derive(Debug, serde::Serialize)]
+pub struct CreatedTenant {
+    pub tenant_id: Uuid,
+    pub api_key: String,
+    pub postback_secret: String,
+    pub assistant_id: Uuid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantKind {
+    Agency,
+    Client,
+}
+
+impl TenantKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agency => "agency",
+            Self::Client => "client",
+        }
+    }
+}
+
+#[tracing::instrument(skip(pool, key))]
+pub async fn create(
+    pool: &PgPool,
+    key: &MasterKey,
+    name: &str,
+    kind: TenantKind,
+    parent: Option<Uuid>,
+) -> Result<CreatedTenant, DbError> {
+    let mut tx = pool.begin().await?;
+    if let Some(parent) = parent {
+        let parent_kind: Option<String> = sqlx::query_scalar(r#"SELECT kind FROM tenants WHERE id = $1"#)
+            .bind(parent)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if parent_kind.as_deref() != Some("agency") {
+            return Err(DbError::NotFound("parent agency tenant"));
+        }
+    }
+    let id = Uuid::now_v7();
+    let api_key = crypto::generate_api_key();
+    let secret = WebhookSecret::generate();
+    let postback_secret = secret.expose_encoded();
+    sqlx::query(
+        r#"INSERT INTO tenants (id, name, kind, parent_id, api_key_hash, postback_secret_enc)
+           VALUES ($1, $2, $3, $4, $5, $6)"#,
+    )
+    .bind(id)
+    .bind(name)
+    .bind(kind.as_str())
+    .bind(parent)
+    .bind(crypto::hash_api_key(&api_key))
+    .bind(key.encrypt(postback_secret.as_bytes()))
+    .execute(&mut *tx)
+    .await?;
+    let assistant = super::assistants::insert(&mut tx, id, &AssistantSettings::default()).await?;
+    tx.commit().await?;
+    Ok(CreatedTenant {
+        tenant_id: id,
+        api_key,
+        postback_secret,
+        assistant_id: assistant.id,
+    })
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Tenant>, DbError> {
+    Ok(sqlx::query_as::<_, Tenant>(
+        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants WHERE api_key_hash = $1"#,
+    )
+    .bind(crypto::hash_api_key(api_key))
+    .fetch_optional(pool)
+    .await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Tenant>, DbError> {
+    Ok(sqlx::query_as::<_, Tenant>(
+        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants WHERE id = $1"#,
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The tenant's postback signing secret, decrypted.
+#[tracing::instrument(skip(pool, key))]
+pub async fn postback_secret(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<WebhookSecret, DbError> {
+    let enc: Vec<u8> = sqlx::query_scalar(r#"SELECT postback_secret_enc FROM tenants WHERE id = $1"#)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(DbError::NotFound("tenant"))?;
+    let plain = key.decrypt(&enc)?;
+    let text = String::from_utf8_lossy(&plain).into_owned();
+    WebhookSecret::parse(&text).map_err(|_| DbError::NotFound("valid postback secret"))
+}
+
+/// The tenant's own AI credentials, when it brought any (they win over the default).
+#[derive(Debug, Clone, Default)]
+pub struct TenantAi {
+    pub api_key: Option<SecretString>,
+    pub base_url: Option<String>,
+}
+
+#[tracing::instrument(skip(pool, key))]
+pub async fn ai_settings(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<TenantAi, DbError> {
+    let row: Option<(Option<Vec<u8>>, Option<String>)> =
+        sqlx::query_as(r#"SELECT ai_api_key_enc, ai_base_url FROM tenants WHERE id = $1"#)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    let (enc, base_url) = row.ok_or(DbError::NotFound("tenant"))?;
+    let api_key = match enc {
+        Some(enc) => Some(SecretString::from(String::from_utf8_lossy(&key.decrypt(&enc)?).into_owned())),
+        None => None,
+    };
+    Ok(TenantAi { api_key, base_url })
+}
+
+#[tracing::instrument(skip(pool, key, api_key))]
+pub async fn set_ai_settings(
+    pool: &PgPool,
+    key: &MasterKey,
+    id: Uuid,
+    api_key: Option<&str>,
+    base_url: Option<&str>,
+) -> Result<(), DbError> {
+    sqlx::query(r#"UPDATE tenants SET ai_api_key_enc = $2, ai_base_url = $3 WHERE id = $1"#)
+        .bind(id)
+        .bind(api_key.map(|k| key.encrypt(k.as_bytes())))
+        .bind(base_url)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Domain vocabulary shared by every role: who speaks in a conversation, what kind of
+//! message it is, and the settings of an assistant. Stored as text in PostgreSQL and
+//! exchanged as lower-case strings on the wire.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The lead. Only user messages are answered.
+    User,
+    /// A reply the business already sent (recorded into history).
+    Assistant,
+    /// A person at the business; pauses the AI for the lead.
+    Human,
+    System,
+}
+
+impl Role {
+    pub const ALL: &'static str = "user, assistant, human, system";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "user" => Self::User,
+            "assistant" => Self::Assistant,
+            "human" => Self::Human,
+            "system" => Self::System,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Human => "human",
+            Self::System => "system",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageType {
+    Text,
+    Image,
+    Audio,
+    Pdf,
+}
+
+impl MessageType {
+    pub const ALL: &'static str = "text, image, audio, pdf";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "text" => Self::Text,
+            "image" => Self::Image,
+            "audio" => Self::Audio,
+            "pdf" => Self::Pdf,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Audio => "audio",
+            Self::Pdf => "pdf",
+        }
+    }
+}
+
+/// An assistant: the prompt, model and timing that answer a tenant's leads.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Assistant {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub temperature: f64,
+    pub max_tokens: i32,
+    pub debounce_seconds: f64,
+    pub max_wait_seconds: f64,
+    pub history_limit: i32,
+    pub human_pause_minutes: i32,
+    pub is_default: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Settings for a new assistant; every field has a sensible default.
+#[derive(Debug, Clone)]
+pub struct AssistantSettings {
+    pub name: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub temperature: f64,
+    pub max_tokens: i32,
+    pub debounce_seconds: f64,
+    pub max_wait_seconds: f64,
+    pub history_limit: i32,
+    pub human_pause_minutes: i32,
+    pub is_default: bool,
+}
+
+impl Default for AssistantSettings {
+    fn default() -> Self {
+        Self {
+            name: "Default assistant".into(),
+            model: "gpt-4o-mini".into(),
+            system_prompt: "You are a helpful assistant answering a business's leads. Be brief and friendly.".into(),
+            temperature: 0.7,
+            max_tokens: 512,
+            debounce_seconds: 5.0,
+            max_wait_seconds: 30.0,
+            history_limit: 20,
+            human_pause_minutes: 60,
+            is_default: true,
+        }
+    }
+}

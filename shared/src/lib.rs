@@ -1,0 +1,15 @@
+//! Leadflow's shared core: configuration, domain types, PostgreSQL access and the typed
+//! job layer over BullMQ. The `api`, `worker` and `scheduler` crates are thin layers over
+//! this one, so every role agrees on what a tenant, a burst or a job is.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod notify;
+pub mod queue;
+pub mod signing;
+pub mod ssrf;
+
+pub use config::Config;

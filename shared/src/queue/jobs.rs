@@ -1,0 +1,70 @@
+//! The jobs themselves: ids and counters only.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Job, QueueKind};
+
+/// Check a burst at (or after) `at_ms`; flush it if it is due.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlushBurst {
+    pub burst_id: Uuid,
+    /// The epoch-ms the check was scheduled for: each re-schedule is a distinct job.
+    pub at_ms: i64,
+}
+
+impl Job for FlushBurst {
+    const QUEUE: QueueKind = QueueKind::Flush;
+    const NAME: &'static str = "flush-burst";
+    fn job_id(&self) -> String {
+        format!("flush.{}.{}", self.burst_id.simple(), self.at_ms)
+    }
+}
+
+/// Generate (or retry generating) the reply of one generation of a burst.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerateReply {
+    pub burst_id: Uuid,
+    pub generation: i32,
+    pub attempt: u32,
+}
+
+impl Job for GenerateReply {
+    const QUEUE: QueueKind = QueueKind::Ai;
+    const NAME: &'static str = "generate-reply";
+    fn job_id(&self) -> String {
+        format!("ai.{}.{}.{}", self.burst_id.simple(), self.generation, self.attempt)
+    }
+}
+
+/// Attempt number `attempt` of a postback delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliverPostback {
+    pub delivery_id: Uuid,
+    pub attempt: i32,
+    /// A manual retry (`POST /backend/deliveries/{id}/retry`) is one attempt, no schedule.
+    #[serde(default)]
+    pub manual: bool,
+}
+
+impl Job for DeliverPostback {
+    const QUEUE: QueueKind = QueueKind::Postback;
+    const NAME: &'static str = "deliver-postback";
+    fn job_id(&self) -> String {
+        format!("pb.{}.{}", self.delivery_id.simple(), self.attempt)
+    }
+}
+
+/// One scheduler tick of the sweeper (finds work that should exist in Redis and doesn't).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sweep {
+    pub tick: i64,
+}
+
+impl Job for Sweep {
+    const QUEUE: QueueKind = QueueKind::Scheduled;
+    const NAME: &'static str = "sweep";
+    fn job_id(&self) -> String {
+        format!("sweep.{}", self.tick)
+    }
+}

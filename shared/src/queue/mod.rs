@@ -1,0 +1,205 @@
+//! The typed job layer over BullMQ (`bullmq-official`). Each kind of work has its own
+//! queue so operators can size a pool per kind (`leadflow worker --queues ai,postback`),
+//! and each job is one Rust type carrying ids and an attempt number, never a payload:
+//! state lives in PostgreSQL. Ids are deterministic, so enqueueing the same logical step
+//! twice (a re-run after a crash, the sweeper) is one job while the first still exists.
+//!
+//! BullMQ's own retries (`attempts`) only cover infrastructure failures (PostgreSQL
+//! unreachable, a panic); domain retries — an AI 429, a postback 503 — are new delayed
+//! jobs scheduled by the handler with their own policy. `add_bulk` is not atomic in this
+//! port, so nothing here uses it.
+
+mod jobs;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bullmq::options::RedisConnectionOptions;
+use bullmq::types::{BackoffStrategy, KeepJobs, RemoveOnFinish};
+use bullmq::{JobOptions, Queue, QueueOptions};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use jobs::{DeliverPostback, FlushBurst, GenerateReply, Sweep};
+
+/// One queue per kind of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueKind {
+    /// Decides when a burst is due and starts its generation.
+    Flush,
+    /// Calls the AI and stores the reply.
+    Ai,
+    /// Delivers signed postbacks.
+    Postback,
+    /// Periodic housekeeping ticks enqueued by the scheduler.
+    Scheduled,
+}
+
+impl QueueKind {
+    pub const ALL: [QueueKind; 4] = [Self::Flush, Self::Ai, Self::Postback, Self::Scheduled];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flush => "flush",
+            Self::Ai => "ai",
+            Self::Postback => "postback",
+            Self::Scheduled => "scheduled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == s.trim())
+    }
+}
+
+/// A typed job: its queue, its BullMQ job name, its deterministic id.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + std::fmt::Debug + 'static {
+    const QUEUE: QueueKind;
+    const NAME: &'static str;
+    /// The same logical step always gets the same id (BullMQ ignores a duplicate add).
+    fn job_id(&self) -> String;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue {queue}: {source}")]
+    Bull {
+        queue: &'static str,
+        #[source]
+        source: bullmq::Error,
+    },
+}
+
+/// Infrastructure retries: how many times BullMQ re-runs a job whose handler errored.
+pub const INFRA_ATTEMPTS: u32 = 8;
+/// Name of the custom (jittered, capped) backoff every worker registers.
+pub const BACKOFF_NAME: &str = "jittered";
+
+pub fn connection_options(redis_url: &str) -> RedisConnectionOptions {
+    RedisConnectionOptions {
+        url: redis_url.to_string(),
+        max_connections: 8,
+        ..Default::default()
+    }
+}
+
+/// Finished jobs are trimmed by age and count so Redis never grows without bound;
+/// PostgreSQL keeps the durable record.
+pub fn remove_on_complete() -> RemoveOnFinish {
+    RemoveOnFinish::Options(KeepJobs {
+        age: Some(3600),
+        count: Some(5000),
+        limit: None,
+    })
+}
+
+pub fn remove_on_fail() -> RemoveOnFinish {
+    RemoveOnFinish::Options(KeepJobs {
+        age: Some(7 * 24 * 3600),
+        count: Some(20000),
+        limit: None,
+    })
+}
+
+/// Producer side: a handle on every queue.
+#[derive(Clone)]
+pub struct Queues {
+    queues: std::sync::Arc<HashMap<QueueKind, Queue>>,
+    prefix: String,
+}
+
+impl Queues {
+    pub async fn connect(redis_url: &str, prefix: &str) -> Result<Self, QueueError> {
+        let mut queues = HashMap::new();
+        for kind in QueueKind::ALL {
+            let opts = QueueOptions {
+                connection: connection_options(redis_url),
+                prefix: prefix.to_string(),
+                default_job_options: JobOptions {
+                    attempts: Some(INFRA_ATTEMPTS),
+                    backoff: Some(BackoffStrategy::Custom(BACKOFF_NAME.to_string())),
+                    remove_on_complete: Some(remove_on_complete()),
+                    remove_on_fail: Some(remove_on_fail()),
+                    ..Default::default()
+                },
+                skip_version_check: false,
+            };
+            let queue = Queue::with_options(kind.name(), opts)
+                .await
+                .map_err(|source| QueueError::Bull {
+                    queue: kind.name(),
+                    source,
+                })?;
+            queues.insert(kind, queue);
+        }
+        Ok(Self {
+            queues: std::sync::Arc::new(queues),
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn queue(&self, kind: QueueKind) -> &Queue {
+        &self.queues[&kind]
+    }
+
+    /// Adds `job` to its queue, to run after `delay` (zero: now).
+    #[tracing::instrument(skip(self), fields(queue = J::QUEUE.name()))]
+    pub async fn enqueue<J: Job>(&self, job: &J, delay: Duration) -> Result<(), QueueError> {
+        let mut add = self.queue(J::QUEUE).add(J::NAME, job).job_id(job.job_id());
+        if !delay.is_zero() {
+            add = add.delay(delay);
+        }
+        add.await.map_err(|source| QueueError::Bull {
+            queue: J::QUEUE.name(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        for q in self.queues.values() {
+            q.close().await;
+        }
+    }
+}
+
+/// Milliseconds (possibly negative: overdue) to a delay.
+pub fn delay_from_ms(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+/// Exponential backoff with full jitter and a cap (the port's built-in one has neither).
+pub fn jittered_backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    use rand::Rng;
+    let exp = base.saturating_mul(1u32 << attempt.min(16));
+    let ceiling = exp.min(cap);
+    let lo = ceiling / 2;
+    let span = (ceiling - lo).as_millis() as u64;
+    lo + Duration::from_millis(rand::thread_rng().gen_range(0..=span))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        for attempt in 0..40 {
+            let d = jittered_backoff(attempt, Duration::from_millis(500), Duration::from_secs(30));
+            assert!(d <= Duration::from_secs(30));
+            assert!(d >= Duration::from_millis(250));
+        }
+    }
+
+    #[test]
+    fn queue_names_round_trip() {
+        for k in QueueKind::ALL {
+            assert_eq!(QueueKind::parse(k.name()), Some(k));
+        }
+        assert_eq!(QueueKind::parse("nope"), None);
+    }
+}

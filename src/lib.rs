@@ -1,0 +1,126 @@
+//! Starting Leadflow's roles in one process. The `leadflow` binary and the end-to-end
+//! tests both call [`start`], so what the tests exercise is what operators run.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_shared::queue::{QueueKind, Queues};
+use leadflow_shared::{db, Config};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Which roles this process runs.
+#[derive(Debug, Clone)]
+pub struct Roles {
+    pub api: bool,
+    /// Queues to consume and jobs in flight per queue.
+    pub worker: Option<(Vec<QueueKind>, usize)>,
+    pub scheduler: bool,
+}
+
+impl Roles {
+    pub fn all(cfg: &Config) -> Self {
+        Self {
+            api: true,
+            worker: Some((QueueKind::ALL.to_vec(), cfg.worker_concurrency)),
+            scheduler: true,
+        }
+    }
+}
+
+pub struct Running {
+    pub http_addr: Option<SocketAddr>,
+    pub pool: sqlx::PgPool,
+    pub queues: Queues,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    workers: Option<leadflow_worker::runtime::Pool>,
+    shutdown_timeout: Duration,
+}
+
+/// Connects to PostgreSQL (creating and migrating the database) and Redis, then starts
+/// the requested roles. Returns once they are accepting work.
+pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
+    let master_key = cfg.resolve_master_key()?;
+    let pool = db::connect_and_migrate(&cfg).await?;
+    let queues = Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await?;
+    if cfg.has_ai_key() {
+        tracing::info!(base_url = %cfg.ai_base_url, "AI provider configured");
+    } else {
+        tracing::warn!(
+            "no AI provider is configured (LEADFLOW_AI_API_KEY is not set): replies fail with `ai_not_configured` \
+             unless a tenant brings its own key"
+        );
+    }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let workers = match &roles.worker {
+        Some((kinds, concurrency)) => {
+            let ctx = leadflow_worker::Ctx::new(cfg.clone(), pool.clone(), queues.clone(), master_key.clone()).await?;
+            Some(leadflow_worker::jobs::start(&ctx, kinds, *concurrency).await?)
+        }
+        None => None,
+    };
+
+    if roles.scheduler {
+        let redis = redis::Client::open(cfg.redis_url.as_str())?.get_connection_manager().await?;
+        let scheduler = leadflow_scheduler::Scheduler {
+            queues: queues.clone(),
+            redis,
+            prefix: cfg.queue_prefix.clone(),
+            sweep_interval: cfg.sweep_interval,
+        };
+        tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
+    }
+
+    let mut http_addr = None;
+    if roles.api {
+        let listener = tokio::net::TcpListener::bind(cfg.http_addr).await?;
+        http_addr = Some(listener.local_addr()?);
+        tracing::info!(addr = %listener.local_addr()?, "API listening");
+        let state = leadflow_api::AppState::new(cfg.clone(), pool.clone(), queues.clone());
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            if let Err(e) = leadflow_api::serve(listener, state, stop).await {
+                tracing::error!(error = %e, "API server stopped");
+            }
+        }));
+    }
+
+    Ok(Running {
+        http_addr,
+        pool,
+        queues,
+        shutdown,
+        tasks,
+        workers,
+        shutdown_timeout: cfg.shutdown_timeout,
+    })
+}
+
+impl Running {
+    /// Graceful stop: the API stops accepting and finishes its requests, workers stop
+    /// fetching and let in-flight jobs finish (up to `LEADFLOW_SHUTDOWN_TIMEOUT`; what is
+    /// still running then is recovered by another worker's stalled check).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Some(w) = &self.workers {
+            w.close(self.shutdown_timeout).await;
+        }
+        for t in self.tasks {
+            let _ = tokio::time::timeout(self.shutdown_timeout, t).await;
+        }
+        self.queues.close().await;
+        self.pool.close().await;
+    }
+
+    pub fn shared_pool(&self) -> Arc<sqlx::PgPool> {
+        Arc::new(self.pool.clone())
+    }
+}

@@ -1,0 +1,159 @@
+//! The `leadflow` binary: parses the command line and starts roles from the library.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use leadflow::{start, Roles};
+use leadflow_shared::db::tenants::{self, TenantKind};
+use leadflow_shared::queue::QueueKind;
+use leadflow_shared::{db, Config};
+
+#[derive(Parser)]
+#[command(name = "leadflow", version, about = "Self-hosted backend for AI lead messaging")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API, workers and scheduler in one process.
+    All,
+    /// The HTTP API only.
+    Api,
+    /// Queue consumers.
+    Worker {
+        /// Comma-separated queues to consume (flush, ai, postback, scheduled); default all.
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+        /// Jobs in flight per queue (default LEADFLOW_WORKER_CONCURRENCY).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Periodic ticks (sweeper); safe to run as several replicas.
+    Scheduler,
+    /// Create the database if needed and run migrations.
+    Migrate,
+    /// Tenant administration.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints {"tenant_id", "api_key", "postback_secret", "assistant_id"}.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value = "client")]
+        kind: Kind,
+        /// The agency this client belongs to.
+        #[arg(long)]
+        parent: Option<uuid::Uuid>,
+    },
+    /// Give a tenant its own AI key and/or base URL (they win over the defaults).
+    SetAi {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long, env = "LEADFLOW_TENANT_AI_API_KEY")]
+        api_key: Option<String>,
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Agency,
+    Client,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LEADFLOW_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,bullmq=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut cfg = Config::load().context("invalid configuration")?;
+    let roles = match cli.command {
+        Command::All => Roles::all(&cfg),
+        Command::Api => Roles {
+            api: true,
+            worker: None,
+            scheduler: false,
+        },
+        Command::Worker { queues, concurrency } => {
+            let kinds = if queues.is_empty() {
+                QueueKind::ALL.to_vec()
+            } else {
+                queues
+                    .iter()
+                    .map(|q| QueueKind::parse(q).with_context(|| format!("--queues: unknown queue {q:?}")))
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            };
+            Roles {
+                api: false,
+                worker: Some((kinds, concurrency.unwrap_or(cfg.worker_concurrency).max(1))),
+                scheduler: false,
+            }
+        }
+        Command::Scheduler => Roles {
+            api: false,
+            worker: None,
+            scheduler: true,
+        },
+        Command::Migrate => {
+            db::connect_and_migrate(&cfg).await?;
+            eprintln!("migrations applied");
+            return Ok(());
+        }
+        Command::Tenant { command } => return tenant(&mut cfg, command).await,
+    };
+    let running = start(cfg, roles).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight work");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn tenant(cfg: &mut Config, command: TenantCommand) -> anyhow::Result<()> {
+    let key = cfg.resolve_master_key()?;
+    let pool = db::connect_and_migrate(cfg).await?;
+    match command {
+        TenantCommand::Create { name, kind, parent } => {
+            let kind = match kind {
+                Kind::Agency => TenantKind::Agency,
+                Kind::Client => TenantKind::Client,
+            };
+            if parent.is_some() && kind == TenantKind::Agency {
+                anyhow::bail!("--parent is only for client tenants");
+            }
+            let created = tenants::create(&pool, &key, &name, kind, parent).await?;
+            println!("{}", serde_json::to_string(&created)?);
+        }
+        TenantCommand::SetAi {
+            tenant,
+            api_key,
+            base_url,
+        } => {
+            tenants::set_ai_settings(&pool, &key, tenant, api_key.as_deref(), base_url.as_deref()).await?;
+            eprintln!("AI settings updated for tenant {tenant}");
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler can be installed");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

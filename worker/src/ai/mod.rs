@@ -1,0 +1,278 @@
+//! The AI call: an OpenAI-compatible chat completion. Request and response bodies are
+//! `async-openai`'s types; the HTTP exchange is our own `reqwest` call, because the retry
+//! policy needs what async-openai's client does not expose — the response headers
+//! (`retry-after`, `x-ratelimit-reset-*`) — and must not retry behind our back.
+
+pub mod prompt;
+
+use std::time::Duration;
+
+use async_openai::types::chat::{CreateChatCompletionRequest, CreateChatCompletionResponse};
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AiError {
+    #[error("no AI provider is configured: set LEADFLOW_AI_API_KEY (or the tenant's own key)")]
+    NotConfigured,
+    /// 429 `rate_limit_exceeded`, 5xx, timeouts, connection errors: worth another try.
+    #[error("AI provider error (retryable){}: {message}", status.map(|s| format!(" {s}")).unwrap_or_default())]
+    Retryable {
+        status: Option<u16>,
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// `insufficient_quota`, 400, 401, 403, 404…: retrying cannot help.
+    #[error("AI provider error {status}: {message}")]
+    Fatal {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+}
+
+impl AiError {
+    /// A short machine-readable code for error postbacks and API responses.
+    pub fn code(&self) -> String {
+        match self {
+            Self::NotConfigured => "ai_not_configured".into(),
+            Self::Retryable { code, status, .. } => code
+                .clone()
+                .unwrap_or_else(|| status.map(|s| format!("ai_http_{s}")).unwrap_or_else(|| "ai_unreachable".into())),
+            Self::Fatal { code, status, .. } => code.clone().unwrap_or_else(|| format!("ai_http_{status}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AiReply {
+    pub content: String,
+    pub model: String,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+}
+
+#[derive(Clone)]
+pub struct AiClient {
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorObject,
+}
+
+#[derive(Deserialize)]
+struct ErrorObject {
+    #[serde(default)]
+    message: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+impl AiClient {
+    pub fn new(timeout: Duration) -> reqwest::Result<Self> {
+        // The AI base URL is operator configuration, not user input: no SSRF guard here,
+        // so a local vLLM/Ollama works; the per-request timeout bounds a hung provider.
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(1024)
+            .user_agent(concat!("leadflow/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { http })
+    }
+
+    #[tracing::instrument(skip_all, fields(model = %body.model))]
+    pub async fn chat(
+        &self,
+        base_url: &str,
+        api_key: Option<&SecretString>,
+        body: &CreateChatCompletionRequest,
+    ) -> Result<AiReply, AiError> {
+        let api_key = api_key.ok_or(AiError::NotConfigured)?;
+        let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+        let resp = self
+            .http
+            .post(url)
+            .bearer_auth(api_key.expose_secret())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| AiError::Retryable {
+                status: None,
+                code: None,
+                message: format!("request failed: {}", error_chain(&e)),
+                retry_after: None,
+            })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(|e| AiError::Retryable {
+            status: Some(status.as_u16()),
+            code: None,
+            message: format!("reading the response failed: {}", error_chain(&e)),
+            retry_after: None,
+        })?;
+        if status.is_success() {
+            let parsed: CreateChatCompletionResponse = serde_json::from_slice(&bytes).map_err(|e| AiError::Fatal {
+                status: status.as_u16(),
+                code: Some("ai_bad_response".into()),
+                message: format!("the provider's response is not a chat completion: {e}"),
+            })?;
+            let content = parsed
+                .choices
+                .into_iter()
+                .next()
+                .and_then(|c| c.message.content)
+                .unwrap_or_default();
+            return Ok(AiReply {
+                content,
+                model: parsed.model,
+                prompt_tokens: parsed.usage.as_ref().map(|u| u.prompt_tokens as i32),
+                completion_tokens: parsed.usage.as_ref().map(|u| u.completion_tokens as i32),
+            });
+        }
+        Err(classify(status.as_u16(), &headers, &bytes))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// Sorts a failed response into retryable or fatal (see `reference/openai/errors-429.md`).
+pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> AiError {
+    let parsed: Option<ErrorObject> = serde_json::from_slice::<ErrorBody>(body).ok().map(|b| b.error);
+    let (message, code, kind) = match parsed {
+        Some(e) => (e.message, e.code, e.kind),
+        None => (String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned(), None, None),
+    };
+    let quota = code.as_deref() == Some("insufficient_quota") || kind.as_deref() == Some("insufficient_quota");
+    let retryable = match status {
+        429 => !quota,
+        408 | 409 => true,
+        s if s >= 500 => true,
+        _ => false,
+    };
+    if retryable {
+        AiError::Retryable {
+            status: Some(status),
+            code,
+            message,
+            retry_after: retry_after(headers),
+        }
+    } else {
+        AiError::Fatal { status, code, message }
+    }
+}
+
+/// The provider's own hint: `retry-after` (seconds or `-ms`), else the longest relevant
+/// `x-ratelimit-reset-*` (Go-style durations like `1.436s`, `6m0s`).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    if let Some(s) = get("retry-after").and_then(|v| v.trim().parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(s.max(0.0)));
+    }
+    ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
+        .iter()
+        .filter_map(|n| get(n).and_then(parse_go_duration))
+        .max()
+}
+
+/// Parses Go's `time.Duration` strings: `12ms`, `1s`, `1.436s`, `6m0s`, `1h2m3.4s`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let value: f64 = num.parse().ok()?;
+        num.clear();
+        let unit = match c {
+            'h' => 3600.0,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0.001
+            }
+            'm' => 60.0,
+            's' => 1.0,
+            'u' | 'µ' => {
+                if chars.peek() == Some(&'s') {
+                    chars.next();
+                }
+                0.000_001
+            }
+            'n' => {
+                if chars.peek() == Some(&'s') {
+                    chars.next();
+                }
+                0.000_000_001
+            }
+            _ => return None,
+        };
+        total += value * unit;
+        any = true;
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    any.then(|| Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("12ms"), Some(Duration::from_millis(12)));
+        assert_eq!(parse_go_duration("1.436s"), Some(Duration::from_millis(1436)));
+        assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(parse_go_duration("1h2m3.5s"), Some(Duration::from_secs_f64(3723.5)));
+        assert_eq!(parse_go_duration("soon"), None);
+        assert_eq!(parse_go_duration("5"), None);
+    }
+
+    #[test]
+    fn classifies_by_code_not_only_status() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        let rl = br#"{"error":{"message":"Rate limit reached","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#;
+        match classify(429, &h, rl) {
+            AiError::Retryable { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(2))),
+            other => panic!("{other:?}"),
+        }
+        let quota = br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
+        assert!(matches!(classify(429, &HeaderMap::new(), quota), AiError::Fatal { status: 429, .. }));
+        assert!(matches!(classify(500, &HeaderMap::new(), b"oops"), AiError::Retryable { .. }));
+        assert!(matches!(classify(400, &HeaderMap::new(), b"{}"), AiError::Fatal { .. }));
+        assert!(matches!(classify(401, &HeaderMap::new(), b"{}"), AiError::Fatal { .. }));
+    }
+
+    #[test]
+    fn ratelimit_reset_headers_are_a_hint() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset-requests", "1s".parse().unwrap());
+        h.insert("x-ratelimit-reset-tokens", "6m0s".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(360)));
+    }
+}

@@ -1,0 +1,195 @@
+//! Generation: one AI call per burst generation, then — in one transaction under the
+//! burst's row lock — either the reply (stored once, with its delivery), or a superseded
+//! draft (new messages arrived: the burst reopens and is generated again with them), or
+//! a definitive failure (error postback, so no integrator waits forever).
+//!
+//! Retries of the AI call are new delayed jobs (attempt + 1), honouring the provider's
+//! `retry-after`; the burst stays `generating` meanwhile, so it is never answered twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_shared::crypto;
+use leadflow_shared::db::{assistants, bursts, deliveries, messages, tenants};
+use leadflow_shared::notify;
+use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply};
+use serde_json::json;
+
+use crate::ai::{prompt, AiError, AiReply};
+use crate::jobs::flush;
+use crate::Ctx;
+
+/// Longest wait between two AI attempts, whatever the provider asks.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(120);
+
+pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
+    // Version first, messages second: a message joining in between makes the version
+    // stale at the end, which regenerates — never a reply that missed a message.
+    let Some(b) = bursts::get(&ctx.pool, job.burst_id).await? else {
+        return Ok(());
+    };
+    if b.status != "generating" || b.generations != job.generation {
+        return Ok(()); // finished, superseded or re-generated meanwhile: a stale job
+    }
+    let assistant = assistants::get(&ctx.pool, b.assistant_id).await?;
+    let burst_msgs = messages::in_burst(&ctx.pool, b.id).await?;
+    let Some(max_seq) = burst_msgs.iter().map(|m| m.seq).max() else {
+        tracing::warn!(burst_id = %b.id, "burst without messages");
+        return Ok(());
+    };
+    let history = messages::history(&ctx.pool, b.lead_id, b.id, max_seq, assistant.history_limit as i64).await?;
+    let lead_external: String = sqlx::query_scalar(r#"SELECT external_id FROM leads WHERE id = $1"#)
+        .bind(b.lead_id)
+        .fetch_one(&ctx.pool)
+        .await?;
+    let request = prompt::build(
+        &assistant,
+        &history,
+        &burst_msgs,
+        crypto::hash_lead_for_ai(&b.tenant_id, &lead_external),
+    );
+    let tenant_ai = tenants::ai_settings(&ctx.pool, &ctx.master_key, b.tenant_id).await?;
+    let base_url = tenant_ai.base_url.as_deref().unwrap_or(&ctx.cfg.ai_base_url);
+    let key = tenant_ai.api_key.as_ref().or(ctx.cfg.ai_api_key.as_ref());
+
+    let started = std::time::Instant::now();
+    let result = ctx.ai.chat(base_url, key, &request).await;
+    tracing::debug!(burst_id = %b.id, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "AI call");
+
+    let outcome = match result {
+        Ok(reply) => Ok(reply),
+        Err(e @ AiError::Retryable { .. }) if may_retry(&ctx, &b, job.attempt) => {
+            let delay = retry_delay(&e, job.attempt);
+            tracing::warn!(burst_id = %b.id, attempt = job.attempt, ?delay, error = %e, "AI call failed; retrying");
+            bursts::touch(&ctx.pool, b.id).await?;
+            let next = GenerateReply {
+                attempt: job.attempt + 1,
+                ..job
+            };
+            ctx.queues.enqueue(&next, delay).await?;
+            return Ok(());
+        }
+        Err(e) => Err(e),
+    };
+    finish(&ctx, &b, &assistant, &lead_external, max_seq, outcome).await
+}
+
+fn may_retry(ctx: &Ctx, b: &bursts::Burst, attempt: u32) -> bool {
+    let elapsed = chrono::Utc::now() - b.due_at;
+    attempt < ctx.cfg.ai_max_attempts
+        && elapsed.to_std().unwrap_or_default() < ctx.cfg.ai_max_retry_time
+}
+
+fn retry_delay(e: &AiError, attempt: u32) -> Duration {
+    let backoff = jittered_backoff(attempt, Duration::from_millis(500), MAX_RETRY_DELAY);
+    match e {
+        AiError::Retryable {
+            retry_after: Some(hint), ..
+        } => {
+            // Honour the hint, plus a little jitter so a fleet does not retry in lockstep.
+            let jitter = Duration::from_millis(rand::random::<u64>() % 250);
+            (*hint + jitter).min(MAX_RETRY_DELAY)
+        }
+        _ => backoff,
+    }
+}
+
+async fn finish(
+    ctx: &Ctx,
+    seen: &bursts::Burst,
+    assistant: &leadflow_shared::domain::Assistant,
+    lead_external: &str,
+    max_seq: i64,
+    outcome: Result<AiReply, AiError>,
+) -> anyhow::Result<()> {
+    let mut tx = ctx.pool.begin().await?;
+    let Some(b) = bursts::lock(&mut tx, seen.id).await? else {
+        return Ok(());
+    };
+    if b.status != "generating" || b.generations != seen.generations {
+        return Ok(()); // another run of this generation already finished it
+    }
+    let mut split = None;
+    if outcome.is_ok() && b.version != seen.version {
+        if !b.past_deadline {
+            // Superseded: the lead wrote again while we generated. Drop the draft and
+            // generate again once the lead is quiet, with every message included.
+            let due_in_ms = bursts::reopen(&mut tx, b.id).await?;
+            tx.commit().await?;
+            tracing::info!(burst_id = %b.id, "draft superseded by newer messages; regenerating");
+            flush::schedule(ctx, b.id, leadflow_shared::queue::delay_from_ms(due_in_ms)).await?;
+            return Ok(());
+        }
+        // Past max_wait: this reply goes out; the newer messages form the next burst.
+        split = bursts::split_off_after(&mut tx, &b, max_seq, assistant.debounce_seconds, assistant.max_wait_seconds)
+            .await?;
+    }
+
+    let message_ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        r#"SELECT id FROM messages WHERE burst_id = $1 AND role = 'user' AND seq <= $2 ORDER BY seq"#,
+    )
+    .bind(b.id)
+    .bind(max_seq)
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut payload = json!({
+        "lead_id": lead_external,
+        "tenant_id": b.tenant_id,
+        "timestamp": now,
+        "messages_processed": message_ids.len(),
+        "message_ids": message_ids,
+    });
+    match &outcome {
+        Ok(reply) => {
+            messages::insert_reply(
+                &mut tx,
+                &messages::Reply {
+                    tenant_id: b.tenant_id,
+                    lead_id: b.lead_id,
+                    burst_id: b.id,
+                    content: &reply.content,
+                    model: &reply.model,
+                    prompt_tokens: reply.prompt_tokens,
+                    completion_tokens: reply.completion_tokens,
+                },
+            )
+            .await?;
+            bursts::finish(&mut tx, b.id, "done", None).await?;
+            payload["success"] = json!(true);
+            payload["response"] = json!(reply.content);
+        }
+        Err(e) => {
+            let reason = json!({"code": e.code(), "message": e.to_string()}).to_string();
+            bursts::finish(&mut tx, b.id, "failed", Some(&reason)).await?;
+            tracing::warn!(burst_id = %b.id, error = %e, "giving up on this burst's reply");
+            payload["success"] = json!(false);
+            payload["response"] = serde_json::Value::Null;
+            payload["error"] = json!({"code": e.code(), "message": e.to_string()});
+        }
+    }
+    let delivery = match (b.mode.as_str(), b.postback_url.as_deref()) {
+        ("debounce", Some(url)) => deliveries::create(&mut tx, b.tenant_id, b.id, url, &payload.to_string()).await?,
+        _ => None,
+    };
+    tx.commit().await?;
+
+    if let Some(delivery_id) = delivery {
+        let job = DeliverPostback {
+            delivery_id,
+            attempt: 1,
+            manual: false,
+        };
+        ctx.queues.enqueue(&job, Duration::ZERO).await?;
+    }
+    let mut redis = ctx.redis.clone();
+    notify::publish(&mut redis, &ctx.cfg.queue_prefix, b.id).await;
+    if let Some((new_burst, due_in_ms)) = split {
+        flush::schedule(ctx, new_burst, leadflow_shared::queue::delay_from_ms(due_in_ms)).await?;
+    }
+    // Bursts of this lead that waited for the generation slot can go now.
+    for (waiting, due_in_ms) in bursts::open_for_lead(&ctx.pool, b.lead_id).await? {
+        flush::schedule(ctx, waiting, leadflow_shared::queue::delay_from_ms(due_in_ms)).await?;
+    }
+    Ok(())
+}

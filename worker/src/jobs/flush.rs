@@ -1,0 +1,81 @@
+//! Flush: decides whether a burst is due and, when it is, starts its generation.
+//! A check that comes early (the lead wrote again) schedules a new check at the new due
+//! time instead of sleeping. One generation per lead: a burst waits while another burst
+//! of the same lead is generating or an earlier one is still waiting; the finishing
+//! generation kicks the waiting burst.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_shared::db::bursts;
+use leadflow_shared::notify;
+use leadflow_shared::queue::{delay_from_ms, FlushBurst, GenerateReply};
+use uuid::Uuid;
+
+use super::now_ms;
+use crate::Ctx;
+
+/// How long a burst waits before re-checking the lead's generation slot. The finishing
+/// generation also kicks it directly, so this is only the fallback.
+const SLOT_RECHECK: Duration = Duration::from_millis(1000);
+
+enum Next {
+    Nothing,
+    CheckAgainIn(Duration),
+    Generate(i32),
+    Dropped,
+}
+
+pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
+    let mut tx = ctx.pool.begin().await?;
+    let Some(b) = bursts::lock(&mut tx, job.burst_id).await? else {
+        return Ok(());
+    };
+    let next = match b.status.as_str() {
+        // A re-run after the generation started: make sure its job exists.
+        "generating" => Next::Generate(b.generations),
+        "open" if b.due_in_ms > 0 => Next::CheckAgainIn(delay_from_ms(b.due_in_ms)),
+        "open" if bursts::lead_paused(&mut tx, b.lead_id).await? => {
+            bursts::finish(&mut tx, b.id, "dropped", Some("human_takeover")).await?;
+            Next::Dropped
+        }
+        "open"
+            if bursts::other_generating(&mut tx, b.lead_id, b.id).await?
+                || bursts::earlier_open(&mut tx, b.lead_id, b.id).await? =>
+        {
+            Next::CheckAgainIn(SLOT_RECHECK)
+        }
+        "open" => Next::Generate(bursts::start_generation(&mut tx, b.id).await?),
+        _ => Next::Nothing,
+    };
+    tx.commit().await?;
+
+    match next {
+        Next::Nothing => {}
+        Next::CheckAgainIn(delay) => schedule(&ctx, b.id, delay).await?,
+        Next::Generate(generation) => {
+            let job = GenerateReply {
+                burst_id: b.id,
+                generation,
+                attempt: 1,
+            };
+            ctx.queues.enqueue(&job, Duration::ZERO).await?;
+        }
+        Next::Dropped => {
+            tracing::info!(burst_id = %b.id, "burst dropped: a human has taken over the lead");
+            let mut redis = ctx.redis.clone();
+            notify::publish(&mut redis, &ctx.cfg.queue_prefix, b.id).await;
+        }
+    }
+    Ok(())
+}
+
+/// Schedules a check of `burst_id` after `delay` (a distinct job per target time).
+pub async fn schedule(ctx: &Ctx, burst_id: Uuid, delay: Duration) -> anyhow::Result<()> {
+    let job = FlushBurst {
+        burst_id,
+        at_ms: now_ms() + delay.as_millis() as i64,
+    };
+    ctx.queues.enqueue(&job, delay).await?;
+    Ok(())
+}

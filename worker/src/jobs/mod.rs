@@ -1,0 +1,43 @@
+//! One module per job type. `start` registers the handlers of the chosen queues.
+
+pub mod ai_reply;
+pub mod flush;
+pub mod postback;
+pub mod sweep;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_shared::queue::{DeliverPostback, FlushBurst, GenerateReply, QueueKind, Sweep};
+
+use crate::runtime::Pool;
+use crate::Ctx;
+
+/// Starts workers for `queues` with `concurrency` jobs in flight each.
+pub async fn start(ctx: &Arc<Ctx>, queues: &[QueueKind], concurrency: usize) -> anyhow::Result<Pool> {
+    let mut pool = Pool::new();
+    // Bounds a handler that hangs despite its own timeouts (the AI call has its own).
+    let ai_timeout = ctx.cfg.ai_timeout + Duration::from_secs(60);
+    for kind in queues {
+        match kind {
+            QueueKind::Flush => {
+                pool.spawn::<FlushBurst, _, _>(ctx, concurrency, Duration::from_secs(60), flush::handle)
+                    .await?
+            }
+            QueueKind::Ai => pool.spawn::<GenerateReply, _, _>(ctx, concurrency, ai_timeout, ai_reply::handle).await?,
+            QueueKind::Postback => {
+                pool.spawn::<DeliverPostback, _, _>(ctx, concurrency, Duration::from_secs(120), postback::handle)
+                    .await?
+            }
+            QueueKind::Scheduled => {
+                pool.spawn::<Sweep, _, _>(ctx, 1, Duration::from_secs(120), sweep::handle).await?
+            }
+        }
+    }
+    Ok(pool)
+}
+
+/// Now in epoch milliseconds (job ids of rescheduled checks).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,191 @@
+//! Postback delivery: one HTTP attempt per job, signed with Standard Webhooks headers
+//! (`webhook-id` stable across attempts, a fresh `webhook-timestamp` each time). Success
+//! is a 2xx within the timeout; redirects are not followed; `410 Gone` stops; otherwise
+//! the next attempt is a new delayed job per `LEADFLOW_POSTBACK_RETRY_SCHEDULE` (±20 %
+//! jitter, at least the receiver's `Retry-After`, clamped). Every attempt is a row.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use leadflow_shared::db::deliveries::{self, AttemptRecord, Outcome};
+use leadflow_shared::db::tenants;
+use leadflow_shared::queue::DeliverPostback;
+use leadflow_shared::{signing, ssrf};
+use rand::Rng;
+
+use crate::Ctx;
+
+/// How much of the receiver's response body an attempt row keeps.
+const BODY_KEEP: usize = 20 * 1024;
+/// Upper bound on a receiver's `Retry-After`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
+    let Some(d) = deliveries::get(&ctx.pool, job.delivery_id).await? else {
+        return Ok(());
+    };
+    if d.status != "pending" {
+        return Ok(());
+    }
+    if d.attempts >= job.attempt {
+        // This attempt was already made (a re-run after a crash between recording it and
+        // scheduling the next): just make sure the next one is scheduled.
+        if let Some(at) = d.next_attempt_at {
+            let delay = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            let next = DeliverPostback {
+                attempt: d.attempts + 1,
+                ..job
+            };
+            ctx.queues.enqueue(&next, delay).await?;
+        }
+        return Ok(());
+    }
+
+    let started = Instant::now();
+    let sent = send(&ctx, &d).await;
+    let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let (status_code, error, body, retry_after, gone) = match &sent {
+        Ok(r) => (
+            Some(r.status as i32),
+            (!(200..300).contains(&r.status)).then(|| format!("receiver answered {}", r.status)),
+            Some(r.body.as_str()),
+            r.retry_after,
+            r.status == 410,
+        ),
+        Err(e) => (None, Some(e.clone()), None, None, false),
+    };
+    let refused = matches!(&sent, Err(e) if e.starts_with("refused:"));
+    let outcome = if error.is_none() {
+        Outcome::Delivered
+    } else if gone || refused || job.manual {
+        Outcome::Failed
+    } else {
+        match ctx.cfg.postback_retry_schedule.get((job.attempt - 1) as usize) {
+            Some(base) => Outcome::RetryInMs(next_delay(*base, retry_after).as_millis() as i64),
+            None => Outcome::Failed,
+        }
+    };
+    let rec = AttemptRecord {
+        attempt: job.attempt,
+        status_code,
+        duration_ms,
+        error: error.as_deref(),
+        response_body: body,
+    };
+    deliveries::record_attempt(&ctx.pool, d.id, &rec, &outcome).await?;
+    match outcome {
+        Outcome::Delivered => tracing::info!(delivery = %d.id, attempt = job.attempt, "postback delivered"),
+        Outcome::Failed => {
+            tracing::warn!(delivery = %d.id, attempt = job.attempt, error = ?error, "postback failed for good")
+        }
+        Outcome::RetryInMs(ms) => {
+            tracing::info!(delivery = %d.id, attempt = job.attempt, retry_in_ms = ms, error = ?error, "postback will retry");
+            let next = DeliverPostback {
+                delivery_id: d.id,
+                attempt: job.attempt + 1,
+                manual: false,
+            };
+            ctx.queues.enqueue(&next, Duration::from_millis(ms as u64)).await?;
+        }
+    }
+    Ok(())
+}
+
+struct Sent {
+    status: u16,
+    body: String,
+    retry_after: Option<Duration>,
+}
+
+/// One attempt. `Err` carries a short reason (`refused:` when the URL is not allowed).
+async fn send(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
+    let url = ssrf::check_url(&d.url, ctx.cfg.allow_private_urls)
+        .await
+        .map_err(|e| format!("refused: {e}"))?;
+    let secret = tenants::postback_secret(&ctx.pool, &ctx.master_key, d.tenant_id)
+        .await
+        .map_err(|e| format!("signing secret unavailable: {e}"))?;
+    let ts = chrono::Utc::now().timestamp();
+    let mut req = ctx
+        .guarded
+        .post(url)
+        .header("content-type", "application/json")
+        .body(d.payload.clone());
+    for (name, value) in signing::headers(&secret, &d.webhook_id, ts, d.payload.as_bytes()) {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.map_err(|e| describe(&e))?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = read_capped(resp).await;
+    Ok(Sent {
+        status,
+        body,
+        retry_after,
+    })
+}
+
+async fn read_capped(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = BODY_KEEP - buf.len();
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= BODY_KEEP {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// The scheduled delay ±20 %, but never shorter than the receiver's `Retry-After`.
+fn next_delay(base: Duration, retry_after: Option<Duration>) -> Duration {
+    let factor = rand::thread_rng().gen_range(0.8..=1.2);
+    let jittered = base.mul_f64(factor);
+    match retry_after {
+        Some(ra) => jittered.max(ra.min(MAX_RETRY_AFTER)),
+        None => jittered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_twenty_percent() {
+        for _ in 0..100 {
+            let d = next_delay(Duration::from_secs(100), None);
+            assert!(d >= Duration::from_secs(80) && d <= Duration::from_secs(120), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_clamped() {
+        let d = next_delay(Duration::from_secs(5), Some(Duration::from_secs(60)));
+        assert_eq!(d, Duration::from_secs(60));
+        let d = next_delay(Duration::from_secs(5), Some(Duration::from_secs(10_000_000)));
+        assert_eq!(d, MAX_RETRY_AFTER);
+    }
+}

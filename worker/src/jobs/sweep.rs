@@ -1,0 +1,53 @@
+//! The sweeper: finds work that PostgreSQL says should exist and Redis does not have
+//! (a burst overdue with no flush job, a generation with no progress, a delivery whose
+//! next attempt never came) and enqueues it again. Job ids are deterministic and every
+//! handler re-checks state under a row lock, so a live job is never duplicated into a
+//! second reply or delivery: a Redis that lost data converges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_shared::db::{bursts, deliveries};
+use leadflow_shared::queue::{DeliverPostback, GenerateReply, Sweep};
+
+use crate::jobs::flush;
+use crate::Ctx;
+
+const BATCH: i64 = 500;
+
+pub async fn handle(ctx: Arc<Ctx>, job: Sweep) -> anyhow::Result<()> {
+    // Grace periods comfortably above normal scheduling jitter.
+    let overdue = bursts::overdue_open(&ctx.pool, 5_000, BATCH).await?;
+    for id in &overdue {
+        flush::schedule(&ctx, *id, Duration::ZERO).await?;
+    }
+    let stale_ms = (ctx.cfg.ai_timeout.as_millis() as i64) * 2 + 60_000;
+    let stale = bursts::stale_generating(&ctx.pool, stale_ms, BATCH).await?;
+    for (id, generation) in &stale {
+        bursts::touch(&ctx.pool, *id).await?;
+        let job = GenerateReply {
+            burst_id: *id,
+            generation: *generation,
+            attempt: 1_000 + (job.tick % 1_000) as u32,
+        };
+        ctx.queues.enqueue(&job, Duration::ZERO).await?;
+    }
+    let pending = deliveries::overdue_pending(&ctx.pool, 60_000, BATCH).await?;
+    for (id, attempt) in &pending {
+        let job = DeliverPostback {
+            delivery_id: *id,
+            attempt: *attempt,
+            manual: false,
+        };
+        ctx.queues.enqueue(&job, Duration::ZERO).await?;
+    }
+    if !(overdue.is_empty() && stale.is_empty() && pending.is_empty()) {
+        tracing::warn!(
+            bursts = overdue.len(),
+            generations = stale.len(),
+            deliveries = pending.len(),
+            "sweeper re-enqueued lost work"
+        );
+    }
+    Ok(())
+}
