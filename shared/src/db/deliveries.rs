@@ -164,6 +164,17 @@ pub async fn record_attempt(pool: &PgPool, id: Uuid, rec: &AttemptRecord<'_>, ou
     Ok(())
 }
 
+/// The burst's delivery when no attempt has been made yet.
+#[tracing::instrument(skip(pool))]
+pub async fn unstarted_for_burst(pool: &PgPool, burst_id: Uuid) -> Result<Option<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT id FROM deliveries WHERE burst_id = $1 AND status = 'pending' AND attempts = 0"#,
+    )
+    .bind(burst_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
 /// Manual retry of a failed delivery: back to pending; returns the attempt number to use.
 #[tracing::instrument(skip(pool))]
 pub async fn reopen(pool: &PgPool, id: Uuid) -> Result<Option<i32>, DbError> {

@@ -32,8 +32,8 @@ pub async fn in_burst(pool: &PgPool, burst_id: Uuid) -> Result<Vec<Message>, DbE
     Ok(sqlx::query_as::<_, Message>(&sql).bind(burst_id).fetch_all(pool).await?)
 }
 
-/// The lead's last `limit` messages before `before_seq` that are not part of `burst_id`,
-/// oldest first.
+/// The lead's last `limit` messages before `before_seq` that are not part of `burst_id`
+/// (plus the replies to earlier bursts), oldest first.
 #[tracing::instrument(skip(pool))]
 pub async fn history(
     pool: &PgPool,
@@ -45,7 +45,10 @@ pub async fn history(
     let sql = format!(
         r#"SELECT * FROM (
                SELECT {COLUMNS} FROM messages
-               WHERE lead_id = $1 AND seq < $3 AND burst_id IS DISTINCT FROM $2
+               WHERE lead_id = $1 AND burst_id IS DISTINCT FROM $2
+                 -- replies to earlier bursts may have been stored after this burst's
+                 -- messages were accepted: they are still history
+                 AND (seq < $3 OR reply_to_burst IS NOT NULL)
                ORDER BY seq DESC LIMIT $4
            ) h ORDER BY seq"#
     );

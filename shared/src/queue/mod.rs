@@ -149,15 +149,29 @@ impl Queues {
     /// Adds `job` to its queue, to run after `delay` (zero: now).
     #[tracing::instrument(skip(self), fields(queue = J::QUEUE.name()))]
     pub async fn enqueue<J: Job>(&self, job: &J, delay: Duration) -> Result<(), QueueError> {
-        let mut add = self.queue(J::QUEUE).add(J::NAME, job).job_id(job.job_id());
-        if !delay.is_zero() {
-            add = add.delay(delay);
+        // After Redis restarts, each connection fails its first command while it
+        // reconnects in the background: a few quick retries ride that out.
+        let mut attempt = 0;
+        loop {
+            let mut add = self.queue(J::QUEUE).add(J::NAME, job).job_id(job.job_id());
+            if !delay.is_zero() {
+                add = add.delay(delay);
+            }
+            match add.await {
+                Ok(_) => return Ok(()),
+                Err(bullmq::Error::Redis(e)) if attempt < 4 && (e.is_io_error() || e.is_connection_dropped()) => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "enqueue hit a dropped Redis connection; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(source) => {
+                    return Err(QueueError::Bull {
+                        queue: J::QUEUE.name(),
+                        source,
+                    })
+                }
+            }
         }
-        add.await.map_err(|source| QueueError::Bull {
-            queue: J::QUEUE.name(),
-            source,
-        })?;
-        Ok(())
     }
 
     pub async fn close(&self) {

@@ -29,7 +29,19 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         return Ok(());
     };
     if b.status != "generating" || b.generations != job.generation {
-        return Ok(()); // finished, superseded or re-generated meanwhile: a stale job
+        // Finished, superseded or re-generated meanwhile. A re-run of the finishing job
+        // (it crashed, or Redis refused, after the commit) still owes the postback job.
+        if matches!(b.status.as_str(), "done" | "failed") {
+            if let Some(delivery_id) = deliveries::unstarted_for_burst(&ctx.pool, b.id).await? {
+                let first = DeliverPostback {
+                    delivery_id,
+                    attempt: 1,
+                    manual: false,
+                };
+                ctx.queues.enqueue(&first, Duration::ZERO).await?;
+            }
+        }
+        return Ok(());
     }
     let assistant = assistants::get(&ctx.pool, b.assistant_id).await?;
     let burst_msgs = messages::in_burst(&ctx.pool, b.id).await?;

@@ -32,7 +32,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: Sweep) -> anyhow::Result<()> {
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
-    let pending = deliveries::overdue_pending(&ctx.pool, 60_000, BATCH).await?;
+    let pending = deliveries::overdue_pending(&ctx.pool, 10_000, BATCH).await?;
     for (id, attempt) in &pending {
         let job = DeliverPostback {
             delivery_id: *id,

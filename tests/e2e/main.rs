@@ -1,0 +1,12 @@
+//! End-to-end tests over real PostgreSQL and Redis, a fake OpenAI-compatible server and
+//! a postback receiver. One test binary, so the harness is linked once.
+
+mod support;
+
+mod admin;
+mod ai_errors;
+mod debounce;
+mod postbacks;
+mod resilience;
+mod sync;
+mod validation;

@@ -1,0 +1,191 @@
+//! Crashes and restarts: the real `leadflow` binary as the worker, killed with SIGKILL or
+//! stopped with SIGTERM; a Redis of the test's own, killed and restarted from its AOF.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{eventually, TestApp};
+
+fn spawn_worker(app: &TestApp, extra: &[(&str, &str)]) -> Child {
+    let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-worker-{}.log", app.prefix, Instant::now().elapsed().as_nanos())))
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .arg("worker")
+        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(extra.iter().copied())
+        .env("LEADFLOW_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the leadflow binary starts")
+}
+
+/// One webhook-id per lead, and every lead has one.
+fn webhook_ids_by_lead(app: &TestApp) -> HashMap<String, HashSet<String>> {
+    let mut by_lead: HashMap<String, HashSet<String>> = HashMap::new();
+    for d in app.receiver.successful() {
+        by_lead
+            .entry(d.json["lead_id"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(d.headers["webhook-id"].to_str().unwrap().to_string());
+    }
+    by_lead
+}
+
+#[tokio::test]
+async fn kill_9_during_generations_loses_nothing_and_answers_each_burst_once() {
+    let app = TestApp::builder().without_workers().start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2, "max_wait_seconds": 30})).await;
+    app.ai.set_latency(Duration::from_secs(4));
+    let mut first = spawn_worker(&app, &[]);
+    const LEADS: usize = 20;
+    for i in 0..LEADS {
+        app.process(&app.msg(&format!("lead-k{i}"), &format!("hello {i}"), true)).await;
+    }
+    app.ai.wait_for_requests(LEADS, Duration::from_secs(20)).await;
+    // Every generation is in flight in the first worker: kill it.
+    first.kill().expect("kill -9");
+    first.wait().unwrap();
+    let killed_at = Instant::now();
+    let mut second = spawn_worker(&app, &[]);
+    eventually(Duration::from_secs(40), "every burst to be delivered after the crash", || async {
+        (webhook_ids_by_lead(&app).len() == LEADS).then_some(())
+    })
+    .await;
+    let recovered = killed_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let by_lead = webhook_ids_by_lead(&app);
+    assert_eq!(by_lead.len(), LEADS, "no burst lost");
+    for (lead, ids) in &by_lead {
+        assert_eq!(ids.len(), 1, "{lead} got {ids:?}: one webhook-id per burst");
+    }
+    let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE reply_to_burst IS NOT NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(replies, LEADS as i64, "one stored reply per burst");
+    eprintln!("recovery after kill -9: all {LEADS} bursts delivered {recovered:?} after the kill (AI latency 4 s)");
+    assert!(recovered < Duration::from_secs(15) + Duration::from_secs(4), "recovered in {recovered:?}");
+    second.kill().ok();
+    second.wait().ok();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_generations_finish() {
+    let app = TestApp::builder().without_workers().start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    app.ai.set_latency(Duration::from_secs(2));
+    let mut worker = spawn_worker(&app, &[("LEADFLOW_SHUTDOWN_TIMEOUT", "20s")]);
+    for i in 0..5 {
+        app.process(&app.msg(&format!("lead-t{i}"), "hi", true)).await;
+    }
+    app.ai.wait_for_requests(5, Duration::from_secs(15)).await;
+    let status = Command::new("kill").arg("-TERM").arg(worker.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || worker.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "the worker exits cleanly on SIGTERM: {exit:?}");
+    // Its generations finished before it exited: replies are stored and postbacks sent,
+    // with no other worker running.
+    let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE reply_to_burst IS NOT NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(replies, 5);
+    // Postbacks enqueued during shutdown are delivered by whichever worker runs next.
+    let mut next = spawn_worker(&app, &[]);
+    app.receiver.wait_for(5, Duration::from_secs(20)).await;
+    assert_eq!(webhook_ids_by_lead(&app).len(), 5);
+    next.kill().ok();
+    next.wait().ok();
+    app.stop().await;
+}
+
+struct OwnRedis {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnRedis {
+    fn start(port: u16, dir: &std::path::Path) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--hz", "100"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh installs it)")
+    }
+
+    async fn new() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("lf-redis-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Self::start(port, &dir);
+        let me = Self { child, port, dir };
+        me.wait_ready().await;
+        me
+    }
+
+    async fn wait_ready(&self) {
+        let url = self.url();
+        eventually(Duration::from_secs(10), "redis to answer", || {
+            let url = url.clone();
+            async move {
+                let c = redis::Client::open(url).ok()?;
+                let mut conn = c.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
+            }
+        })
+        .await;
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::start(self.port, &self.dir);
+        self.wait_ready().await;
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn redis_restarted_between_accept_and_flush_loses_nothing() {
+    let mut redis = OwnRedis::new().await;
+    let app = TestApp::builder().env("LEADFLOW_REDIS_URL", &redis.url()).start().await;
+    app.set_assistant(json!({"debounce_seconds": 3.0, "max_wait_seconds": 30})).await;
+    for part in ["a", "b", "c"] {
+        let (status, body) = app.process(&app.msg("lead-redis", part, true)).await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    }
+    // Past the AOF's one-second fsync, then a hard crash of Redis and a restart.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    redis.crash_and_restart().await;
+    let got = app.receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got[0].json["messages_processed"], json!(3));
+    assert_eq!(got[0].json["response"], json!("reply to: a\nb\nc"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.receiver.successful().len(), 1, "answered once");
+    app.stop().await;
+}

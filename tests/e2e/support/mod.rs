@@ -1,0 +1,299 @@
+//! The end-to-end harness. `TestApp` starts the whole of Leadflow in-process (API,
+//! workers, scheduler — the same `leadflow::start` the binary runs) against a fresh
+//! PostgreSQL database, a unique Redis key prefix, a fake OpenAI-compatible server and a
+//! postback receiver, and creates one tenant. Tests talk to it over real HTTP.
+
+pub mod fake_ai;
+pub mod receiver;
+
+use std::time::Duration;
+
+use leadflow::{Roles, Running};
+use leadflow_shared::db::tenants::{self, CreatedTenant, TenantKind};
+use leadflow_shared::Config;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgPool};
+
+pub use fake_ai::{FakeAi, Scripted};
+pub use receiver::Receiver;
+
+/// The PostgreSQL server tests use (`LEADFLOW_TEST_PG`, default the local one).
+pub fn pg_server() -> String {
+    std::env::var("LEADFLOW_TEST_PG").unwrap_or_else(|_| "postgres://127.0.0.1:5432".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("LEADFLOW_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub ai: FakeAi,
+    pub receiver: Receiver,
+    pub tenant: CreatedTenant,
+    pub pool: PgPool,
+    pub http: reqwest::Client,
+    pub env: Vec<(String, String)>,
+    pub db_name: String,
+    pub prefix: String,
+    running: Option<Running>,
+}
+
+pub struct Builder {
+    env: Vec<(String, String)>,
+    roles: fn(&Config) -> Roles,
+}
+
+impl Builder {
+    /// Overrides a `LEADFLOW_*` setting.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.retain(|(n, _)| n != k);
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Only the API (and scheduler): workers run elsewhere (a spawned binary).
+    pub fn without_workers(mut self) -> Self {
+        self.roles = |_| Roles {
+            api: true,
+            worker: None,
+            scheduler: false,
+        };
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        init_logs();
+        let ai = FakeAi::start().await;
+        let receiver = Receiver::start().await;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("lf_test_{}", &id[..16]);
+        let prefix = format!("lft{}", &id[..12]);
+        let mut env: Vec<(String, String)> = vec![
+            ("LEADFLOW_DATABASE_URL".into(), format!("{}/{db_name}", pg_server())),
+            ("LEADFLOW_REDIS_URL".into(), redis_url()),
+            ("LEADFLOW_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("LEADFLOW_AI_BASE_URL".into(), ai.base_url.clone()),
+            ("LEADFLOW_AI_API_KEY".into(), "sk-test".into()),
+            ("LEADFLOW_MASTER_KEY".into(), leadflow_shared::crypto::MasterKey::generate().to_encoded()),
+            ("LEADFLOW_ALLOW_PRIVATE_URLS".into(), "true".into()),
+            ("LEADFLOW_QUEUE_PREFIX".into(), prefix.clone()),
+            ("LEADFLOW_POSTBACK_RETRY_SCHEDULE".into(), "200ms,200ms,200ms".into()),
+            ("LEADFLOW_POSTBACK_TIMEOUT".into(), "5s".into()),
+            ("LEADFLOW_SYNC_TIMEOUT".into(), "20s".into()),
+            ("LEADFLOW_WORKER_CONCURRENCY".into(), "300".into()),
+            ("LEADFLOW_SWEEP_INTERVAL".into(), "1s".into()),
+            ("LEADFLOW_DB_MAX_CONNECTIONS".into(), "8".into()),
+            ("LEADFLOW_SHUTDOWN_TIMEOUT".into(), "5s".into()),
+            ("LEADFLOW_AI_TIMEOUT".into(), "10s".into()),
+        ];
+        for (k, v) in self.env {
+            env.retain(|(n, _)| *n != k);
+            env.push((k, v));
+        }
+        let cfg = Config::from_sources(&env).expect("test config is valid");
+        let roles = (self.roles)(&cfg);
+        let running = leadflow::start(cfg.clone(), roles).await.expect("leadflow starts");
+        let pool = running.pool.clone();
+        let key = cfg.master_key.clone().expect("tests set a master key");
+        let tenant = tenants::create(&pool, &key, "Test tenant", TenantKind::Agency, None)
+            .await
+            .expect("tenant");
+        let base = format!("http://{}", running.http_addr.expect("api role"));
+        TestApp {
+            base,
+            ai,
+            receiver,
+            tenant,
+            pool,
+            http: reqwest::Client::new(),
+            env,
+            db_name,
+            prefix,
+            running: Some(running),
+        }
+    }
+}
+
+impl TestApp {
+    pub fn builder() -> Builder {
+        Builder {
+            env: Vec::new(),
+            roles: Roles::all,
+        }
+    }
+
+    pub async fn start() -> Self {
+        Self::builder().start().await
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_sources(&self.env).expect("config")
+    }
+
+    pub fn key(&self) -> &str {
+        &self.tenant.api_key
+    }
+
+    /// Creates another tenant (optionally a client of `parent`).
+    pub async fn other_tenant(&self, kind: TenantKind, parent: Option<uuid::Uuid>) -> CreatedTenant {
+        let key = self.config().master_key.expect("master key");
+        tenants::create(&self.pool, &key, "Other", kind, parent).await.expect("tenant")
+    }
+
+    /// A `user` text message for `lead` with this app's tenant and receiver.
+    pub fn msg(&self, lead: &str, content: &str, debounce: bool) -> Value {
+        let mut m = json!({
+            "tenant_id": self.tenant.tenant_id,
+            "lead_id": lead,
+            "role": "user",
+            "content": content,
+            "message_type": "text",
+            "debounce": debounce,
+        });
+        if debounce {
+            m["postback_url"] = json!(self.receiver.url);
+        }
+        m
+    }
+
+    pub async fn post_as(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_as(self.key(), path, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.key())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(self.key())
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn process(&self, body: &Value) -> (StatusCode, Value) {
+        self.post("/ai/process", body).await
+    }
+
+    /// Sets fields of the tenant's default assistant.
+    pub async fn set_assistant(&self, patch: Value) {
+        let (status, body) = self
+            .patch(&format!("/backend/assistants/{}", self.tenant.assistant_id), &patch)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Stops Leadflow gracefully (as SIGTERM would) and keeps the harness alive.
+    pub async fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+
+    /// Stops everything and drops the database and the Redis keys.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+        self.pool.close().await;
+        drop_database(&self.db_name).await;
+        clear_redis_prefix(&self.prefix).await;
+    }
+}
+
+pub async fn drop_database(name: &str) {
+    if let Ok(mut c) = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await {
+        let _ = sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+            .execute(&mut c)
+            .await;
+    }
+}
+
+pub async fn clear_redis_prefix(prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else { return };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Verifies a postback with the official Standard Webhooks library.
+pub fn verify_signature(secret: &str, d: &receiver::Delivery) {
+    let wh = standardwebhooks::Webhook::new(secret).expect("secret parses");
+    let mut headers = axum::http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        let v = d.headers.get(name).unwrap_or_else(|| panic!("postback has no {name} header"));
+        headers.insert(name, v.clone());
+    }
+    wh.verify(&d.body, &headers).expect("postback signature verifies with the standardwebhooks library");
+}
+
+/// The user turn (last message) of a recorded chat request.
+pub fn last_user_turn(body: &Value) -> String {
+    fake_ai::messages(body)
+        .into_iter()
+        .rev()
+        .find(|(role, _)| role == "user")
+        .map(|(_, text)| text)
+        .unwrap_or_default()
+}
+
+/// `LEADFLOW_TEST_LOG=debug` (an env filter) shows Leadflow's logs while debugging a test.
+fn init_logs() {
+    if let Ok(filter) = std::env::var("LEADFLOW_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
