@@ -66,7 +66,9 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
     };
 
     if roles.scheduler {
-        let redis = redis::Client::open(cfg.redis_url.as_str())?.get_connection_manager().await?;
+        let redis = redis::Client::open(cfg.redis_url.as_str())?
+            .get_connection_manager()
+            .await?;
         let scheduler = leadflow_scheduler::Scheduler {
             queues: queues.clone(),
             redis,

@@ -29,7 +29,9 @@ pub struct AuthCache {
 
 fn fresh<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (Tenant, Instant)>>, k: &K) -> Option<Tenant> {
     let map = map.lock().unwrap_or_else(|p| p.into_inner());
-    map.get(k).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(t, _)| t.clone())
+    map.get(k)
+        .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+        .map(|(t, _)| t.clone())
 }
 
 fn remember<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (Tenant, Instant)>>, k: K, t: Tenant) {

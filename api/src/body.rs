@@ -84,7 +84,10 @@ impl JsonObject {
 
     pub fn opt_uuid(&self, f: &str) -> Result<Option<Uuid>, ApiError> {
         self.opt_str(f)?
-            .map(|s| s.parse().map_err(|_| ApiError::invalid(f, format!("{f} must be a UUID"))))
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| ApiError::invalid(f, format!("{f} must be a UUID")))
+            })
             .transpose()
     }
 }

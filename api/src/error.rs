@@ -13,7 +13,10 @@ pub enum ApiError {
     Unauthorized,
     Forbidden,
     NotFound(&'static str),
-    Invalid { field: String, message: String },
+    Invalid {
+        field: String,
+        message: String,
+    },
     PayloadTooLarge,
     RateLimited,
     /// A custom status with a code (e.g. 502 for a failed AI reply, 504 for a timeout).
@@ -73,10 +76,20 @@ impl IntoResponse for ApiError {
                 Some("tenant_id"),
                 none,
             ),
-            Self::NotFound(what) => body(StatusCode::NOT_FOUND, "not_found", &format!("{what} not found"), None, none),
-            Self::Invalid { field, message } => {
-                body(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", &message, Some(&field), none)
-            }
+            Self::NotFound(what) => body(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("{what} not found"),
+                None,
+                none,
+            ),
+            Self::Invalid { field, message } => body(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                &message,
+                Some(&field),
+                none,
+            ),
             Self::PayloadTooLarge => body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -43,9 +43,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.max_body_bytes;
-    routes::router()
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+    routes::router().layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
@@ -54,5 +52,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

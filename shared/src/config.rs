@@ -179,7 +179,12 @@ impl Config {
         let env = match l.req("LEADFLOW_ENV")? {
             "dev" | "development" | "test" => Environment::Dev,
             "prod" | "production" => Environment::Production,
-            other => return Err(invalid("LEADFLOW_ENV", format!("must be dev or production, got {other:?}"))),
+            other => {
+                return Err(invalid(
+                    "LEADFLOW_ENV",
+                    format!("must be dev or production, got {other:?}"),
+                ))
+            }
         };
         let database_url = l.req("LEADFLOW_DATABASE_URL")?;
         if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
@@ -261,8 +266,12 @@ impl Config {
             return Ok(k.clone());
         }
         let path = self.data_dir.join("master.key");
-        let key = load_or_create_key(&path)
-            .map_err(|e| invalid("LEADFLOW_MASTER_KEY", format!("not set, and the dev key at {} failed: {e}", path.display())))?;
+        let key = load_or_create_key(&path).map_err(|e| {
+            invalid(
+                "LEADFLOW_MASTER_KEY",
+                format!("not set, and the dev key at {} failed: {e}", path.display()),
+            )
+        })?;
         self.master_key = Some(key.clone());
         Ok(key)
     }

@@ -78,8 +78,7 @@ impl MasterKey {
         let s = s.trim();
         let mut key = SecretBox::new(Box::new([0u8; KEY_LEN]));
         if s.len() == 2 * KEY_LEN && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            hex::decode_to_slice(s, key.expose_secret_mut())
-                .map_err(|_| CryptoError::InvalidKeyEncoding(s.len()))?;
+            hex::decode_to_slice(s, key.expose_secret_mut()).map_err(|_| CryptoError::InvalidKeyEncoding(s.len()))?;
             return Ok(Self(key));
         }
         let decoded = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
@@ -120,7 +119,13 @@ impl MasterKey {
         OsRng.fill_bytes(&mut nonce);
         let sealed = self
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &[FORMAT_V1] })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &[FORMAT_V1],
+                },
+            )
             // ChaCha20-Poly1305 encryption only fails past 2^32 64-byte blocks (see above).
             .expect("plaintext below the ChaCha20-Poly1305 size limit");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
@@ -142,7 +147,13 @@ impl MasterKey {
         }
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         self.cipher()
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &[FORMAT_V1] })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &[FORMAT_V1],
+                },
+            )
             .map_err(|_| CryptoError::Decrypt)
     }
 
@@ -170,7 +181,7 @@ impl MasterKey {
 pub fn generate_api_key() -> String {
     let mut bytes = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(&mut *bytes);
-    format!("{API_KEY_PREFIX}{}", hex::encode(&*bytes))
+    format!("{API_KEY_PREFIX}{}", hex::encode(*bytes))
 }
 
 /// The lookup digest stored for an API key: SHA-256 of the full key string.
@@ -203,7 +214,6 @@ pub fn hash_lead_for_ai(tenant_id: &uuid::Uuid, lead_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
 
     const HEX_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -229,7 +239,10 @@ mod tests {
 
     #[test]
     fn master_key_bad_encodings_error() {
-        assert!(matches!(MasterKey::from_encoded(""), Err(CryptoError::InvalidKeyLength(0))));
+        assert!(matches!(
+            MasterKey::from_encoded(""),
+            Err(CryptoError::InvalidKeyLength(0))
+        ));
         assert!(matches!(
             MasterKey::from_encoded("not a key!"),
             Err(CryptoError::InvalidKeyEncoding(10))
@@ -239,7 +252,10 @@ mod tests {
         assert!(err.contains("64 hex characters"), "{err}");
         // Valid base64 of the wrong length.
         let short = STANDARD.encode([1u8; 16]);
-        assert!(matches!(MasterKey::from_encoded(&short), Err(CryptoError::InvalidKeyLength(16))));
+        assert!(matches!(
+            MasterKey::from_encoded(&short),
+            Err(CryptoError::InvalidKeyLength(16))
+        ));
         let err = MasterKey::from_encoded("nope!").unwrap_err().to_string();
         assert!(err.contains("64 hex characters"), "{err}");
     }
@@ -278,7 +294,10 @@ mod tests {
     #[test]
     fn wrong_key_fails() {
         let sealed = MasterKey::generate().encrypt(b"secret");
-        assert!(matches!(MasterKey::generate().decrypt(&sealed), Err(CryptoError::Decrypt)));
+        assert!(matches!(
+            MasterKey::generate().decrypt(&sealed),
+            Err(CryptoError::Decrypt)
+        ));
     }
 
     #[test]
@@ -292,7 +311,10 @@ mod tests {
         }
         let mut bad_version = sealed.clone();
         bad_version[0] = 0x02;
-        assert!(matches!(key.decrypt(&bad_version), Err(CryptoError::UnsupportedVersion(2))));
+        assert!(matches!(
+            key.decrypt(&bad_version),
+            Err(CryptoError::UnsupportedVersion(2))
+        ));
         assert!(matches!(key.decrypt(&[]), Err(CryptoError::Truncated(0))));
         assert!(matches!(key.decrypt(&sealed[..20]), Err(CryptoError::Truncated(20))));
         assert!(matches!(

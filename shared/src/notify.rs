@@ -61,7 +61,9 @@ impl ReplyWaiters {
         let mut stream = pubsub.on_message();
         while let Some(msg) = stream.next().await {
             let Some(me) = weak.upgrade() else { return Ok(()) };
-            let Ok(text) = msg.get_payload::<String>() else { continue };
+            let Ok(text) = msg.get_payload::<String>() else {
+                continue;
+            };
             if let Ok(id) = text.parse::<Uuid>() {
                 me.wake(id);
             }

@@ -87,8 +87,7 @@ impl WebhookSecret {
 pub fn sign(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC accepts keys of any length (long keys are hashed, short ones padded), so
     // `new_from_slice` cannot fail for `Hmac<Sha256>`.
-    let mut mac =
-        HmacSha256::new_from_slice(secret.key()).expect("HMAC accepts keys of any length");
+    let mut mac = HmacSha256::new_from_slice(secret.key()).expect("HMAC accepts keys of any length");
     mac.update(msg_id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
@@ -100,12 +99,7 @@ pub fn sign(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8]) -
 
 /// The three Standard Webhooks headers for one delivery attempt, in the order
 /// `webhook-id`, `webhook-timestamp`, `webhook-signature`.
-pub fn headers(
-    secret: &WebhookSecret,
-    msg_id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> [(&'static str, String); 3] {
+pub fn headers(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8]) -> [(&'static str, String); 3] {
     [
         (HEADER_ID, msg_id.to_string()),
         (HEADER_TIMESTAMP, timestamp.to_string()),
@@ -116,7 +110,6 @@ pub fn headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
 
     const SPEC_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const SPEC_MSG_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
@@ -177,11 +170,20 @@ mod tests {
             WebhookSecret::parse("whsec_not base64!!"),
             Err(SigningError::InvalidBase64)
         ));
-        assert!(matches!(WebhookSecret::parse("whsec_"), Err(SigningError::InvalidLength(0))));
+        assert!(matches!(
+            WebhookSecret::parse("whsec_"),
+            Err(SigningError::InvalidLength(0))
+        ));
         let short = format!("whsec_{}", STANDARD.encode([7u8; 16]));
-        assert!(matches!(WebhookSecret::parse(&short), Err(SigningError::InvalidLength(16))));
+        assert!(matches!(
+            WebhookSecret::parse(&short),
+            Err(SigningError::InvalidLength(16))
+        ));
         let long = format!("whsec_{}", STANDARD.encode([7u8; 65]));
-        assert!(matches!(WebhookSecret::parse(&long), Err(SigningError::InvalidLength(65))));
+        assert!(matches!(
+            WebhookSecret::parse(&long),
+            Err(SigningError::InvalidLength(65))
+        ));
     }
 
     #[test]

@@ -209,15 +209,10 @@ async fn resolve_checked(host: &str, allow_private: bool) -> Result<Vec<SocketAd
             Ok(addrs)
         };
     }
-    let (public, forbidden): (Vec<SocketAddr>, Vec<SocketAddr>) = addrs
-        .into_iter()
-        .partition(|addr| !is_forbidden_ip(addr.ip()));
+    let (public, forbidden): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.into_iter().partition(|addr| !is_forbidden_ip(addr.ip()));
     if !forbidden.is_empty() {
-        tracing::warn!(
-            host,
-            ?forbidden,
-            "dropped non-public addresses from DNS answer"
-        );
+        tracing::warn!(host, ?forbidden, "dropped non-public addresses from DNS answer");
     }
     match (public.is_empty(), forbidden.first()) {
         (false, _) => Ok(public),
@@ -258,11 +253,7 @@ impl Resolve for GuardedResolver {
 /// An HTTP client for user-given URLs: resolves names through [`GuardedResolver`],
 /// never follows redirects and ignores proxies. Fails only if `user_agent` is not a
 /// valid header value or the TLS backend cannot be initialised.
-pub fn guarded_client(
-    allow_private: bool,
-    timeout: Duration,
-    user_agent: &str,
-) -> reqwest::Result<reqwest::Client> {
+pub fn guarded_client(allow_private: bool, timeout: Duration, user_agent: &str) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver::new(allow_private)))
         .redirect(reqwest::redirect::Policy::none())
@@ -367,11 +358,7 @@ mod tests {
 
     #[tokio::test]
     async fn check_url_refuses_bad_schemes_and_urls() {
-        for url in [
-            "ftp://example.com/file",
-            "file:///etc/passwd",
-            "gopher://example.com/",
-        ] {
+        for url in ["ftp://example.com/file", "file:///etc/passwd", "gopher://example.com/"] {
             let err = refused(url).await;
             assert!(matches!(err, SsrfError::Scheme(_)), "{url}: {err}");
         }
@@ -387,21 +374,13 @@ mod tests {
 
     #[tokio::test]
     async fn check_url_accepts_public_literals_and_private_when_allowed() {
-        let url = check_url("https://8.8.8.8/cb?id=1", false)
-            .await
-            .expect("public v4");
+        let url = check_url("https://8.8.8.8/cb?id=1", false).await.expect("public v4");
         assert_eq!(url.host_str(), Some("8.8.8.8"));
         check_url("https://[2606:4700:4700::1111]/", false)
             .await
             .expect("public v6");
-        for url in [
-            "http://127.0.0.1:8080/x",
-            "http://[::1]/",
-            "http://localhost/",
-        ] {
-            check_url(url, true)
-                .await
-                .unwrap_or_else(|e| panic!("{url}: {e}"));
+        for url in ["http://127.0.0.1:8080/x", "http://[::1]/", "http://localhost/"] {
+            check_url(url, true).await.unwrap_or_else(|e| panic!("{url}: {e}"));
         }
     }
 
@@ -411,20 +390,15 @@ mod tests {
             .await
             .expect_err("localhost refused");
         assert!(matches!(err, SsrfError::Forbidden { .. }), "{err}");
-        let addrs = resolve_checked("localhost", true)
-            .await
-            .expect("localhost allowed");
+        let addrs = resolve_checked("localhost", true).await.expect("localhost allowed");
         assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 
     #[tokio::test]
     async fn guarded_client_does_not_connect_to_loopback_by_name() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("local addr").port();
-        let client =
-            guarded_client(false, Duration::from_secs(5), "leadflow-test").expect("client");
+        let client = guarded_client(false, Duration::from_secs(5), "leadflow-test").expect("client");
         let err = client
             .get(format!("http://localhost:{port}/"))
             .send()
@@ -434,10 +408,7 @@ mod tests {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         let mut found = false;
         while let Some(e) = source {
-            found |= matches!(
-                e.downcast_ref::<SsrfError>(),
-                Some(SsrfError::Forbidden { .. })
-            );
+            found |= matches!(e.downcast_ref::<SsrfError>(), Some(SsrfError::Forbidden { .. }));
             source = e.source();
         }
         assert!(found, "no SsrfError::Forbidden in {err:?}");
@@ -447,15 +418,10 @@ mod tests {
 
     #[tokio::test]
     async fn guarded_client_with_allow_private_reaches_loopback() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("local addr").port();
         let client = guarded_client(true, Duration::from_secs(5), "leadflow-test").expect("client");
-        let request =
-            tokio::spawn(
-                async move { client.get(format!("http://127.0.0.1:{port}/")).send().await },
-            );
+        let request = tokio::spawn(async move { client.get(format!("http://127.0.0.1:{port}/")).send().await });
         let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
         assert!(matches!(accepted, Ok(Ok(_))), "no connection accepted");
         request.abort();

@@ -26,14 +26,25 @@ async fn assistants_can_be_listed_created_read_and_patched() {
     assert_eq!(created["debounce_seconds"], json!(2.5));
     let id = created["id"].as_str().unwrap().to_string();
     let (_, list) = app.get("/backend/assistants").await;
-    let defaults: Vec<_> = list["data"].as_array().unwrap().iter().filter(|a| a["is_default"] == json!(true)).collect();
+    let defaults: Vec<_> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["is_default"] == json!(true))
+        .collect();
     assert_eq!(defaults.len(), 1, "one default per tenant");
     assert_eq!(defaults[0]["id"], json!(id));
 
-    let (status, patched) = app.patch(&format!("/backend/assistants/{id}"), &json!({"temperature": 1.1})).await;
+    let (status, patched) = app
+        .patch(&format!("/backend/assistants/{id}"), &json!({"temperature": 1.1}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(patched["temperature"], json!(1.1));
-    assert_eq!(patched["name"], json!("Night shift"), "a PATCH keeps what it does not name");
+    assert_eq!(
+        patched["name"],
+        json!("Night shift"),
+        "a PATCH keeps what it does not name"
+    );
 
     // The explicit assistant answers when named in /ai/process.
     let mut m = app.msg("lead-a", "hi", false);
@@ -57,9 +68,15 @@ async fn assistant_fields_are_validated() {
         ("max_tokens", json!({"name": "a", "max_tokens": 0})),
         ("max_tokens", json!({"name": "a", "max_tokens": 1.5})),
         ("debounce_seconds", json!({"name": "a", "debounce_seconds": -1})),
-        ("max_wait_seconds", json!({"name": "a", "debounce_seconds": 10, "max_wait_seconds": 5})),
+        (
+            "max_wait_seconds",
+            json!({"name": "a", "debounce_seconds": 10, "max_wait_seconds": 5}),
+        ),
         ("history_limit", json!({"name": "a", "history_limit": -3})),
-        ("human_pause_minutes", json!({"name": "a", "human_pause_minutes": "soon"})),
+        (
+            "human_pause_minutes",
+            json!({"name": "a", "human_pause_minutes": "soon"}),
+        ),
         ("is_default", json!({"name": "a", "is_default": "yes"})),
     ];
     for (field, body) in cases {
@@ -68,7 +85,10 @@ async fn assistant_fields_are_validated() {
         assert_eq!(resp["error"]["field"], json!(field), "{resp}");
     }
     let (status, resp) = app
-        .patch(&format!("/backend/assistants/{}", app.tenant.assistant_id), &json!({"max_wait_seconds": 0.5}))
+        .patch(
+            &format!("/backend/assistants/{}", app.tenant.assistant_id),
+            &json!({"max_wait_seconds": 0.5}),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{resp}");
     assert_eq!(resp["error"]["field"], json!("max_wait_seconds"));

@@ -18,7 +18,10 @@ async fn rate_limit_with_retry_after_is_retried_then_answered() {
     let reqs = app.ai.requests();
     assert_eq!(reqs.len(), 2);
     let gap = reqs[1].at.duration_since(reqs[0].at);
-    assert!(gap >= Duration::from_millis(950), "retry-after: 1 was honoured: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retry-after: 1 was honoured: {gap:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     app.stop().await;
 }
@@ -81,14 +84,32 @@ async fn a_tenants_own_ai_key_and_base_url_win() {
     let app = TestApp::start().await;
     let other_ai = crate::support::FakeAi::start().await;
     let key = app.config().master_key.unwrap();
-    leadflow_shared::db::tenants::set_ai_settings(&app.pool, &key, app.tenant.tenant_id, Some("sk-tenant"), Some(&other_ai.base_url))
-        .await
-        .unwrap();
+    leadflow_shared::db::tenants::set_ai_settings(
+        &app.pool,
+        &key,
+        app.tenant.tenant_id,
+        Some("sk-tenant"),
+        Some(&other_ai.base_url),
+    )
+    .await
+    .unwrap();
     let (status, _) = app.process(&app.msg("lead-own", "hi", false)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(app.ai.request_count(), 0);
     let reqs = other_ai.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].headers.get("authorization").unwrap(), "Bearer sk-tenant");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hung_provider_times_out_and_is_retried() {
+    let app = TestApp::builder().env("LEADFLOW_AI_TIMEOUT", "1s").start().await;
+    app.ai.push_response(Scripted::Hang);
+    app.ai.push_response(Scripted::Reply("Olá! Posso ajudar?".into()));
+    let (status, body) = app.process(&app.msg("lead-hang", "oi", false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"], json!("Olá! Posso ajudar?"));
+    assert_eq!(app.ai.request_count(), 2);
     app.stop().await;
 }

@@ -11,7 +11,8 @@ use crate::support::{eventually, last_user_turn, verify_signature, TestApp};
 #[tokio::test]
 async fn burst_of_n_is_one_call_one_signed_postback() {
     let app = TestApp::start().await;
-    app.set_assistant(json!({"debounce_seconds": 1.0, "max_wait_seconds": 20})).await;
+    app.set_assistant(json!({"debounce_seconds": 1.0, "max_wait_seconds": 20}))
+        .await;
     let mut ids = Vec::new();
     for i in 1..=5 {
         let (status, body) = app.process(&app.msg("lead-b", &format!("part {i}"), true)).await;
@@ -34,7 +35,12 @@ async fn burst_of_n_is_one_call_one_signed_postback() {
     assert_eq!(d.json["messages_processed"], json!(5));
     assert_eq!(d.json["response"], json!(format!("reply to: {turn}")));
     assert!(d.json["timestamp"].is_string());
-    let got_ids: Vec<String> = d.json["message_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let got_ids: Vec<String> = d.json["message_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(got_ids, ids);
     app.stop().await;
 }
@@ -42,14 +48,18 @@ async fn burst_of_n_is_one_call_one_signed_postback() {
 #[tokio::test]
 async fn quiet_period_flush_is_timed_from_the_last_message() {
     let app = TestApp::start().await;
-    app.set_assistant(json!({"debounce_seconds": 1.5, "max_wait_seconds": 30})).await;
+    app.set_assistant(json!({"debounce_seconds": 1.5, "max_wait_seconds": 30}))
+        .await;
     app.process(&app.msg("lead-q", "one", true)).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let last = Instant::now();
     app.process(&app.msg("lead-q", "two", true)).await;
     let reqs = app.ai.wait_for_requests(1, Duration::from_secs(10)).await;
     let waited = reqs[0].at.duration_since(last);
-    assert!(waited >= Duration::from_millis(1400), "flushed before the lead was quiet: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "flushed before the lead was quiet: {waited:?}"
+    );
     assert!(waited <= Duration::from_millis(2500), "flush came late: {waited:?}");
     assert_eq!(last_user_turn(&reqs[0].body), "one\ntwo");
     app.stop().await;
@@ -58,7 +68,8 @@ async fn quiet_period_flush_is_timed_from_the_last_message() {
 #[tokio::test]
 async fn max_wait_flushes_a_lead_that_never_stops() {
     let app = TestApp::start().await;
-    app.set_assistant(json!({"debounce_seconds": 1.0, "max_wait_seconds": 2.5})).await;
+    app.set_assistant(json!({"debounce_seconds": 1.0, "max_wait_seconds": 2.5}))
+        .await;
     let first = Instant::now();
     // A message every 400 ms keeps the quiet period from ever elapsing.
     let mut sent = 0;
@@ -69,7 +80,10 @@ async fn max_wait_flushes_a_lead_that_never_stops() {
     }
     let reqs = app.ai.wait_for_requests(1, Duration::from_secs(5)).await;
     let waited = reqs[0].at.duration_since(first);
-    assert!(waited >= Duration::from_millis(2400), "flushed before max wait: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(2400),
+        "flushed before max wait: {waited:?}"
+    );
     assert!(waited <= Duration::from_millis(3500), "max wait overshot: {waited:?}");
     app.stop().await;
 }
@@ -77,14 +91,17 @@ async fn max_wait_flushes_a_lead_that_never_stops() {
 #[tokio::test]
 async fn two_hundred_leads_bursting_at_once_are_not_mixed_up() {
     let app = TestApp::start().await;
-    app.set_assistant(json!({"debounce_seconds": 1.0, "max_wait_seconds": 10})).await;
+    app.set_assistant(json!({"debounce_seconds": 1.0, "max_wait_seconds": 10}))
+        .await;
     let app = std::sync::Arc::new(app);
     let mut tasks = Vec::new();
     for lead in 0..200 {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
             for part in ["a", "b"] {
-                let (status, body) = app.process(&app.msg(&format!("lead-{lead}"), &format!("{lead}-{part}"), true)).await;
+                let (status, body) = app
+                    .process(&app.msg(&format!("lead-{lead}"), &format!("{lead}-{part}"), true))
+                    .await;
                 assert_eq!(status, StatusCode::ACCEPTED, "{body}");
             }
         }));
@@ -98,8 +115,16 @@ async fn two_hundred_leads_bursting_at_once_are_not_mixed_up() {
     assert_eq!(app.receiver.deliveries().len(), 200);
     let mut leads = std::collections::HashSet::new();
     for d in &got {
-        let lead = d.json["lead_id"].as_str().unwrap().trim_start_matches("lead-").to_string();
-        assert_eq!(d.json["response"], json!(format!("reply to: {lead}-a\n{lead}-b")), "postback for its own lead");
+        let lead = d.json["lead_id"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("lead-")
+            .to_string();
+        assert_eq!(
+            d.json["response"],
+            json!(format!("reply to: {lead}-a\n{lead}-b")),
+            "postback for its own lead"
+        );
         assert_eq!(d.json["messages_processed"], json!(2));
         leads.insert(lead);
     }
@@ -110,7 +135,8 @@ async fn two_hundred_leads_bursting_at_once_are_not_mixed_up() {
 #[tokio::test]
 async fn a_message_during_a_slow_generation_supersedes_the_draft() {
     let app = TestApp::start().await;
-    app.set_assistant(json!({"debounce_seconds": 0.3, "max_wait_seconds": 30})).await;
+    app.set_assistant(json!({"debounce_seconds": 0.3, "max_wait_seconds": 30}))
+        .await;
     app.ai.set_latency(Duration::from_millis(1500));
     app.process(&app.msg("lead-s", "first", true)).await;
     app.ai.wait_for_requests(1, Duration::from_secs(5)).await;
@@ -118,7 +144,11 @@ async fn a_message_during_a_slow_generation_supersedes_the_draft() {
     app.process(&app.msg("lead-s", "second", true)).await;
     let got = app.receiver.wait_for(1, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(app.receiver.deliveries().len(), 1, "the superseded draft is never delivered");
+    assert_eq!(
+        app.receiver.deliveries().len(),
+        1,
+        "the superseded draft is never delivered"
+    );
     assert_eq!(got[0].json["response"], json!("reply to: first\nsecond"));
     assert_eq!(got[0].json["messages_processed"], json!(2));
     assert_eq!(app.ai.request_count(), 2, "the generation ran again with both messages");
@@ -128,13 +158,17 @@ async fn a_message_during_a_slow_generation_supersedes_the_draft() {
 #[tokio::test]
 async fn past_max_wait_the_reply_goes_out_and_newer_messages_form_the_next_burst() {
     let app = TestApp::start().await;
-    app.set_assistant(json!({"debounce_seconds": 0.2, "max_wait_seconds": 0.5})).await;
+    app.set_assistant(json!({"debounce_seconds": 0.2, "max_wait_seconds": 0.5}))
+        .await;
     app.ai.set_latency(Duration::from_millis(1200));
     app.process(&app.msg("lead-x", "first", true)).await;
     app.ai.wait_for_requests(1, Duration::from_secs(5)).await;
     app.process(&app.msg("lead-x", "late", true)).await;
     let got = app.receiver.wait_for(2, Duration::from_secs(15)).await;
-    let mut responses: Vec<String> = got.iter().map(|d| d.json["response"].as_str().unwrap().to_string()).collect();
+    let mut responses: Vec<String> = got
+        .iter()
+        .map(|d| d.json["response"].as_str().unwrap().to_string())
+        .collect();
     responses.sort();
     assert_eq!(responses, ["reply to: first", "reply to: late"]);
     // One generation per lead: the second started only after the first finished.
@@ -153,7 +187,10 @@ async fn the_same_message_id_twice_is_one_message() {
     let (s1, b1) = app.process(&m).await;
     let (s2, b2) = app.process(&m).await;
     assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
-    assert_eq!(b1["message_id"], b2["message_id"], "the repeat is acknowledged as the same message");
+    assert_eq!(
+        b1["message_id"], b2["message_id"],
+        "the repeat is acknowledged as the same message"
+    );
     assert_eq!(b2["duplicate"], json!(true));
     // The Idempotency-Key header means the same.
     let resp = app
@@ -170,7 +207,10 @@ async fn the_same_message_id_twice_is_one_message() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(got[0].json["messages_processed"], json!(1));
     assert_eq!(app.receiver.deliveries().len(), 1);
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'user'").fetch_one(&app.pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'user'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
     app.stop().await;
 }
@@ -178,7 +218,8 @@ async fn the_same_message_id_twice_is_one_message() {
 #[tokio::test]
 async fn a_human_message_pauses_the_ai_for_the_lead() {
     let app = TestApp::start().await;
-    app.set_assistant(json!({"debounce_seconds": 0.3, "human_pause_minutes": 1})).await;
+    app.set_assistant(json!({"debounce_seconds": 0.3, "human_pause_minutes": 1}))
+        .await;
     let mut human = app.msg("lead-h", "Hi, Ana here from sales.", false);
     human["role"] = json!("human");
     let (status, body) = app.process(&human).await;
@@ -205,11 +246,17 @@ async fn a_human_message_pauses_the_ai_for_the_lead() {
         .unwrap();
     let (status, body) = app.process(&app.msg("lead-h", "back?", false)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["response"].as_str().is_some_and(|r| r.ends_with("back?")), "{body}");
+    assert!(
+        body["response"].as_str().is_some_and(|r| r.ends_with("back?")),
+        "{body}"
+    );
     assert_eq!(last_user_turn(&app.ai.requests().last().unwrap().body), "back?");
     // The messages typed during the pause are in the history, with the human as the business.
     let msgs = crate::support::fake_ai::messages(&app.ai.requests().last().unwrap().body);
-    assert!(msgs.contains(&("assistant".into(), "Hi, Ana here from sales.".into())), "{msgs:?}");
+    assert!(
+        msgs.contains(&("assistant".into(), "Hi, Ana here from sales.".into())),
+        "{msgs:?}"
+    );
     assert!(msgs.contains(&("user".into(), "are you there?".into())), "{msgs:?}");
     app.stop().await;
 }
@@ -223,7 +270,10 @@ async fn a_pending_burst_is_dropped_when_a_human_takes_over() {
     human["role"] = json!("human");
     app.process(&human).await;
     eventually(Duration::from_secs(10), "the burst to be dropped", || async {
-        let s: Option<String> = sqlx::query_scalar("SELECT status FROM bursts LIMIT 1").fetch_optional(&app.pool).await.unwrap();
+        let s: Option<String> = sqlx::query_scalar("SELECT status FROM bursts LIMIT 1")
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
         (s.as_deref() == Some("dropped")).then_some(())
     })
     .await;

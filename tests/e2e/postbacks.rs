@@ -22,8 +22,14 @@ async fn failing_twice_then_2xx_is_delivered_on_attempt_three_with_the_same_webh
     app.receiver.wait_for(1, Duration::from_secs(15)).await;
     let all = app.receiver.deliveries();
     assert_eq!(all.len(), 3);
-    let ids: Vec<_> = all.iter().map(|d| d.headers["webhook-id"].to_str().unwrap().to_string()).collect();
-    assert!(ids.iter().all(|i| *i == ids[0]), "webhook-id is stable across retries: {ids:?}");
+    let ids: Vec<_> = all
+        .iter()
+        .map(|d| d.headers["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "webhook-id is stable across retries: {ids:?}"
+    );
     verify_signature(&app.tenant.postback_secret, &all[2]);
     let (status, list) = app.get("/backend/deliveries?status=delivered").await;
     assert_eq!(status, StatusCode::OK);
@@ -57,7 +63,11 @@ async fn exhausted_deliveries_fail_and_a_manual_retry_delivers_them() {
     let (status, body) = app.post(&format!("/backend/deliveries/{id}/retry"), &json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let got = app.receiver.wait_for(1, Duration::from_secs(10)).await;
-    assert_eq!(got[0].headers["webhook-id"].to_str().unwrap(), webhook_id, "same webhook-id");
+    assert_eq!(
+        got[0].headers["webhook-id"].to_str().unwrap(),
+        webhook_id,
+        "same webhook-id"
+    );
     verify_signature(&app.tenant.postback_secret, &got[0]);
     eventually(Duration::from_secs(5), "status delivered", || async {
         let (_, d) = app.get(&format!("/backend/deliveries/{id}")).await;
@@ -81,7 +91,11 @@ async fn a_redirect_is_a_failure_and_410_stops_retrying() {
         list["data"].as_array().filter(|a| !a.is_empty()).map(|a| a[0].clone())
     })
     .await;
-    assert_eq!(failed["attempts"], json!(2), "redirect failed attempt 1; 410 stopped at attempt 2");
+    assert_eq!(
+        failed["attempts"],
+        json!(2),
+        "redirect failed attempt 1; 410 stopped at attempt 2"
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     let all = app.receiver.deliveries();
     assert_eq!(all.len(), 2, "the redirect was not followed and nothing came after 410");
@@ -91,13 +105,37 @@ async fn a_redirect_is_a_failure_and_410_stops_retrying() {
 
 #[tokio::test]
 async fn a_private_postback_url_is_refused_without_a_request() {
-    let app = TestApp::builder().env("LEADFLOW_ALLOW_PRIVATE_URLS", "false").start().await;
-    for url in ["http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://[::1]/x", "http://localhost/x"] {
+    let app = TestApp::builder()
+        .env("LEADFLOW_ALLOW_PRIVATE_URLS", "false")
+        .start()
+        .await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]/x",
+        "http://localhost/x",
+    ] {
         let mut m = app.msg("lead-ssrf", "hi", true);
         m["postback_url"] = json!(url);
         let (status, body) = app.process(&m).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
         assert_eq!(body["error"]["field"], json!("postback_url"));
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_receivers_retry_after_is_honoured() {
+    let app = app().await;
+    app.receiver.push_retry_after(503, 2);
+    app.process(&app.msg("lead-ra", "hi", true)).await;
+    app.receiver.wait_for(1, Duration::from_secs(15)).await;
+    let all = app.receiver.wait_for_any(2, Duration::from_secs(1)).await;
+    let gap = all[1].at.duration_since(all[0].at);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "waited the receiver's Retry-After (2 s), not the 200 ms schedule: {gap:?}"
+    );
     app.stop().await;
 }

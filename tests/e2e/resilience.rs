@@ -10,8 +10,12 @@ use serde_json::json;
 use crate::support::{eventually, TestApp};
 
 fn spawn_worker(app: &TestApp, extra: &[(&str, &str)]) -> Child {
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-worker-{}.log", app.prefix, Instant::now().elapsed().as_nanos())))
-        .expect("log file");
+    let log = std::fs::File::create(std::env::temp_dir().join(format!(
+        "{}-worker-{}.log",
+        app.prefix,
+        Instant::now().elapsed().as_nanos()
+    )))
+    .expect("log file");
     Command::new(env!("CARGO_BIN_EXE_leadflow"))
         .arg("worker")
         .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -38,12 +42,14 @@ fn webhook_ids_by_lead(app: &TestApp) -> HashMap<String, HashSet<String>> {
 #[tokio::test]
 async fn kill_9_during_generations_loses_nothing_and_answers_each_burst_once() {
     let app = TestApp::builder().without_workers().start().await;
-    app.set_assistant(json!({"debounce_seconds": 0.2, "max_wait_seconds": 30})).await;
+    app.set_assistant(json!({"debounce_seconds": 0.2, "max_wait_seconds": 30}))
+        .await;
     app.ai.set_latency(Duration::from_secs(4));
     let mut first = spawn_worker(&app, &[]);
     const LEADS: usize = 20;
     for i in 0..LEADS {
-        app.process(&app.msg(&format!("lead-k{i}"), &format!("hello {i}"), true)).await;
+        app.process(&app.msg(&format!("lead-k{i}"), &format!("hello {i}"), true))
+            .await;
     }
     app.ai.wait_for_requests(LEADS, Duration::from_secs(20)).await;
     // Every generation is in flight in the first worker: kill it.
@@ -51,9 +57,11 @@ async fn kill_9_during_generations_loses_nothing_and_answers_each_burst_once() {
     first.wait().unwrap();
     let killed_at = Instant::now();
     let mut second = spawn_worker(&app, &[]);
-    eventually(Duration::from_secs(40), "every burst to be delivered after the crash", || async {
-        (webhook_ids_by_lead(&app).len() == LEADS).then_some(())
-    })
+    eventually(
+        Duration::from_secs(40),
+        "every burst to be delivered after the crash",
+        || async { (webhook_ids_by_lead(&app).len() == LEADS).then_some(()) },
+    )
     .await;
     let recovered = killed_at.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -68,7 +76,10 @@ async fn kill_9_during_generations_loses_nothing_and_answers_each_burst_once() {
         .unwrap();
     assert_eq!(replies, LEADS as i64, "one stored reply per burst");
     eprintln!("recovery after kill -9: all {LEADS} bursts delivered {recovered:?} after the kill (AI latency 4 s)");
-    assert!(recovered < Duration::from_secs(15) + Duration::from_secs(4), "recovered in {recovered:?}");
+    assert!(
+        recovered < Duration::from_secs(15) + Duration::from_secs(4),
+        "recovered in {recovered:?}"
+    );
     second.kill().ok();
     second.wait().ok();
     app.stop().await;
@@ -84,9 +95,16 @@ async fn sigterm_lets_in_flight_generations_finish() {
         app.process(&app.msg(&format!("lead-t{i}"), "hi", true)).await;
     }
     app.ai.wait_for_requests(5, Duration::from_secs(15)).await;
-    let status = Command::new("kill").arg("-TERM").arg(worker.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(worker.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || worker.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "the worker exits cleanly on SIGTERM: {exit:?}");
     // Its generations finished before it exited: replies are stored and postbacks sent,
     // with no other worker running.
@@ -113,8 +131,24 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(port: u16, dir: &std::path::Path) -> Child {
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--hz", "100"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .args([
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
+                "--hz",
+                "100",
+            ])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -167,14 +201,19 @@ impl Drop for OwnRedis {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
 async fn redis_restarted_between_accept_and_flush_loses_nothing() {
     let mut redis = OwnRedis::new().await;
     let app = TestApp::builder().env("LEADFLOW_REDIS_URL", &redis.url()).start().await;
-    app.set_assistant(json!({"debounce_seconds": 3.0, "max_wait_seconds": 30})).await;
+    app.set_assistant(json!({"debounce_seconds": 3.0, "max_wait_seconds": 30}))
+        .await;
     for part in ["a", "b", "c"] {
         let (status, body) = app.process(&app.msg("lead-redis", part, true)).await;
         assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");

@@ -10,7 +10,8 @@ use crate::support::{fake_ai, TestApp};
 #[tokio::test]
 async fn sync_reply_sees_system_prompt_history_and_message() {
     let app = TestApp::start().await;
-    app.set_assistant(json!({"system_prompt": "You sell solar panels.", "model": "gpt-test"})).await;
+    app.set_assistant(json!({"system_prompt": "You sell solar panels.", "model": "gpt-test"}))
+        .await;
     // History: a reply the business sent earlier, recorded without being answered.
     let mut earlier = app.msg("lead-1", "We install in 3 days.", false);
     earlier["role"] = json!("assistant");
@@ -36,7 +37,10 @@ async fn sync_reply_sees_system_prompt_history_and_message() {
     );
     assert_eq!(reqs[0].body["model"], json!("gpt-test"));
     let user = reqs[0].body["user"].as_str().expect("user field");
-    assert!(!user.contains("lead-1") && user.len() >= 16, "the lead is identified by a hash: {user}");
+    assert!(
+        !user.contains("lead-1") && user.len() >= 16,
+        "the lead is identified by a hash: {user}"
+    );
     assert_eq!(
         reqs[0].headers.get("authorization").and_then(|v| v.to_str().ok()),
         Some("Bearer sk-test")
@@ -45,7 +49,12 @@ async fn sync_reply_sees_system_prompt_history_and_message() {
     // The reply is stored and becomes history for the next turn.
     let (status, conv) = app.get("/backend/leads/lead-1/messages").await;
     assert_eq!(status, StatusCode::OK);
-    let roles: Vec<_> = conv["data"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_string()).collect();
+    let roles: Vec<_> = conv["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(roles, ["assistant", "user", "assistant"]);
     assert_eq!(conv["data"][2]["content"], json!("reply to: How much is it?"));
     assert!(conv["data"][0]["created_at"].is_string());
@@ -61,7 +70,10 @@ async fn sync_reply_sees_system_prompt_history_and_message() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert!(usage.0.is_some() && usage.1.is_some(), "token usage is stored: {usage:?}");
+    assert!(
+        usage.0.is_some() && usage.1.is_some(),
+        "token usage is stored: {usage:?}"
+    );
     app.stop().await;
 }
 
@@ -91,7 +103,10 @@ async fn without_an_ai_key_replies_fail_clearly() {
     let (status, body) = app.process(&app.msg("lead-nokey", "hi", false)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"]["code"], json!("ai_not_configured"));
-    assert!(body["error"]["message"].as_str().unwrap().contains("no AI provider is configured"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no AI provider is configured"));
     assert_eq!(app.ai.request_count(), 0, "nothing pretends to answer");
     app.stop().await;
 }

@@ -79,7 +79,10 @@ async fn every_malformed_field_is_a_422_naming_it() {
         assert_eq!(v["error"]["field"], json!("body"));
     }
     // Nothing malformed was stored.
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&app.pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(n, 0);
     app.stop().await;
 }
@@ -99,7 +102,13 @@ async fn keys_and_tenants() {
     let m = app.msg("lead-k", "hi", true);
     let (status, body) = app.post_as("lf_wrong", "/ai/process", &m).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let r = app.http.post(format!("{}/ai/process", app.base)).json(&m).send().await.unwrap();
+    let r = app
+        .http
+        .post(format!("{}/ai/process", app.base))
+        .json(&m)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no key at all");
 
     // Another (unrelated) tenant's key may not act for this tenant.
@@ -120,18 +129,32 @@ async fn keys_and_tenants() {
     let (status, body) = app.process(&for_client).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["response"], json!("reply to: hi from the agency"));
-    let (status, _) = app.post_as(&client.api_key, "/ai/process", &app.msg("lead-k", "hi", false)).await;
+    let (status, _) = app
+        .post_as(&client.api_key, "/ai/process", &app.msg("lead-k", "hi", false))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Leads are scoped by tenant: the same lead_id under two tenants is two leads.
     let (_, own) = app.get("/backend/leads/lead-k/messages").await;
-    let (_, theirs) = app.get(&format!("/backend/leads/lead-k/messages?tenant_id={}", client.tenant_id)).await;
-    assert_eq!(own["data"].as_array().map(Vec::len), None, "no messages for lead-k under the agency: {own}");
+    let (_, theirs) = app
+        .get(&format!(
+            "/backend/leads/lead-k/messages?tenant_id={}",
+            client.tenant_id
+        ))
+        .await;
+    assert_eq!(
+        own["data"].as_array().map(Vec::len),
+        None,
+        "no messages for lead-k under the agency: {own}"
+    );
     assert_eq!(theirs["data"].as_array().unwrap().len(), 2);
     // A stranger cannot read the client's lead, nor learn it exists.
     let r = app
         .http
-        .get(format!("{}/backend/leads/lead-k/messages?tenant_id={}", app.base, client.tenant_id))
+        .get(format!(
+            "{}/backend/leads/lead-k/messages?tenant_id={}",
+            app.base, client.tenant_id
+        ))
         .bearer_auth(&stranger.api_key)
         .send()
         .await

@@ -30,7 +30,9 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn new(cfg: Config, pool: PgPool, queues: Queues, master_key: MasterKey) -> anyhow::Result<Arc<Self>> {
-        let redis = redis::Client::open(cfg.redis_url.as_str())?.get_connection_manager().await?;
+        let redis = redis::Client::open(cfg.redis_url.as_str())?
+            .get_connection_manager()
+            .await?;
         let ai = ai::AiClient::new(cfg.ai_timeout)?;
         let guarded = leadflow_shared::ssrf::guarded_client(
             cfg.allow_private_urls,

@@ -49,7 +49,13 @@ impl Pool {
     }
 
     /// Starts a worker for `J` that runs `handler` for each job.
-    pub async fn spawn<J, F, Fut>(&mut self, ctx: &Arc<Ctx>, concurrency: usize, job_timeout: Duration, handler: F) -> anyhow::Result<()>
+    pub async fn spawn<J, F, Fut>(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        concurrency: usize,
+        job_timeout: Duration,
+        handler: F,
+    ) -> anyhow::Result<()>
     where
         J: Job,
         F: Fn(Arc<Ctx>, J) -> Fut + Send + Sync + Clone + 'static,
@@ -100,7 +106,8 @@ where
     F: Fn(Arc<Ctx>, J) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let span = tracing::info_span!("job", queue = J::QUEUE.name(), job_id = %job.id(), attempt = job.attempts_made() + 1);
+    let span =
+        tracing::info_span!("job", queue = J::QUEUE.name(), job_id = %job.id(), attempt = job.attempts_made() + 1);
     async move {
         let data: J = serde_json::from_value(job.data().clone())
             .map_err(|e| bullmq::Error::Unrecoverable(format!("job data is not a {}: {e}", J::NAME)))?;
@@ -112,7 +119,9 @@ where
             }
             Err(_) => {
                 tracing::warn!(?job_timeout, "job timed out; BullMQ will retry it");
-                Err(bullmq::Error::ProcessingError(format!("timed out after {job_timeout:?}")))
+                Err(bullmq::Error::ProcessingError(format!(
+                    "timed out after {job_timeout:?}"
+                )))
             }
         }
     }
@@ -140,7 +149,8 @@ fn worker_options(ctx: &Ctx, concurrency: usize, name: String) -> WorkerOptions 
         remove_on_fail: Some(queue::remove_on_fail()),
         backoff_strategy: Some(Arc::new(|attempts, _kind, _err, _data| {
             Box::pin(async move {
-                queue::jittered_backoff(attempts, Duration::from_millis(500), Duration::from_secs(60)).as_millis() as i64
+                queue::jittered_backoff(attempts, Duration::from_millis(500), Duration::from_secs(60)).as_millis()
+                    as i64
             })
         })),
         ..Default::default()

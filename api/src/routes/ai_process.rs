@@ -34,19 +34,28 @@ pub async fn process(
         .opt_uuid("tenant_id")?
         .ok_or_else(|| ApiError::invalid("tenant_id", "tenant_id is required"))?;
     let tenant = caller.act_for(&state, tenant_id).await?;
-    let limit = tenant.rate_limit_per_sec.map(|v| v.max(0) as u32).unwrap_or(state.cfg.tenant_rate_limit);
+    let limit = tenant
+        .rate_limit_per_sec
+        .map(|v| v.max(0) as u32)
+        .unwrap_or(state.cfg.tenant_rate_limit);
     if !state.limiter.allow(tenant.id, limit) {
         return Err(ApiError::RateLimited);
     }
 
     let lead_id = body.req_str("lead_id")?.trim();
     if lead_id.is_empty() || lead_id.len() > MAX_ID_LEN {
-        return Err(ApiError::invalid("lead_id", format!("lead_id must be 1 to {MAX_ID_LEN} characters")));
+        return Err(ApiError::invalid(
+            "lead_id",
+            format!("lead_id must be 1 to {MAX_ID_LEN} characters"),
+        ));
     }
     let role = Role::parse(body.req_str("role")?)
         .ok_or_else(|| ApiError::invalid("role", format!("role must be one of: {}", Role::ALL)))?;
     let message_type = MessageType::parse(body.req_str("message_type")?).ok_or_else(|| {
-        ApiError::invalid("message_type", format!("message_type must be one of: {}", MessageType::ALL))
+        ApiError::invalid(
+            "message_type",
+            format!("message_type must be one of: {}", MessageType::ALL),
+        )
     })?;
     // The seed requires content; for media it is the optional caption.
     let content = match (body.opt_str("content")?, message_type) {
@@ -55,23 +64,37 @@ pub async fn process(
         (None, _) => "",
     };
     if content.len() > MAX_CONTENT_LEN {
-        return Err(ApiError::invalid("content", format!("content must be at most {MAX_CONTENT_LEN} bytes")));
+        return Err(ApiError::invalid(
+            "content",
+            format!("content must be at most {MAX_CONTENT_LEN} bytes"),
+        ));
     }
     if message_type == MessageType::Text && content.trim().is_empty() {
-        return Err(ApiError::invalid("content", "content must not be empty for a text message"));
+        return Err(ApiError::invalid(
+            "content",
+            "content must not be empty for a text message",
+        ));
     }
     let url = body.opt_str("url")?;
     match (message_type, url) {
         (MessageType::Text, _) => {}
         (_, None) => {
-            return Err(ApiError::invalid("url", format!("url is required when message_type is {}", message_type.as_str())))
+            return Err(ApiError::invalid(
+                "url",
+                format!("url is required when message_type is {}", message_type.as_str()),
+            ))
         }
         (_, Some(u)) => check_http_url("url", u, true)?,
     }
     let debounce = body.opt_bool("debounce")?.unwrap_or(false);
     let postback_url = body.opt_str("postback_url")?;
     match (debounce, postback_url) {
-        (true, None) => return Err(ApiError::invalid("postback_url", "postback_url is required when debounce is true")),
+        (true, None) => {
+            return Err(ApiError::invalid(
+                "postback_url",
+                "postback_url is required when debounce is true",
+            ))
+        }
         (_, Some(u)) => check_http_url("postback_url", u, state.cfg.allow_private_urls)?,
         _ => {}
     }
@@ -81,7 +104,10 @@ pub async fn process(
     };
     if let Some(m) = message_id {
         if m.is_empty() || m.len() > MAX_ID_LEN {
-            return Err(ApiError::invalid("message_id", format!("message_id must be 1 to {MAX_ID_LEN} characters")));
+            return Err(ApiError::invalid(
+                "message_id",
+                format!("message_id must be 1 to {MAX_ID_LEN} characters"),
+            ));
         }
     }
     let assistant = match body.opt_uuid("assistant_id")? {
@@ -112,7 +138,10 @@ pub async fn process(
 fn idempotency_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     headers
         .get("idempotency-key")
-        .map(|v| v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "Idempotency-Key must be visible ASCII")))
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::invalid("Idempotency-Key", "Idempotency-Key must be visible ASCII"))
+        })
         .transpose()
 }
 
@@ -121,7 +150,10 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 fn check_http_url(field: &str, raw: &str, allow_private: bool) -> Result<(), ApiError> {
     let url = url::Url::parse(raw).map_err(|e| ApiError::invalid(field, format!("{field} is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ApiError::invalid(field, format!("{field} must be an http or https URL")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be an http or https URL"),
+        ));
     }
     if !allow_private {
         let ip = match url.host() {
@@ -129,9 +161,13 @@ fn check_http_url(field: &str, raw: &str, allow_private: bool) -> Result<(), Api
             Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
             _ => None,
         };
-        let local_name = matches!(url.host_str(), Some(h) if h.eq_ignore_ascii_case("localhost") || h.ends_with(".localhost"));
+        let local_name =
+            matches!(url.host_str(), Some(h) if h.eq_ignore_ascii_case("localhost") || h.ends_with(".localhost"));
         if local_name || ip.is_some_and(leadflow_shared::ssrf::is_forbidden_ip) {
-            return Err(ApiError::invalid(field, format!("{field} points at a private or reserved address")));
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} points at a private or reserved address"),
+            ));
         }
     }
     Ok(())
@@ -171,7 +207,8 @@ async fn respond(state: &AppState, debounce: bool, accepted: Accepted) -> Result
                 NotAnswered::Role => "recorded: only user messages are answered",
                 NotAnswered::HumanPause => "human_takeover: the AI is paused for this lead",
             };
-            let mut out = json!({"success": true, "message_id": message_id, "reason": reason, "paused_until": paused_until});
+            let mut out =
+                json!({"success": true, "message_id": message_id, "reason": reason, "paused_until": paused_until});
             if debounce {
                 out["queued"] = json!(false);
                 Ok((StatusCode::ACCEPTED, Json(out)).into_response())
@@ -216,7 +253,10 @@ async fn wait_for_reply(
             match b.status.as_str() {
                 "done" => {
                     let reply = messages::reply_of(&state.pool, burst_id).await?;
-                    break Ok((StatusCode::OK, Json(json!({"success": true, "response": reply, "message_id": message_id})))
+                    break Ok((
+                        StatusCode::OK,
+                        Json(json!({"success": true, "response": reply, "message_id": message_id})),
+                    )
                         .into_response());
                 }
                 "failed" => {

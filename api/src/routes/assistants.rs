@@ -46,7 +46,9 @@ pub async fn show(
 ) -> Result<Json<Assistant>, ApiError> {
     let tenant = target_tenant(&state, &caller, q.tenant_id).await?;
     let id = path_uuid(&id, "assistant")?;
-    let a = assistants::find(&state.pool, tenant, id).await?.ok_or(ApiError::NotFound("assistant"))?;
+    let a = assistants::find(&state.pool, tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("assistant"))?;
     Ok(Json(a))
 }
 
@@ -79,7 +81,9 @@ pub async fn update(
 ) -> Result<Json<Assistant>, ApiError> {
     let tenant = target_tenant(&state, &caller, q.tenant_id).await?;
     let id = path_uuid(&id, "assistant")?;
-    let current = assistants::find(&state.pool, tenant, id).await?.ok_or(ApiError::NotFound("assistant"))?;
+    let current = assistants::find(&state.pool, tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("assistant"))?;
     let settings = merge(
         AssistantSettings {
             name: current.name,
@@ -102,14 +106,25 @@ fn text(body: &JsonObject, field: &str, max: usize, allow_empty: bool) -> Result
     let Some(v) = body.opt_str(field)? else { return Ok(None) };
     if (!allow_empty && v.trim().is_empty()) || v.len() > max {
         let min = if allow_empty { 0 } else { 1 };
-        return Err(ApiError::invalid(field, format!("{field} must be {min} to {max} characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be {min} to {max} characters"),
+        ));
     }
     Ok(Some(v.to_string()))
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(field: &str, v: Option<T>, lo: T, hi: T) -> Result<Option<T>, ApiError> {
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    v: Option<T>,
+    lo: T,
+    hi: T,
+) -> Result<Option<T>, ApiError> {
     match v {
-        Some(x) if x < lo || x > hi => Err(ApiError::invalid(field, format!("{field} must be between {lo} and {hi}"))),
+        Some(x) if x < lo || x > hi => Err(ApiError::invalid(
+            field,
+            format!("{field} must be between {lo} and {hi}"),
+        )),
         other => Ok(other),
     }
 }

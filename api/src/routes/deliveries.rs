@@ -29,7 +29,10 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     if let Some(s) = q.status.as_deref() {
         if !matches!(s, "pending" | "delivered" | "failed") {
-            return Err(ApiError::invalid("status", "status must be one of: pending, delivered, failed"));
+            return Err(ApiError::invalid(
+                "status",
+                "status must be one of: pending, delivered, failed",
+            ));
         }
     }
     let tenants = caller.visible_tenants(&state).await?;
@@ -38,7 +41,11 @@ pub async fn list(
     Ok(Json(json!({"success": true, "data": items})))
 }
 
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = path_uuid(&id, "delivery")?;
     let tenants = caller.visible_tenants(&state).await?;
     let d = deliveries::find_for_tenants(&state.pool, &tenants, id)
@@ -46,7 +53,9 @@ pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<
         .ok_or(ApiError::NotFound("delivery"))?;
     let attempts = deliveries::attempts(&state.pool, id).await?;
     let payload: Value = serde_json::from_str(&d.payload).unwrap_or(Value::Null);
-    Ok(Json(json!({"success": true, "data": d, "payload": payload, "attempts": attempts})))
+    Ok(Json(
+        json!({"success": true, "data": d, "payload": payload, "attempts": attempts}),
+    ))
 }
 
 pub async fn retry(
@@ -73,5 +82,8 @@ pub async fn retry(
         manual: true,
     };
     state.queues.enqueue(&job, Duration::ZERO).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"success": true, "delivery_id": d.id, "attempt": attempt, "webhook_id": d.webhook_id}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"success": true, "delivery_id": d.id, "attempt": attempt, "webhook_id": d.webhook_id})),
+    ))
 }

@@ -25,8 +25,12 @@ pub async fn messages(
     Query(q): Query<MessagesQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = target_tenant(&state, &caller, q.tenant_id).await?;
-    let lead = leads::find_id(&state.pool, tenant, &lead_id).await?.ok_or(ApiError::NotFound("lead"))?;
+    let lead = leads::find_id(&state.pool, tenant, &lead_id)
+        .await?
+        .ok_or(ApiError::NotFound("lead"))?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let items = messages::for_lead(&state.pool, lead, limit).await?;
-    Ok(Json(serde_json::json!({"success": true, "lead_id": lead_id, "tenant_id": tenant, "data": items})))
+    Ok(Json(
+        serde_json::json!({"success": true, "lead_id": lead_id, "tenant_id": tenant, "data": items}),
+    ))
 }

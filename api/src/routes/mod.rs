@@ -16,7 +16,10 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ai/process", post(ai_process::process))
         .route("/backend/assistants", get(assistants::list).post(assistants::create))
-        .route("/backend/assistants/{id}", get(assistants::show).patch(assistants::update))
+        .route(
+            "/backend/assistants/{id}",
+            get(assistants::show).patch(assistants::update),
+        )
         .route("/backend/leads/{lead_id}/messages", get(leads::messages))
         .route("/backend/deliveries", get(deliveries::list))
         .route("/backend/deliveries/{id}", get(deliveries::show))

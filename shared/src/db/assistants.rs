@@ -48,7 +48,10 @@ async fn clear_default(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), D
 #[tracing::instrument(skip(pool))]
 pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Assistant>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 ORDER BY created_at"#);
-    Ok(sqlx::query_as::<_, Assistant>(&sql).bind(tenant_id).fetch_all(pool).await?)
+    Ok(sqlx::query_as::<_, Assistant>(&sql)
+        .bind(tenant_id)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// An assistant by id, only within the given tenant.
@@ -77,7 +80,10 @@ pub async fn find_default(pool: &PgPool, tenant_id: Uuid) -> Result<Option<Assis
     let sql = format!(
         r#"SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 ORDER BY is_default DESC, created_at LIMIT 1"#
     );
-    Ok(sqlx::query_as::<_, Assistant>(&sql).bind(tenant_id).fetch_optional(pool).await?)
+    Ok(sqlx::query_as::<_, Assistant>(&sql)
+        .bind(tenant_id)
+        .fetch_optional(pool)
+        .await?)
 }
 
 /// Replaces an assistant's settings (the route merges a PATCH onto the current row).

@@ -66,13 +66,15 @@ pub async fn other_generating(conn: &mut PgConnection, lead_id: Uuid, except: Uu
 /// An earlier burst of the same lead still waiting: answer bursts in acceptance order.
 #[tracing::instrument(skip(conn))]
 pub async fn earlier_open(conn: &mut PgConnection, lead_id: Uuid, burst: Uuid) -> Result<bool, DbError> {
-    Ok(sqlx::query_scalar(
-        r#"SELECT EXISTS (SELECT 1 FROM bursts WHERE lead_id = $1 AND status = 'open' AND id < $2)"#,
+    Ok(
+        sqlx::query_scalar(
+            r#"SELECT EXISTS (SELECT 1 FROM bursts WHERE lead_id = $1 AND status = 'open' AND id < $2)"#,
+        )
+        .bind(lead_id)
+        .bind(burst)
+        .fetch_one(conn)
+        .await?,
     )
-    .bind(lead_id)
-    .bind(burst)
-    .fetch_one(conn)
-    .await?)
 }
 
 #[tracing::instrument(skip(conn))]

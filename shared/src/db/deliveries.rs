@@ -68,7 +68,10 @@ pub async fn create(
 #[tracing::instrument(skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Delivery>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1");
-    Ok(sqlx::query_as::<_, Delivery>(&sql).bind(id).fetch_optional(pool).await?)
+    Ok(sqlx::query_as::<_, Delivery>(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
 }
 
 #[tracing::instrument(skip(pool))]
@@ -82,12 +85,7 @@ pub async fn find_for_tenants(pool: &PgPool, tenants: &[Uuid], id: Uuid) -> Resu
 }
 
 #[tracing::instrument(skip(pool))]
-pub async fn list(
-    pool: &PgPool,
-    tenants: &[Uuid],
-    status: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Delivery>, DbError> {
+pub async fn list(pool: &PgPool, tenants: &[Uuid], status: Option<&str>, limit: i64) -> Result<Vec<Delivery>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM deliveries WHERE tenant_id = ANY($1) AND ($2::text IS NULL OR status = $2)
          ORDER BY created_at DESC LIMIT $3"
@@ -128,7 +126,12 @@ pub enum Outcome {
 
 /// Records an attempt and moves the delivery on, in one transaction.
 #[tracing::instrument(skip(pool, rec, outcome))]
-pub async fn record_attempt(pool: &PgPool, id: Uuid, rec: &AttemptRecord<'_>, outcome: &Outcome) -> Result<(), DbError> {
+pub async fn record_attempt(
+    pool: &PgPool,
+    id: Uuid,
+    rec: &AttemptRecord<'_>,
+    outcome: &Outcome,
+) -> Result<(), DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         r#"INSERT INTO delivery_attempts (delivery_id, attempt, status_code, duration_ms, error, response_body)
@@ -167,12 +170,12 @@ pub async fn record_attempt(pool: &PgPool, id: Uuid, rec: &AttemptRecord<'_>, ou
 /// The burst's delivery when no attempt has been made yet.
 #[tracing::instrument(skip(pool))]
 pub async fn unstarted_for_burst(pool: &PgPool, burst_id: Uuid) -> Result<Option<Uuid>, DbError> {
-    Ok(sqlx::query_scalar(
-        r#"SELECT id FROM deliveries WHERE burst_id = $1 AND status = 'pending' AND attempts = 0"#,
+    Ok(
+        sqlx::query_scalar(r#"SELECT id FROM deliveries WHERE burst_id = $1 AND status = 'pending' AND attempts = 0"#)
+            .bind(burst_id)
+            .fetch_optional(pool)
+            .await?,
     )
-    .bind(burst_id)
-    .fetch_optional(pool)
-    .await?)
 }
 
 /// Manual retry of a failed delivery: back to pending; returns the attempt number to use.

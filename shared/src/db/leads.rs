@@ -164,7 +164,11 @@ async fn claim_idempotency_key(
 
 /// Joins the lead's live debounce burst, or opens a new one. Sync messages always get a
 /// burst of their own (their reply goes to the waiting HTTP caller, not a postback).
-async fn place_in_burst(conn: &mut PgConnection, lead_id: Uuid, m: &Incoming<'_>) -> Result<(Uuid, bool, i64), DbError> {
+async fn place_in_burst(
+    conn: &mut PgConnection,
+    lead_id: Uuid,
+    m: &Incoming<'_>,
+) -> Result<(Uuid, bool, i64), DbError> {
     let a = m.assistant;
     if m.debounce {
         let joined: Option<(Uuid, i64)> = sqlx::query_as(
@@ -192,7 +196,11 @@ async fn place_in_burst(conn: &mut PgConnection, lead_id: Uuid, m: &Incoming<'_>
         }
     }
     let (wait, cap, mode) = if m.debounce {
-        (a.debounce_seconds, a.max_wait_seconds.max(a.debounce_seconds), "debounce")
+        (
+            a.debounce_seconds,
+            a.max_wait_seconds.max(a.debounce_seconds),
+            "debounce",
+        )
     } else {
         (0.0, 0.0, "sync")
     };

@@ -29,7 +29,10 @@ const COLUMNS: &str = "id, seq, role, content, message_type, url, external_id, s
 #[tracing::instrument(skip(pool))]
 pub async fn in_burst(pool: &PgPool, burst_id: Uuid) -> Result<Vec<Message>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM messages WHERE burst_id = $1 AND role = 'user' ORDER BY seq"#);
-    Ok(sqlx::query_as::<_, Message>(&sql).bind(burst_id).fetch_all(pool).await?)
+    Ok(sqlx::query_as::<_, Message>(&sql)
+        .bind(burst_id)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// The lead's last `limit` messages before `before_seq` that are not part of `burst_id`
@@ -108,8 +111,10 @@ pub async fn insert_reply(conn: &mut PgConnection, r: &Reply<'_>) -> Result<Opti
 /// The reply stored for a burst, if any.
 #[tracing::instrument(skip(pool))]
 pub async fn reply_of(pool: &PgPool, burst_id: Uuid) -> Result<Option<String>, DbError> {
-    Ok(sqlx::query_scalar(r#"SELECT content FROM messages WHERE reply_to_burst = $1"#)
-        .bind(burst_id)
-        .fetch_optional(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar(r#"SELECT content FROM messages WHERE reply_to_burst = $1"#)
+            .bind(burst_id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }

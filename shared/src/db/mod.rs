@@ -66,7 +66,10 @@ async fn create_database_if_missing(opts: &PgConnectOptions) -> Result<(), DbErr
         .await?;
     if !exists {
         let quoted = name.replace('"', "\"\"");
-        match sqlx::query(&format!(r#"CREATE DATABASE "{quoted}""#)).execute(&mut admin).await {
+        match sqlx::query(&format!(r#"CREATE DATABASE "{quoted}""#))
+            .execute(&mut admin)
+            .await
+        {
             Ok(_) => tracing::info!(database = %name, "created database"),
             // Another role raced us to it: fine.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}

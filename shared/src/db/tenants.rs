@@ -137,7 +137,9 @@ pub async fn ai_settings(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Ten
             .await?;
     let (enc, base_url) = row.ok_or(DbError::NotFound("tenant"))?;
     let api_key = match enc {
-        Some(enc) => Some(SecretString::from(String::from_utf8_lossy(&key.decrypt(&enc)?).into_owned())),
+        Some(enc) => Some(SecretString::from(
+            String::from_utf8_lossy(&key.decrypt(&enc)?).into_owned(),
+        )),
         None => None,
     };
     Ok(TenantAi { api_key, base_url })

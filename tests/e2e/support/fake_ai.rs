@@ -45,7 +45,11 @@ impl Scripted {
     /// An `{"error": {...}}` body in OpenAI's format.
     pub fn error(status: u16, message: &str, kind: &str, code: Option<&str>) -> Self {
         let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-        Scripted::Error { status, body, headers: Vec::new() }
+        Scripted::Error {
+            status,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     /// 429 rate limit on requests, with `retry-after` and `x-ratelimit-reset-requests`.
@@ -74,7 +78,12 @@ impl Scripted {
     }
 
     pub fn unauthorized() -> Self {
-        Scripted::error(401, "Incorrect API key provided", "invalid_request_error", Some("invalid_api_key"))
+        Scripted::error(
+            401,
+            "Incorrect API key provided",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        )
     }
 }
 
@@ -266,7 +275,11 @@ async fn chat_completions(State(state): State<Shared>, headers: HeaderMap, raw: 
     };
     let (n, scripted, latency) = {
         let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
-        inner.requests.push(RecordedRequest { body: body.clone(), headers, at: Instant::now() });
+        inner.requests.push(RecordedRequest {
+            body: body.clone(),
+            headers,
+            at: Instant::now(),
+        });
         let scripted = if valid_json {
             inner.script.pop_front()
         } else {
@@ -297,6 +310,7 @@ async fn chat_completions(State(state): State<Shared>, headers: HeaderMap, raw: 
 
 async fn not_found() -> Response {
     let msg = "fake AI only serves POST /v1/chat/completions";
-    let body = json!({"error": {"message": msg, "type": "invalid_request_error", "param": null, "code": "unknown_url"}});
+    let body =
+        json!({"error": {"message": msg, "type": "invalid_request_error", "param": null, "code": "unknown_url"}});
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }

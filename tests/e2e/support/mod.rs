@@ -76,7 +76,10 @@ impl Builder {
             ("LEADFLOW_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("LEADFLOW_AI_BASE_URL".into(), ai.base_url.clone()),
             ("LEADFLOW_AI_API_KEY".into(), "sk-test".into()),
-            ("LEADFLOW_MASTER_KEY".into(), leadflow_shared::crypto::MasterKey::generate().to_encoded()),
+            (
+                "LEADFLOW_MASTER_KEY".into(),
+                leadflow_shared::crypto::MasterKey::generate().to_encoded(),
+            ),
             ("LEADFLOW_ALLOW_PRIVATE_URLS".into(), "true".into()),
             ("LEADFLOW_QUEUE_PREFIX".into(), prefix.clone()),
             ("LEADFLOW_POSTBACK_RETRY_SCHEDULE".into(), "200ms,200ms,200ms".into()),
@@ -139,7 +142,9 @@ impl TestApp {
     /// Creates another tenant (optionally a client of `parent`).
     pub async fn other_tenant(&self, kind: TenantKind, parent: Option<uuid::Uuid>) -> CreatedTenant {
         let key = self.config().master_key.expect("master key");
-        tenants::create(&self.pool, &key, "Other", kind, parent).await.expect("tenant")
+        tenants::create(&self.pool, &key, "Other", kind, parent)
+            .await
+            .expect("tenant")
     }
 
     /// A `user` text message for `lead` with this app's tenant and receiver.
@@ -237,8 +242,12 @@ pub async fn drop_database(name: &str) {
 }
 
 pub async fn clear_redis_prefix(prefix: &str) {
-    let Ok(client) = redis::Client::open(redis_url()) else { return };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*"))
         .query_async(&mut conn)
@@ -272,10 +281,14 @@ pub fn verify_signature(secret: &str, d: &receiver::Delivery) {
     let wh = standardwebhooks::Webhook::new(secret).expect("secret parses");
     let mut headers = axum::http::HeaderMap::new();
     for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
-        let v = d.headers.get(name).unwrap_or_else(|| panic!("postback has no {name} header"));
+        let v = d
+            .headers
+            .get(name)
+            .unwrap_or_else(|| panic!("postback has no {name} header"));
         headers.insert(name, v.clone());
     }
-    wh.verify(&d.body, &headers).expect("postback signature verifies with the standardwebhooks library");
+    wh.verify(&d.body, &headers)
+        .expect("postback signature verifies with the standardwebhooks library");
 }
 
 /// The user turn (last message) of a recorded chat request.

@@ -184,10 +184,7 @@ async fn receive(State(state): State<Shared>, uri: Uri, headers: HeaderMap, body
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let plan = {
         let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
-        let plan = inner
-            .plan
-            .pop_front()
-            .unwrap_or(Planned::Status(inner.default_status));
+        let plan = inner.plan.pop_front().unwrap_or(Planned::Status(inner.default_status));
         let status_returned = match &plan {
             Planned::Status(s) | Planned::RetryAfter(s, _) => *s,
             Planned::Redirect(_) => 302,

@@ -38,9 +38,11 @@ impl AiError {
     pub fn code(&self) -> String {
         match self {
             Self::NotConfigured => "ai_not_configured".into(),
-            Self::Retryable { code, status, .. } => code
-                .clone()
-                .unwrap_or_else(|| status.map(|s| format!("ai_http_{s}")).unwrap_or_else(|| "ai_unreachable".into())),
+            Self::Retryable { code, status, .. } => code.clone().unwrap_or_else(|| {
+                status
+                    .map(|s| format!("ai_http_{s}"))
+                    .unwrap_or_else(|| "ai_unreachable".into())
+            }),
             Self::Fatal { code, status, .. } => code.clone().unwrap_or_else(|| format!("ai_http_{status}")),
         }
     }
@@ -156,7 +158,11 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> AiError {
     let parsed: Option<ErrorObject> = serde_json::from_slice::<ErrorBody>(body).ok().map(|b| b.error);
     let (message, code, kind) = match parsed {
         Some(e) => (e.message, e.code, e.kind),
-        None => (String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned(), None, None),
+        None => (
+            String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned(),
+            None,
+            None,
+        ),
     };
     let quota = code.as_deref() == Some("insufficient_quota") || kind.as_deref() == Some("insufficient_quota");
     let retryable = match status {
@@ -256,14 +262,21 @@ mod tests {
     fn classifies_by_code_not_only_status() {
         let mut h = HeaderMap::new();
         h.insert("retry-after", "2".parse().unwrap());
-        let rl = br#"{"error":{"message":"Rate limit reached","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#;
+        let rl =
+            br#"{"error":{"message":"Rate limit reached","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#;
         match classify(429, &h, rl) {
             AiError::Retryable { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(2))),
             other => panic!("{other:?}"),
         }
         let quota = br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
-        assert!(matches!(classify(429, &HeaderMap::new(), quota), AiError::Fatal { status: 429, .. }));
-        assert!(matches!(classify(500, &HeaderMap::new(), b"oops"), AiError::Retryable { .. }));
+        assert!(matches!(
+            classify(429, &HeaderMap::new(), quota),
+            AiError::Fatal { status: 429, .. }
+        ));
+        assert!(matches!(
+            classify(500, &HeaderMap::new(), b"oops"),
+            AiError::Retryable { .. }
+        ));
         assert!(matches!(classify(400, &HeaderMap::new(), b"{}"), AiError::Fatal { .. }));
         assert!(matches!(classify(401, &HeaderMap::new(), b"{}"), AiError::Fatal { .. }));
     }

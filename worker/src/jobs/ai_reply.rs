@@ -88,15 +88,15 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
 
 fn may_retry(ctx: &Ctx, b: &bursts::Burst, attempt: u32) -> bool {
     let elapsed = chrono::Utc::now() - b.due_at;
-    attempt < ctx.cfg.ai_max_attempts
-        && elapsed.to_std().unwrap_or_default() < ctx.cfg.ai_max_retry_time
+    attempt < ctx.cfg.ai_max_attempts && elapsed.to_std().unwrap_or_default() < ctx.cfg.ai_max_retry_time
 }
 
 fn retry_delay(e: &AiError, attempt: u32) -> Duration {
     let backoff = jittered_backoff(attempt, Duration::from_millis(500), MAX_RETRY_DELAY);
     match e {
         AiError::Retryable {
-            retry_after: Some(hint), ..
+            retry_after: Some(hint),
+            ..
         } => {
             // Honour the hint, plus a little jitter so a fleet does not retry in lockstep.
             let jitter = Duration::from_millis(rand::random::<u64>() % 250);
@@ -133,8 +133,14 @@ async fn finish(
             return Ok(());
         }
         // Past max_wait: this reply goes out; the newer messages form the next burst.
-        split = bursts::split_off_after(&mut tx, &b, max_seq, assistant.debounce_seconds, assistant.max_wait_seconds)
-            .await?;
+        split = bursts::split_off_after(
+            &mut tx,
+            &b,
+            max_seq,
+            assistant.debounce_seconds,
+            assistant.max_wait_seconds,
+        )
+        .await?;
     }
 
     let message_ids: Vec<uuid::Uuid> = sqlx::query_scalar(

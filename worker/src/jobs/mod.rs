@@ -24,13 +24,17 @@ pub async fn start(ctx: &Arc<Ctx>, queues: &[QueueKind], concurrency: usize) -> 
                 pool.spawn::<FlushBurst, _, _>(ctx, concurrency, Duration::from_secs(60), flush::handle)
                     .await?
             }
-            QueueKind::Ai => pool.spawn::<GenerateReply, _, _>(ctx, concurrency, ai_timeout, ai_reply::handle).await?,
+            QueueKind::Ai => {
+                pool.spawn::<GenerateReply, _, _>(ctx, concurrency, ai_timeout, ai_reply::handle)
+                    .await?
+            }
             QueueKind::Postback => {
                 pool.spawn::<DeliverPostback, _, _>(ctx, concurrency, Duration::from_secs(120), postback::handle)
                     .await?
             }
             QueueKind::Scheduled => {
-                pool.spawn::<Sweep, _, _>(ctx, 1, Duration::from_secs(120), sweep::handle).await?
+                pool.spawn::<Sweep, _, _>(ctx, 1, Duration::from_secs(120), sweep::handle)
+                    .await?
             }
         }
     }
