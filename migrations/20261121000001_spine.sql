@@ -60,6 +60,8 @@ CREATE TABLE bursts (
     due_at          timestamptz NOT NULL,
     deadline_at     timestamptz NOT NULL,
     generations     integer NOT NULL DEFAULT 0,
+    -- when the first generation started: flushed_at - due_at is the flush lateness
+    flushed_at      timestamptz,
     reason          text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()

@@ -281,3 +281,26 @@ async fn a_pending_burst_is_dropped_when_a_human_takes_over() {
     assert!(app.receiver.deliveries().is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_human_taking_over_during_a_generation_drops_the_draft() {
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    app.ai.set_latency(Duration::from_millis(1500));
+    app.process(&app.msg("lead-g", "hello?", true)).await;
+    app.ai.wait_for_requests(1, Duration::from_secs(5)).await;
+    let mut human = app.msg("lead-g", "Ana here, I'll take it", false);
+    human["role"] = json!("human");
+    app.process(&human).await;
+    eventually(Duration::from_secs(10), "the draft to be dropped", || async {
+        let s: Option<String> = sqlx::query_scalar("SELECT status FROM bursts LIMIT 1")
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+        (s.as_deref() == Some("dropped")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.receiver.deliveries().is_empty(), "no postback talks over the human");
+    app.stop().await;
+}

@@ -91,7 +91,8 @@ pub async fn lead_paused(conn: &mut PgConnection, lead_id: Uuid) -> Result<bool,
 #[tracing::instrument(skip(conn))]
 pub async fn start_generation(conn: &mut PgConnection, id: Uuid) -> Result<i32, DbError> {
     Ok(sqlx::query_scalar(
-        r#"UPDATE bursts SET status = 'generating', generations = generations + 1, updated_at = now()
+        r#"UPDATE bursts SET status = 'generating', generations = generations + 1, updated_at = now(),
+                  flushed_at = COALESCE(flushed_at, clock_timestamp())
            WHERE id = $1 RETURNING generations"#,
     )
     .bind(id)
@@ -225,4 +226,20 @@ pub async fn touch(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Flush lateness (time past `due_at` when the first generation started) in
+/// milliseconds: p50, p99 and max over bursts flushed since `since`.
+#[tracing::instrument(skip(pool))]
+pub async fn lateness_ms(pool: &PgPool, since: DateTime<Utc>) -> Result<(f64, f64, f64, i64), DbError> {
+    Ok(sqlx::query_as(
+        r#"SELECT COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY l), 0),
+                  COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY l), 0),
+                  COALESCE(max(l), 0), count(*)
+           FROM (SELECT EXTRACT(EPOCH FROM (flushed_at - due_at)) * 1000 AS l
+                 FROM bursts WHERE flushed_at IS NOT NULL AND flushed_at >= $1) x"#,
+    )
+    .bind(since)
+    .fetch_one(pool)
+    .await?)
 }

@@ -121,6 +121,15 @@ async fn finish(
     if b.status != "generating" || b.generations != seen.generations {
         return Ok(()); // another run of this generation already finished it
     }
+    if outcome.is_ok() && bursts::lead_paused(&mut tx, b.lead_id).await? {
+        // A human took the lead over while we generated: never talk over them.
+        bursts::finish(&mut tx, b.id, "dropped", Some("human_takeover")).await?;
+        tx.commit().await?;
+        tracing::info!(burst_id = %b.id, "draft dropped: a human took over during the generation");
+        let mut redis = ctx.redis.clone();
+        notify::publish(&mut redis, &ctx.cfg.queue_prefix, b.id).await;
+        return Ok(());
+    }
     let mut split = None;
     if outcome.is_ok() && b.version != seen.version {
         if !b.past_deadline {
