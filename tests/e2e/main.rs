@@ -8,5 +8,6 @@ mod ai_errors;
 mod debounce;
 mod postbacks;
 mod resilience;
+mod scheduler;
 mod sync;
 mod validation;

@@ -68,3 +68,19 @@ impl Job for Sweep {
         format!("sweep.{}", self.tick)
     }
 }
+
+/// Does nothing: measures the job layer itself (benchmark, memory test).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Noop {
+    pub n: u64,
+    /// Distinguishes runs sharing a prefix.
+    pub run: Uuid,
+}
+
+impl Job for Noop {
+    const QUEUE: QueueKind = QueueKind::Bench;
+    const NAME: &'static str = "noop";
+    fn job_id(&self) -> String {
+        format!("noop.{}.{}", self.run.simple(), self.n)
+    }
+}

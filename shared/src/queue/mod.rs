@@ -20,7 +20,7 @@ use bullmq::{JobOptions, Queue, QueueOptions};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use jobs::{DeliverPostback, FlushBurst, GenerateReply, Sweep};
+pub use jobs::{DeliverPostback, FlushBurst, GenerateReply, Noop, Sweep};
 
 /// One queue per kind of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,6 +33,8 @@ pub enum QueueKind {
     Postback,
     /// Periodic housekeeping ticks enqueued by the scheduler.
     Scheduled,
+    /// No-op jobs for measuring the queue layer (`leadflow bench`); never in `ALL`.
+    Bench,
 }
 
 impl QueueKind {
@@ -44,6 +46,7 @@ impl QueueKind {
             Self::Ai => "ai",
             Self::Postback => "postback",
             Self::Scheduled => "scheduled",
+            Self::Bench => "bench",
         }
     }
 
@@ -111,7 +114,7 @@ pub struct Queues {
 impl Queues {
     pub async fn connect(redis_url: &str, prefix: &str) -> Result<Self, QueueError> {
         let mut queues = HashMap::new();
-        for kind in QueueKind::ALL {
+        for kind in QueueKind::ALL.into_iter().chain([QueueKind::Bench]) {
             let opts = QueueOptions {
                 connection: connection_options(redis_url),
                 prefix: prefix.to_string(),

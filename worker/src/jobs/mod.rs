@@ -8,7 +8,7 @@ pub mod sweep;
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::queue::{DeliverPostback, FlushBurst, GenerateReply, QueueKind, Sweep};
+use leadflow_shared::queue::{DeliverPostback, FlushBurst, GenerateReply, Noop, QueueKind, Sweep};
 
 use crate::runtime::Pool;
 use crate::Ctx;
@@ -34,6 +34,10 @@ pub async fn start(ctx: &Arc<Ctx>, queues: &[QueueKind], concurrency: usize) -> 
             }
             QueueKind::Scheduled => {
                 pool.spawn::<Sweep, _, _>(ctx, 1, Duration::from_secs(120), sweep::handle)
+                    .await?
+            }
+            QueueKind::Bench => {
+                pool.spawn::<Noop, _, _>(ctx, concurrency, Duration::from_secs(10), |_, _| async { Ok(()) })
                     .await?
             }
         }
