@@ -2,8 +2,9 @@
 //! tests both call [`start`], so what the tests exercise is what operators run.
 #![forbid(unsafe_code)]
 
+pub mod bench;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::queue::{QueueKind, Queues};
@@ -110,19 +111,29 @@ impl Running {
     /// Graceful stop: the API stops accepting and finishes its requests, workers stop
     /// fetching and let in-flight jobs finish (up to `LEADFLOW_SHUTDOWN_TIMEOUT`; what is
     /// still running then is recovered by another worker's stalled check).
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        if let Some(w) = &self.workers {
+        if let Some(w) = self.workers.take() {
             w.close(self.shutdown_timeout).await;
         }
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = tokio::time::timeout(self.shutdown_timeout, t).await;
         }
         self.queues.close().await;
         self.pool.close().await;
     }
+}
 
-    pub fn shared_pool(&self) -> Arc<sqlx::PgPool> {
-        Arc::new(self.pool.clone())
+/// Dropped without [`Running::shutdown`] (an error path): still stop every role, so no
+/// worker or scheduler outlives its owner.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(w) = self.workers.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let timeout = self.shutdown_timeout;
+                rt.spawn(async move { w.close(timeout).await });
+            }
+        }
     }
 }

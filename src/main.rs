@@ -34,6 +34,17 @@ enum Command {
     Scheduler,
     /// Create the database if needed and run migrations.
     Migrate,
+    /// Measure this machine and write the figures to BENCHMARKS.md.
+    Bench {
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: std::path::PathBuf,
+        /// Smaller workloads: a quick check that every section runs.
+        #[arg(long)]
+        quick: bool,
+        /// Only these sections (queue, ingest, pipeline, long, recovery).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Tenant administration.
     Tenant {
         #[command(subcommand)]
@@ -114,6 +125,9 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Tenant { command } => return tenant(&mut cfg, command).await,
+        Command::Bench { out, quick, only } => {
+            return leadflow::bench::run(leadflow::bench::Options { out, quick, only }).await;
+        }
     };
     let running = start(cfg, roles).await?;
     wait_for_signal().await;

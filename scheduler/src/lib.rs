@@ -30,11 +30,11 @@ impl Scheduler {
                 tracing::warn!(tick, error = %e, "could not enqueue the sweep tick; will try next tick");
             }
             let wait = Duration::from_millis((next_at - chrono::Utc::now().timestamp_millis()).max(1) as u64);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
+            let owner_gone = tokio::select! {
+                _ = tokio::time::sleep(wait) => false,
+                changed = shutdown.changed() => changed.is_err(),
+            };
+            if owner_gone || *shutdown.borrow() {
                 tracing::info!("scheduler stopped");
                 return;
             }

@@ -236,7 +236,7 @@ pub async fn lateness_ms(pool: &PgPool, since: DateTime<Utc>) -> Result<(f64, f6
         r#"SELECT COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY l), 0),
                   COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY l), 0),
                   COALESCE(max(l), 0), count(*)
-           FROM (SELECT EXTRACT(EPOCH FROM (flushed_at - due_at)) * 1000 AS l
+           FROM (SELECT (EXTRACT(EPOCH FROM (flushed_at - due_at)) * 1000)::float8 AS l
                  FROM bursts WHERE flushed_at IS NOT NULL AND flushed_at >= $1) x"#,
     )
     .bind(since)

@@ -1,0 +1,104 @@
+//! A small closed-loop HTTP load generator: `concurrency` tasks each send the next
+//! request as soon as the previous one answered, for `duration` or `total` requests.
+//! Both sides of a comparison use this same generator in the same run.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct LoadResult {
+    pub requests: usize,
+    pub errors: usize,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl LoadResult {
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+}
+
+pub enum Stop {
+    After(Duration),
+    Total(usize),
+}
+
+/// Posts `make(i)` bodies to `url` with `key` until `stop`.
+pub async fn run(
+    url: String,
+    key: String,
+    concurrency: usize,
+    stop: Stop,
+    make: Arc<dyn Fn(usize) -> Value + Send + Sync>,
+) -> LoadResult {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client");
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let (deadline, total) = match stop {
+        Stop::After(d) => (Some(started + d), usize::MAX),
+        Stop::Total(n) => (None, n),
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, key, next, errors, make) = (
+            client.clone(),
+            url.clone(),
+            key.clone(),
+            next.clone(),
+            errors.clone(),
+            make.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let t = Instant::now();
+                let ok = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&make(i))
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false);
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    LoadResult {
+        requests: all.len(),
+        errors: errors.load(Ordering::Relaxed),
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}
