@@ -3,15 +3,14 @@
 //! about the other tenant. Lookups are cached briefly so auth stays off the database on
 //! the ingest hot path.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use leadflow_shared::db::tenants::{self, Tenant};
 use uuid::Uuid;
 
+use crate::cache::TtlCache;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -21,46 +20,39 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Caller(pub Tenant);
 
-#[derive(Default)]
 pub struct AuthCache {
-    by_key: Mutex<HashMap<String, (Tenant, Instant)>>,
-    by_id: Mutex<HashMap<Uuid, (Tenant, Instant)>>,
+    by_key: TtlCache<String, Tenant>,
+    by_id: TtlCache<Uuid, Tenant>,
 }
 
-fn fresh<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (Tenant, Instant)>>, k: &K) -> Option<Tenant> {
-    let map = map.lock().unwrap_or_else(|p| p.into_inner());
-    map.get(k)
-        .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-        .map(|(t, _)| t.clone())
-}
-
-fn remember<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (Tenant, Instant)>>, k: K, t: Tenant) {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() > 100_000 {
-        map.clear();
+impl Default for AuthCache {
+    fn default() -> Self {
+        Self {
+            by_key: TtlCache::new(CACHE_TTL, 100_000),
+            by_id: TtlCache::new(CACHE_TTL, 100_000),
+        }
     }
-    map.insert(k, (t, Instant::now()));
 }
 
 impl AuthCache {
     async fn by_key(&self, state: &AppState, key: &str) -> Result<Option<Tenant>, ApiError> {
-        if let Some(t) = fresh(&self.by_key, &key.to_string()) {
+        if let Some(t) = self.by_key.get(&key.to_string()) {
             return Ok(Some(t));
         }
         let found = tenants::find_by_api_key(&state.pool, key).await?;
         if let Some(t) = &found {
-            remember(&self.by_key, key.to_string(), t.clone());
+            self.by_key.put(key.to_string(), t.clone());
         }
         Ok(found)
     }
 
     async fn by_id(&self, state: &AppState, id: Uuid) -> Result<Option<Tenant>, ApiError> {
-        if let Some(t) = fresh(&self.by_id, &id) {
+        if let Some(t) = self.by_id.get(&id) {
             return Ok(Some(t));
         }
         let found = tenants::find(&state.pool, id).await?;
         if let Some(t) = &found {
-            remember(&self.by_id, id, t.clone());
+            self.by_id.put(id, t.clone());
         }
         Ok(found)
     }

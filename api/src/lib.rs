@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod error;
 pub mod rate_limit;
 pub mod routes;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub queues: Queues,
     pub waiters: Arc<ReplyWaiters>,
     pub auth: Arc<auth::AuthCache>,
+    /// Assistants by (tenant, id); `None` is the tenant's default.
+    pub assistants: Arc<cache::TtlCache<(uuid::Uuid, Option<uuid::Uuid>), leadflow_shared::domain::Assistant>>,
     pub limiter: Arc<rate_limit::RateLimiter>,
 }
 
@@ -36,6 +39,7 @@ impl AppState {
             queues,
             waiters,
             auth: Arc::default(),
+            assistants: Arc::new(cache::TtlCache::new(std::time::Duration::from_secs(5), 100_000)),
             limiter: Arc::default(),
         }
     }

@@ -355,6 +355,25 @@ mod tests {
     }
 
     #[test]
+    fn file_layer_sits_between_defaults_and_env() {
+        let path = std::env::temp_dir().join(format!("leadflow-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "sync_timeout = \"5s\"\nqueue_prefix = \"fromfile\"\npostback_retry_schedule = [\"1s\", \"2s\"]\n",
+        )
+        .unwrap();
+        let file = path.display().to_string();
+        let c = Config::from_sources(&env(&[("LEADFLOW_CONFIG", &file), ("LEADFLOW_QUEUE_PREFIX", "fromenv")])).unwrap();
+        assert_eq!(c.sync_timeout, Duration::from_secs(5), "the file overrides the default");
+        assert_eq!(c.queue_prefix, "fromenv", "the environment overrides the file");
+        assert_eq!(c.postback_retry_schedule, vec![Duration::from_secs(1), Duration::from_secs(2)]);
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let e = Config::from_sources(&env(&[("LEADFLOW_CONFIG", &file)])).unwrap_err();
+        assert!(e.to_string().contains("no_such_setting"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));

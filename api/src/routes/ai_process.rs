@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leadflow_shared::db::leads::{self, Accepted, Incoming, NotAnswered};
 use leadflow_shared::db::{assistants, bursts, messages};
-use leadflow_shared::domain::{MessageType, Role};
+use leadflow_shared::domain::{Assistant, MessageType, Role};
 use leadflow_shared::queue::{delay_from_ms, FlushBurst};
 use serde_json::json;
 use uuid::Uuid;
@@ -110,14 +110,7 @@ pub async fn process(
             ));
         }
     }
-    let assistant = match body.opt_uuid("assistant_id")? {
-        Some(id) => assistants::find(&state.pool, tenant.id, id)
-            .await?
-            .ok_or_else(|| ApiError::invalid("assistant_id", "no such assistant for this tenant"))?,
-        None => assistants::find_default(&state.pool, tenant.id)
-            .await?
-            .ok_or_else(|| ApiError::invalid("assistant_id", "this tenant has no assistant; create one first"))?,
-    };
+    let assistant = assistant(&state, tenant.id, body.opt_uuid("assistant_id")?).await?;
 
     let incoming = Incoming {
         tenant_id: tenant.id,
@@ -133,6 +126,23 @@ pub async fn process(
     };
     let accepted = leads::accept(&state.pool, &incoming).await?;
     respond(&state, debounce, accepted).await
+}
+
+/// The named assistant or the tenant's default, cached for a few seconds (hot path).
+async fn assistant(state: &AppState, tenant: Uuid, id: Option<Uuid>) -> Result<Assistant, ApiError> {
+    if let Some(a) = state.assistants.get(&(tenant, id)) {
+        return Ok(a);
+    }
+    let found = match id {
+        Some(id) => assistants::find(&state.pool, tenant, id)
+            .await?
+            .ok_or_else(|| ApiError::invalid("assistant_id", "no such assistant for this tenant"))?,
+        None => assistants::find_default(&state.pool, tenant)
+            .await?
+            .ok_or_else(|| ApiError::invalid("assistant_id", "this tenant has no assistant; create one first"))?,
+    };
+    state.assistants.put((tenant, id), found.clone());
+    Ok(found)
 }
 
 fn idempotency_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {

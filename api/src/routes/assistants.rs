@@ -69,6 +69,7 @@ pub async fn create(
     let settings = merge(base, &body)?;
     let mut conn = state.pool.acquire().await?;
     let a = assistants::insert(&mut conn, tenant, &settings).await?;
+    state.assistants.clear();
     Ok((StatusCode::CREATED, Json(a)))
 }
 
@@ -99,7 +100,9 @@ pub async fn update(
         },
         &body,
     )?;
-    Ok(Json(assistants::update(&state.pool, tenant, id, &settings).await?))
+    let updated = assistants::update(&state.pool, tenant, id, &settings).await?;
+    state.assistants.clear();
+    Ok(Json(updated))
 }
 
 fn text(body: &JsonObject, field: &str, max: usize, allow_empty: bool) -> Result<Option<String>, ApiError> {
