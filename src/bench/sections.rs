@@ -321,7 +321,6 @@ pub async fn long_generations(scope: &mut Scope, quick: bool) -> Section {
     let hooks = fakes::receiver().await?;
     scope.set("LEADFLOW_AI_BASE_URL", &ai.base_url);
     let running = api_side(scope).await?;
-    let mut child = spawn_worker(scope, "ai", n + 500)?;
     let tenant = scope.tenant(&running.pool).await?;
     set_timing(&running.pool, tenant.tenant_id, tenant.assistant_id, 0.1, 5.0).await?;
     let url = format!("http://{}/ai/process", running.http_addr.expect("api"));
@@ -329,6 +328,19 @@ pub async fn long_generations(scope: &mut Scope, quick: bool) -> Section {
     let make: Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync> =
         Arc::new(move |i| message(&tid, format!("lead-{i}"), &hook, "hi"));
     load::run(url, tenant.api_key.clone(), 64, Stop::Total(n), make).await;
+    // Every burst flushed and its AI job queued before the AI worker starts, so what is
+    // measured is how many generations one worker process holds, not how fast they arrive.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let generating: i64 = sqlx::query_scalar("SELECT count(*) FROM bursts WHERE status = 'generating'")
+            .fetch_one(&running.pool)
+            .await?;
+        if generating as usize >= n || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut child = spawn_worker(scope, "ai", n + 500)?;
     let (mut peak_rss, mut at_peak) = (0f64, 0usize);
     let deadline = Instant::now() + Duration::from_secs(90);
     while hooks.count.load(Ordering::SeqCst) < n && Instant::now() < deadline {
@@ -363,8 +375,8 @@ pub async fn long_generations(scope: &mut Scope, quick: bool) -> Section {
             ),
         ],
         vec![format!(
-            "{n} leads, one message each; `leadflow worker --queues ai --concurrency {}` as its own process; \
-             {delivered} postbacks delivered",
+            "{n} leads, one message each, their AI jobs queued before `leadflow worker --queues ai --concurrency {}` \
+             starts as its own process; {delivered} postbacks delivered",
             n + 500
         )],
     ))
