@@ -363,10 +363,17 @@ mod tests {
         )
         .unwrap();
         let file = path.display().to_string();
-        let c = Config::from_sources(&env(&[("LEADFLOW_CONFIG", &file), ("LEADFLOW_QUEUE_PREFIX", "fromenv")])).unwrap();
+        let c = Config::from_sources(&env(&[
+            ("LEADFLOW_CONFIG", &file),
+            ("LEADFLOW_QUEUE_PREFIX", "fromenv"),
+        ]))
+        .unwrap();
         assert_eq!(c.sync_timeout, Duration::from_secs(5), "the file overrides the default");
         assert_eq!(c.queue_prefix, "fromenv", "the environment overrides the file");
-        assert_eq!(c.postback_retry_schedule, vec![Duration::from_secs(1), Duration::from_secs(2)]);
+        assert_eq!(
+            c.postback_retry_schedule,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
         let e = Config::from_sources(&env(&[("LEADFLOW_CONFIG", &file)])).unwrap_err();
         assert!(e.to_string().contains("no_such_setting"), "{e}");

@@ -51,6 +51,14 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Burst>, DbError> {
     Ok(sqlx::query_as::<_, Burst>(SELECT).bind(id).fetch_optional(pool).await?)
 }
 
+#[tracing::instrument(skip(pool))]
+pub async fn lead_of(pool: &PgPool, id: Uuid) -> Result<Option<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(r#"SELECT lead_id FROM bursts WHERE id = $1"#)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
 /// Whether another burst of the lead is being generated (one generation per lead).
 #[tracing::instrument(skip(conn))]
 pub async fn other_generating(conn: &mut PgConnection, lead_id: Uuid, except: Uuid) -> Result<bool, DbError> {

@@ -121,6 +121,16 @@ pub async fn accept(pool: &PgPool, m: &Incoming<'_>) -> Result<Accepted, DbError
     })
 }
 
+/// Locks the lead row for the transaction (serialises decisions about one lead).
+#[tracing::instrument(skip(conn))]
+pub async fn lock(conn: &mut sqlx::PgConnection, lead_id: Uuid) -> Result<(), DbError> {
+    sqlx::query(r#"SELECT 1 FROM leads WHERE id = $1 FOR UPDATE"#)
+        .bind(lead_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 #[tracing::instrument(skip(pool))]
 pub async fn find_id(pool: &PgPool, tenant_id: Uuid, external_id: &str) -> Result<Option<Uuid>, DbError> {
     Ok(

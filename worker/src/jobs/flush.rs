@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::bursts;
+use leadflow_shared::db::{bursts, leads};
 use leadflow_shared::notify;
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, GenerateReply};
 use uuid::Uuid;
@@ -27,7 +27,13 @@ enum Next {
 }
 
 pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
+    let Some(lead_id) = bursts::lead_of(&ctx.pool, job.burst_id).await? else {
+        return Ok(());
+    };
     let mut tx = ctx.pool.begin().await?;
+    // Lead first, then burst — the accept path's order, so the two never deadlock — so
+    // every flush decision for one lead is serialised ("one generation per lead").
+    leads::lock(&mut tx, lead_id).await?;
     let Some(b) = bursts::lock(&mut tx, job.burst_id).await? else {
         return Ok(());
     };
