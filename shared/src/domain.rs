@@ -77,22 +77,15 @@ impl MessageType {
 pub struct Assistant {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub name: String,
-    pub model: String,
-    pub system_prompt: String,
-    pub temperature: f64,
-    pub max_tokens: i32,
-    pub debounce_seconds: f64,
-    pub max_wait_seconds: f64,
-    pub history_limit: i32,
-    pub human_pause_minutes: i32,
-    pub is_default: bool,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub settings: AssistantSettings,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Settings for a new assistant; every field has a sensible default.
-#[derive(Debug, Clone)]
+/// What an assistant is made of; every field has a sensible default.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AssistantSettings {
     pub name: String,
     pub model: String,

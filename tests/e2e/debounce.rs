@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{eventually, last_user_turn, verify_signature, TestApp};
+use crate::support::{last_user_turn, verify_signature, TestApp};
 
 #[tokio::test]
 async fn burst_of_n_is_one_call_one_signed_postback() {
@@ -269,14 +269,7 @@ async fn a_pending_burst_is_dropped_when_a_human_takes_over() {
     let mut human = app.msg("lead-d", "I'll handle this one", false);
     human["role"] = json!("human");
     app.process(&human).await;
-    eventually(Duration::from_secs(10), "the burst to be dropped", || async {
-        let s: Option<String> = sqlx::query_scalar("SELECT status FROM bursts LIMIT 1")
-            .fetch_optional(&app.pool)
-            .await
-            .unwrap();
-        (s.as_deref() == Some("dropped")).then_some(())
-    })
-    .await;
+    app.wait_burst_status("dropped").await;
     assert_eq!(app.ai.request_count(), 0);
     assert!(app.receiver.deliveries().is_empty());
     app.stop().await;
@@ -292,14 +285,7 @@ async fn a_human_taking_over_during_a_generation_drops_the_draft() {
     let mut human = app.msg("lead-g", "Ana here, I'll take it", false);
     human["role"] = json!("human");
     app.process(&human).await;
-    eventually(Duration::from_secs(10), "the draft to be dropped", || async {
-        let s: Option<String> = sqlx::query_scalar("SELECT status FROM bursts LIMIT 1")
-            .fetch_optional(&app.pool)
-            .await
-            .unwrap();
-        (s.as_deref() == Some("dropped")).then_some(())
-    })
-    .await;
+    app.wait_burst_status("dropped").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(app.receiver.deliveries().is_empty(), "no postback talks over the human");
     app.stop().await;

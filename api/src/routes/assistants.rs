@@ -85,21 +85,7 @@ pub async fn update(
     let current = assistants::find(&state.pool, tenant, id)
         .await?
         .ok_or(ApiError::NotFound("assistant"))?;
-    let settings = merge(
-        AssistantSettings {
-            name: current.name,
-            model: current.model,
-            system_prompt: current.system_prompt,
-            temperature: current.temperature,
-            max_tokens: current.max_tokens,
-            debounce_seconds: current.debounce_seconds,
-            max_wait_seconds: current.max_wait_seconds,
-            history_limit: current.history_limit,
-            human_pause_minutes: current.human_pause_minutes,
-            is_default: current.is_default,
-        },
-        &body,
-    )?;
+    let settings = merge(current.settings, &body)?;
     let updated = assistants::update(&state.pool, tenant, id, &settings).await?;
     state.assistants.clear();
     Ok(Json(updated))

@@ -1,5 +1,7 @@
 //! Assistants: one tenant may have several; exactly one is its default.
 
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::QueryAs;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -8,6 +10,22 @@ use crate::domain::{Assistant, AssistantSettings};
 
 const COLUMNS: &str = r#"id, tenant_id, name, model, system_prompt, temperature, max_tokens, debounce_seconds,
     max_wait_seconds, history_limit, human_pause_minutes, is_default, created_at, updated_at"#;
+
+type AssistantQuery<'q> = QueryAs<'q, Postgres, Assistant, PgArguments>;
+
+/// Binds the settings as the next ten parameters, in column order.
+fn bind_settings<'q>(q: AssistantQuery<'q>, s: &'q AssistantSettings) -> AssistantQuery<'q> {
+    q.bind(&s.name)
+        .bind(&s.model)
+        .bind(&s.system_prompt)
+        .bind(s.temperature)
+        .bind(s.max_tokens)
+        .bind(s.debounce_seconds)
+        .bind(s.max_wait_seconds)
+        .bind(s.history_limit)
+        .bind(s.human_pause_minutes)
+        .bind(s.is_default)
+}
 
 #[tracing::instrument(skip(conn, s))]
 pub async fn insert(conn: &mut PgConnection, tenant_id: Uuid, s: &AssistantSettings) -> Result<Assistant, DbError> {
@@ -20,21 +38,10 @@ pub async fn insert(conn: &mut PgConnection, tenant_id: Uuid, s: &AssistantSetti
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
            RETURNING {COLUMNS}"#
     );
-    Ok(sqlx::query_as::<_, Assistant>(&sql)
+    let q = sqlx::query_as::<_, Assistant>(&sql)
         .bind(Uuid::now_v7())
-        .bind(tenant_id)
-        .bind(&s.name)
-        .bind(&s.model)
-        .bind(&s.system_prompt)
-        .bind(s.temperature)
-        .bind(s.max_tokens)
-        .bind(s.debounce_seconds)
-        .bind(s.max_wait_seconds)
-        .bind(s.history_limit)
-        .bind(s.human_pause_minutes)
-        .bind(s.is_default)
-        .fetch_one(conn)
-        .await?)
+        .bind(tenant_id);
+    Ok(bind_settings(q, s).fetch_one(conn).await?)
 }
 
 async fn clear_default(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), DbError> {
@@ -100,19 +107,8 @@ pub async fn update(pool: &PgPool, tenant_id: Uuid, id: Uuid, s: &AssistantSetti
            WHERE tenant_id = $1 AND id = $2
            RETURNING {COLUMNS}"#
     );
-    let row = sqlx::query_as::<_, Assistant>(&sql)
-        .bind(tenant_id)
-        .bind(id)
-        .bind(&s.name)
-        .bind(&s.model)
-        .bind(&s.system_prompt)
-        .bind(s.temperature)
-        .bind(s.max_tokens)
-        .bind(s.debounce_seconds)
-        .bind(s.max_wait_seconds)
-        .bind(s.history_limit)
-        .bind(s.human_pause_minutes)
-        .bind(s.is_default)
+    let q = sqlx::query_as::<_, Assistant>(&sql).bind(tenant_id).bind(id);
+    let row = bind_settings(q, s)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(DbError::NotFound("assistant"))?;

@@ -163,17 +163,28 @@ impl TestApp {
         m
     }
 
-    pub async fn post_as(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value) {
-        let resp = self
+    /// Sends a request as `key` and returns the status and the JSON body (Null if none).
+    pub async fn send_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
             .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .expect("request");
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request");
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_as(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send_as(key, reqwest::Method::POST, path, Some(body)).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
@@ -181,28 +192,27 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(self.key())
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.send_as(self.key(), reqwest::Method::GET, path, None).await
     }
 
     pub async fn patch(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let resp = self
-            .http
-            .patch(format!("{}{path}", self.base))
-            .bearer_auth(self.key())
-            .json(body)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.send_as(self.key(), reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    /// Waits until the (only) burst has `status`.
+    pub async fn wait_burst_status(&self, status: &str) {
+        eventually(
+            Duration::from_secs(10),
+            &format!("the burst to be {status}"),
+            || async {
+                let s: Option<String> = sqlx::query_scalar("SELECT status FROM bursts LIMIT 1")
+                    .fetch_optional(&self.pool)
+                    .await
+                    .unwrap();
+                (s.as_deref() == Some(status)).then_some(())
+            },
+        )
+        .await;
     }
 
     pub async fn process(&self, body: &Value) -> (StatusCode, Value) {

@@ -43,8 +43,8 @@ pub fn render(m: &Message) -> String {
 
 pub fn build(a: &Assistant, history: &[Message], burst: &[Message], lead_hash: String) -> CreateChatCompletionRequest {
     let mut messages = Vec::with_capacity(history.len() + 2);
-    if !a.system_prompt.is_empty() {
-        messages.push(system(a.system_prompt.clone()));
+    if !a.settings.system_prompt.is_empty() {
+        messages.push(system(a.settings.system_prompt.clone()));
     }
     for m in history {
         let text = render(m);
@@ -59,10 +59,10 @@ pub fn build(a: &Assistant, history: &[Message], burst: &[Message], lead_hash: S
     messages.push(user(turn));
     #[allow(deprecated)]
     CreateChatCompletionRequest {
-        model: a.model.clone(),
+        model: a.settings.model.clone(),
         messages,
-        temperature: Some(a.temperature as f32),
-        max_tokens: Some(a.max_tokens.max(1) as u32),
+        temperature: Some(a.settings.temperature as f32),
+        max_tokens: Some(a.settings.max_tokens.max(1) as u32),
         user: Some(lead_hash),
         ..Default::default()
     }

@@ -49,7 +49,14 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         tracing::warn!(burst_id = %b.id, "burst without messages");
         return Ok(());
     };
-    let history = messages::history(&ctx.pool, b.lead_id, b.id, max_seq, assistant.history_limit as i64).await?;
+    let history = messages::history(
+        &ctx.pool,
+        b.lead_id,
+        b.id,
+        max_seq,
+        assistant.settings.history_limit as i64,
+    )
+    .await?;
     let lead_external: String = sqlx::query_scalar(r#"SELECT external_id FROM leads WHERE id = $1"#)
         .bind(b.lead_id)
         .fetch_one(&ctx.pool)
@@ -146,8 +153,8 @@ async fn finish(
             &mut tx,
             &b,
             max_seq,
-            assistant.debounce_seconds,
-            assistant.max_wait_seconds,
+            assistant.settings.debounce_seconds,
+            assistant.settings.max_wait_seconds,
         )
         .await?;
     }
