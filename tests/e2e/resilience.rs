@@ -184,11 +184,19 @@ impl OwnRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    async fn crash_and_restart(&mut self) {
+    fn crash(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    async fn restart(&mut self) {
         self.child = Self::start(self.port, &self.dir);
         self.wait_ready().await;
+    }
+
+    async fn crash_and_restart(&mut self) {
+        self.crash();
+        self.restart().await;
     }
 }
 
@@ -226,5 +234,30 @@ async fn redis_restarted_between_accept_and_flush_loses_nothing() {
     assert_eq!(got[0].json["response"], json!("reply to: a\nb\nc"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(app.receiver.successful().len(), 1, "answered once");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_accepted_while_redis_is_down_is_answered_once_it_is_back() {
+    let mut redis = OwnRedis::new().await;
+    let app = TestApp::builder().env("LEADFLOW_REDIS_URL", &redis.url()).start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    redis.crash();
+    // PostgreSQL has it: the caller is told it is queued even though Redis refused the job.
+    let t = Instant::now();
+    let (status, body) = app.process(&app.msg("lead-down", "are you there?", true)).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "accepting took {:?} with Redis down",
+        t.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.restart().await;
+    // The scheduler's sweeper finds the overdue burst and flushes it.
+    let got = app.receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got[0].json["response"], json!("reply to: are you there?"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.receiver.successful().len(), 1);
     app.stop().await;
 }

@@ -63,8 +63,13 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + std::fmt::Debug + 's
     fn job_id(&self) -> String;
 }
 
+/// How long one enqueue may take before the caller moves on.
+pub const ENQUEUE_BUDGET: Duration = Duration::from_secs(3);
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
+    #[error("queue {queue}: Redis did not take the job within {after:?}")]
+    Timeout { queue: &'static str, after: Duration },
     #[error("queue {queue}: {source}")]
     Bull {
         queue: &'static str,
@@ -152,6 +157,18 @@ impl Queues {
     /// Adds `job` to its queue, to run after `delay` (zero: now).
     #[tracing::instrument(skip(self), fields(queue = J::QUEUE.name()))]
     pub async fn enqueue<J: Job>(&self, job: &J, delay: Duration) -> Result<(), QueueError> {
+        // A Redis that is down would otherwise hold the caller for the port's whole
+        // reconnect cycle (minutes). Every enqueue points at state already committed to
+        // PostgreSQL, which the sweeper re-enqueues, so giving up quickly loses nothing.
+        tokio::time::timeout(ENQUEUE_BUDGET, self.enqueue_with_retries(job, delay))
+            .await
+            .map_err(|_| QueueError::Timeout {
+                queue: J::QUEUE.name(),
+                after: ENQUEUE_BUDGET,
+            })?
+    }
+
+    async fn enqueue_with_retries<J: Job>(&self, job: &J, delay: Duration) -> Result<(), QueueError> {
         // After Redis restarts, each connection fails its first command while it
         // reconnects in the background: a few quick retries ride that out.
         let mut attempt = 0;
