@@ -261,3 +261,27 @@ async fn a_message_accepted_while_redis_is_down_is_answered_once_it_is_back() {
     assert_eq!(app.receiver.successful().len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_generation_whose_job_was_lost_is_restarted_by_the_sweeper() {
+    let app = TestApp::builder().env("LEADFLOW_AI_TIMEOUT", "1s").start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    // A burst left `generating` with no job anywhere (Redis lost it), long enough ago.
+    app.process(&app.msg("lead-lost", "hello?", true)).await;
+    app.receiver.wait_for(1, Duration::from_secs(10)).await;
+    sqlx::raw_sql(
+        "UPDATE bursts SET status = 'generating', updated_at = now() - interval '10 minutes';
+         DELETE FROM delivery_attempts; DELETE FROM deliveries; DELETE FROM messages WHERE reply_to_burst IS NOT NULL;",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let got = app.receiver.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(got[1].json["response"], json!("reply to: hello?"));
+    let generations: i32 = sqlx::query_scalar("SELECT generations FROM bursts")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(generations, 2, "restarted as a new generation");
+    app.stop().await;
+}

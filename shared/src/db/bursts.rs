@@ -212,13 +212,19 @@ pub async fn overdue_open(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Ve
     .await?)
 }
 
-/// Sweeper: generations with no progress for `stale_ms` (their AI job was lost).
+/// Sweeper: generations with no progress for `stale_ms` (their AI job was lost) start
+/// over as a new generation, with a fresh attempt budget; a late run of the old one is
+/// then stale and finishes nothing. Returns the bursts and their new generation.
 #[tracing::instrument(skip(pool))]
-pub async fn stale_generating(pool: &PgPool, stale_ms: i64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
+pub async fn restart_stale_generations(pool: &PgPool, stale_ms: i64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
     Ok(sqlx::query_as(
-        r#"SELECT id, generations FROM bursts
-           WHERE status = 'generating' AND updated_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
-           ORDER BY updated_at LIMIT $2"#,
+        r#"UPDATE bursts SET generations = generations + 1, updated_at = now()
+           WHERE id IN (SELECT id FROM bursts
+                        WHERE status = 'generating'
+                          AND updated_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
+                        ORDER BY updated_at LIMIT $2
+                        FOR UPDATE SKIP LOCKED)
+           RETURNING id, generations"#,
     )
     .bind(stale_ms)
     .bind(limit)

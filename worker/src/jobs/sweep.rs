@@ -15,20 +15,19 @@ use crate::Ctx;
 
 const BATCH: i64 = 500;
 
-pub async fn handle(ctx: Arc<Ctx>, job: Sweep) -> anyhow::Result<()> {
+pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
     // Grace periods comfortably above normal scheduling jitter.
     let overdue = bursts::overdue_open(&ctx.pool, 5_000, BATCH).await?;
     for id in &overdue {
         flush::schedule(&ctx, *id, Duration::ZERO).await?;
     }
     let stale_ms = (ctx.cfg.ai_timeout.as_millis() as i64) * 2 + 60_000;
-    let stale = bursts::stale_generating(&ctx.pool, stale_ms, BATCH).await?;
+    let stale = bursts::restart_stale_generations(&ctx.pool, stale_ms, BATCH).await?;
     for (id, generation) in &stale {
-        bursts::touch(&ctx.pool, *id).await?;
         let job = GenerateReply {
             burst_id: *id,
             generation: *generation,
-            attempt: 1_000 + (job.tick % 1_000) as u32,
+            attempt: 1,
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
