@@ -122,6 +122,13 @@ async fn a_private_postback_url_is_refused_without_a_request() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
         assert_eq!(body["error"]["field"], json!("postback_url"));
     }
+    // A media URL gets the same check.
+    let mut m = app.msg("lead-ssrf", "look", true);
+    m["message_type"] = json!("image");
+    m["url"] = json!("http://169.254.169.254/latest/meta-data/iam");
+    let (status, body) = app.process(&m).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], json!("url"));
     app.stop().await;
 }
 

@@ -84,7 +84,7 @@ pub async fn process(
                 format!("url is required when message_type is {}", message_type.as_str()),
             ))
         }
-        (_, Some(u)) => check_http_url("url", u, true)?,
+        (_, Some(u)) => check_http_url("url", u, state.cfg.allow_private_urls)?,
     }
     let debounce = body.opt_bool("debounce")?.unwrap_or(false);
     let postback_url = body.opt_str("postback_url")?;
