@@ -290,3 +290,31 @@ async fn a_human_taking_over_during_a_generation_drops_the_draft() {
     assert!(app.receiver.deliveries().is_empty(), "no postback talks over the human");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn late_messages_are_answered_before_newer_ones() {
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2, "max_wait_seconds": 0.6}))
+        .await;
+    app.ai.set_latency(Duration::from_millis(1500));
+    app.process(&app.msg("lead-o", "first", true)).await;
+    app.ai.wait_for_requests(1, Duration::from_secs(5)).await;
+    // Joins the generating burst (before its deadline)…
+    app.process(&app.msg("lead-o", "late", true)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // …and this one comes after the deadline, while the first generation still runs.
+    app.process(&app.msg("lead-o", "newest", true)).await;
+    let got = app.receiver.wait_for(2, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let responses: Vec<_> = got
+        .iter()
+        .map(|d| d.json["response"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        responses,
+        ["reply to: first", "reply to: late\nnewest"],
+        "accepted order is answered order"
+    );
+    assert_eq!(app.receiver.deliveries().len(), 2);
+    app.stop().await;
+}

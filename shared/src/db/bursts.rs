@@ -144,7 +144,7 @@ pub async fn reopen(conn: &mut PgConnection, id: Uuid) -> Result<i64, DbError> {
 }
 
 /// Past the deadline, messages that arrived during the generation were not in its prompt:
-/// they move to a new burst of their own, which is flushed after this reply.
+/// they move to the lead's open burst, or to a new one, which is flushed after this reply.
 #[tracing::instrument(skip(conn, b))]
 pub async fn split_off_after(
     conn: &mut PgConnection,
@@ -153,6 +153,30 @@ pub async fn split_off_after(
     debounce_seconds: f64,
     max_wait_seconds: f64,
 ) -> Result<Option<(Uuid, i64)>, DbError> {
+    // The lead may already have an open burst (a message that came after the deadline):
+    // the late messages join it — they are older, and prompts follow `seq` — so the lead's
+    // messages are still answered in the order they were accepted.
+    let joined: Option<(Uuid, i64)> = sqlx::query_as(
+        r#"UPDATE bursts SET version = version + 1, updated_at = now()
+           WHERE id = (SELECT id FROM bursts
+                       WHERE lead_id = $1 AND assistant_id = $2 AND mode = 'debounce' AND status = 'open' AND id <> $3
+                       ORDER BY id LIMIT 1 FOR UPDATE)
+           RETURNING id, (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint"#,
+    )
+    .bind(b.lead_id)
+    .bind(b.assistant_id)
+    .bind(b.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((open_id, due_in_ms)) = joined {
+        let moved = sqlx::query(r#"UPDATE messages SET burst_id = $1 WHERE burst_id = $2 AND seq > $3"#)
+            .bind(open_id)
+            .bind(b.id)
+            .bind(included_max_seq)
+            .execute(&mut *conn)
+            .await?;
+        return Ok((moved.rows_affected() > 0).then_some((open_id, due_in_ms)));
+    }
     let new_id = Uuid::now_v7();
     let created: Option<i64> = sqlx::query_scalar(
         r#"WITH late AS (
