@@ -80,6 +80,7 @@ pub async fn retry(
         delivery_id: d.id,
         attempt,
         manual: true,
+        sweep: None,
     };
     state.queues.enqueue(&job, Duration::ZERO).await?;
     Ok((

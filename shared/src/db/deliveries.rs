@@ -124,14 +124,16 @@ pub enum Outcome {
     RetryInMs(i64),
 }
 
-/// Records an attempt and moves the delivery on, in one transaction.
+/// Records an attempt and moves the delivery on, in one transaction. Returns false when
+/// the delivery had already moved on (a duplicate run of this attempt, e.g. after a lost
+/// job lock): the attempt row is still kept, but its outcome is not applied.
 #[tracing::instrument(skip(pool, rec, outcome))]
 pub async fn record_attempt(
     pool: &PgPool,
     id: Uuid,
     rec: &AttemptRecord<'_>,
     outcome: &Outcome,
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         r#"INSERT INTO delivery_attempts (delivery_id, attempt, status_code, duration_ms, error, response_body)
@@ -150,11 +152,11 @@ pub async fn record_attempt(
         Outcome::Failed => ("failed", None),
         Outcome::RetryInMs(ms) => ("pending", Some(*ms)),
     };
-    sqlx::query(
-        r#"UPDATE deliveries SET status = $2, attempts = GREATEST(attempts, $3), last_error = $4, updated_at = now(),
+    let applied = sqlx::query(
+        r#"UPDATE deliveries SET status = $2, attempts = $3, last_error = $4, updated_at = now(),
                next_attempt_at = CASE WHEN $5::bigint IS NULL THEN NULL
                                       ELSE now() + make_interval(secs => $5::float8 / 1000) END
-           WHERE id = $1"#,
+           WHERE id = $1 AND status = 'pending' AND attempts < $3"#,
     )
     .bind(id)
     .bind(status)
@@ -162,9 +164,11 @@ pub async fn record_attempt(
     .bind(rec.error)
     .bind(next_ms)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
     tx.commit().await?;
-    Ok(())
+    Ok(applied)
 }
 
 /// The burst's delivery when no attempt has been made yet.

@@ -45,13 +45,20 @@ pub struct DeliverPostback {
     /// A manual retry (`POST /backend/deliveries/{id}/retry`) is one attempt, no schedule.
     #[serde(default)]
     pub manual: bool,
+    /// Set by the sweeper: a distinct id, because a failed job under the plain id stays
+    /// in Redis (retention) and would make the re-enqueue a silent no-op.
+    #[serde(default)]
+    pub sweep: Option<i64>,
 }
 
 impl Job for DeliverPostback {
     const QUEUE: QueueKind = QueueKind::Postback;
     const NAME: &'static str = "deliver-postback";
     fn job_id(&self) -> String {
-        format!("pb.{}.{}", self.delivery_id.simple(), self.attempt)
+        match self.sweep {
+            None => format!("pb.{}.{}", self.delivery_id.simple(), self.attempt),
+            Some(n) => format!("pb.{}.{}.s{n}", self.delivery_id.simple(), self.attempt),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::crypto;
-use leadflow_shared::db::{assistants, bursts, deliveries, messages, tenants};
+use leadflow_shared::db::{assistants, bursts, deliveries, leads, messages, tenants};
 use leadflow_shared::notify;
 use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply};
 use serde_json::json;
@@ -37,6 +37,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
                     delivery_id,
                     attempt: 1,
                     manual: false,
+                    sweep: None,
                 };
                 ctx.queues.enqueue(&first, Duration::ZERO).await?;
             }
@@ -122,6 +123,9 @@ async fn finish(
     outcome: Result<AiReply, AiError>,
 ) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await?;
+    // Lead, then burst: the accept path's lock order (no deadlock), and a human message
+    // cannot slip in between the pause check below and this commit.
+    leads::lock(&mut tx, seen.lead_id).await?;
     let Some(b) = bursts::lock(&mut tx, seen.id).await? else {
         return Ok(());
     };
@@ -149,6 +153,18 @@ async fn finish(
             return Ok(());
         }
         // Past max_wait: this reply goes out; the newer messages form the next burst.
+        split = bursts::split_off_after(
+            &mut tx,
+            &b,
+            max_seq,
+            assistant.settings.debounce_seconds,
+            assistant.settings.max_wait_seconds,
+        )
+        .await?;
+    }
+    if outcome.is_err() && b.version != seen.version {
+        // The AI failed for good, but messages that arrived meanwhile were never tried:
+        // they get their own burst (and answer) instead of failing with this one.
         split = bursts::split_off_after(
             &mut tx,
             &b,
@@ -213,6 +229,7 @@ async fn finish(
             delivery_id,
             attempt: 1,
             manual: false,
+            sweep: None,
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }

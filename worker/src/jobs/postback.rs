@@ -72,7 +72,10 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
         error: error.as_deref(),
         response_body: body,
     };
-    deliveries::record_attempt(&ctx.pool, d.id, &rec, &outcome).await?;
+    if !deliveries::record_attempt(&ctx.pool, d.id, &rec, &outcome).await? {
+        tracing::warn!(delivery = %d.id, attempt = job.attempt, "another run already moved this delivery on");
+        return Ok(());
+    }
     match outcome {
         Outcome::Delivered => tracing::info!(delivery = %d.id, attempt = job.attempt, "postback delivered"),
         Outcome::Failed => {
@@ -84,6 +87,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
                 delivery_id: d.id,
                 attempt: job.attempt + 1,
                 manual: false,
+                sweep: None,
             };
             ctx.queues.enqueue(&next, Duration::from_millis(ms as u64)).await?;
         }

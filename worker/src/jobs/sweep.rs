@@ -37,6 +37,7 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
             delivery_id: *id,
             attempt: *attempt,
             manual: false,
+            sweep: Some(chrono::Utc::now().timestamp_millis()),
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
