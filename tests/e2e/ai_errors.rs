@@ -117,7 +117,8 @@ async fn a_hung_provider_times_out_and_is_retried() {
 #[tokio::test]
 async fn a_message_that_joins_a_failing_generation_still_gets_its_own_answer() {
     let app = TestApp::start().await;
-    app.set_assistant(json!({"debounce_seconds": 0.2, "max_wait_seconds": 30})).await;
+    app.set_assistant(json!({"debounce_seconds": 0.2, "max_wait_seconds": 30}))
+        .await;
     app.ai.set_latency(Duration::from_millis(1200));
     app.ai.push_response(Scripted::insufficient_quota());
     app.process(&app.msg("lead-f", "first", true)).await;
@@ -125,7 +126,11 @@ async fn a_message_that_joins_a_failing_generation_still_gets_its_own_answer() {
     app.process(&app.msg("lead-f", "second", true)).await;
     let got = app.receiver.wait_for(2, Duration::from_secs(20)).await;
     assert_eq!(got[0].json["success"], json!(false));
-    assert_eq!(got[0].json["messages_processed"], json!(1), "the failure covers only what was tried");
+    assert_eq!(
+        got[0].json["messages_processed"],
+        json!(1),
+        "the failure covers only what was tried"
+    );
     assert_eq!(got[1].json["success"], json!(true));
     assert_eq!(got[1].json["messages_processed"], json!(1));
     assert_eq!(crate::support::last_user_turn(&app.ai.requests()[1].body), "second");

@@ -142,8 +142,8 @@ async fn finish(
         return Ok(());
     }
     let mut split = None;
-    if outcome.is_ok() && b.version != seen.version {
-        if !b.past_deadline {
+    if b.version != seen.version {
+        if outcome.is_ok() && !b.past_deadline {
             // Superseded: the lead wrote again while we generated. Drop the draft and
             // generate again once the lead is quiet, with every message included.
             let due_in_ms = bursts::reopen(&mut tx, b.id).await?;
@@ -152,19 +152,8 @@ async fn finish(
             flush::schedule(ctx, b.id, leadflow_shared::queue::delay_from_ms(due_in_ms)).await?;
             return Ok(());
         }
-        // Past max_wait: this reply goes out; the newer messages form the next burst.
-        split = bursts::split_off_after(
-            &mut tx,
-            &b,
-            max_seq,
-            assistant.settings.debounce_seconds,
-            assistant.settings.max_wait_seconds,
-        )
-        .await?;
-    }
-    if outcome.is_err() && b.version != seen.version {
-        // The AI failed for good, but messages that arrived meanwhile were never tried:
-        // they get their own burst (and answer) instead of failing with this one.
+        // Past max_wait this reply goes out; and when the AI failed for good, the newer
+        // messages were never tried. Either way they form the next burst.
         split = bursts::split_off_after(
             &mut tx,
             &b,
