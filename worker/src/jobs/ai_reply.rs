@@ -20,7 +20,7 @@ use crate::jobs::flush;
 use crate::Ctx;
 
 /// Longest wait between two AI attempts, whatever the provider asks.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(120);
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(120);
 
 pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
     // Version first, messages second: a message joining in between makes the version

@@ -10,7 +10,7 @@ use std::time::Duration;
 use leadflow_shared::db::{bursts, deliveries};
 use leadflow_shared::queue::{DeliverPostback, GenerateReply, Sweep};
 
-use crate::jobs::flush;
+use crate::jobs::{ai_reply, flush};
 use crate::Ctx;
 
 const BATCH: i64 = 500;
@@ -21,7 +21,9 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
     for id in &overdue {
         flush::schedule(&ctx, *id, Duration::ZERO).await?;
     }
-    let stale_ms = (ctx.cfg.ai_timeout.as_millis() as i64) * 2 + 60_000;
+    // Longer than any live generation can go without touching its burst: one AI call
+    // plus the longest wait between two attempts, with margin.
+    let stale_ms = (ctx.cfg.ai_timeout + ai_reply::MAX_RETRY_DELAY).as_millis() as i64 * 2 + 60_000;
     let stale = bursts::restart_stale_generations(&ctx.pool, stale_ms, BATCH).await?;
     for (id, generation) in &stale {
         let job = GenerateReply {
