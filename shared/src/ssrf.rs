@@ -155,10 +155,12 @@ fn check_ip(host: &str, ip: IpAddr) -> Result<(), SsrfError> {
     Ok(())
 }
 
-/// Parses `url` and checks that it may be fetched: the scheme must be http or https and,
-/// unless `allow_private`, the host must be a public IP literal or a name whose addresses
-/// are *all* public. Send the returned (normalised) URL with a [`guarded_client`].
-pub async fn check_url(url: &str, allow_private: bool) -> Result<Url, SsrfError> {
+/// The checks that need no DNS: the URL parses, its scheme is http or https, it has a
+/// host and — unless `allow_private` — that host is neither a non-public IP literal nor a
+/// name that is loopback by definition (`localhost`, `*.localhost`, RFC 6761). Cheap
+/// enough for the ingest hot path, where it refuses such URLs before anything is stored;
+/// [`check_url`] adds name resolution before anything is sent.
+pub fn check_without_dns(url: &str, allow_private: bool) -> Result<Url, SsrfError> {
     let parsed = Url::parse(url).map_err(|e| SsrfError::InvalidUrl(e.to_string()))?;
     match parsed.scheme() {
         "http" | "https" => {}
@@ -174,20 +176,40 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<Url, SsrfError>
         Host::Ipv4(ip) => check_ip(&ip.to_string(), IpAddr::V4(ip))?,
         Host::Ipv6(ip) => check_ip(&ip.to_string(), IpAddr::V6(ip))?,
         Host::Domain(name) => {
-            let port = parsed.port_or_known_default().unwrap_or(80);
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
-                .await
-                .map_err(|source| SsrfError::Resolve {
-                    host: name.to_owned(),
-                    source,
-                })?
-                .collect();
-            if addrs.is_empty() {
-                return Err(SsrfError::NoAddress(name.to_owned()));
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                return Err(SsrfError::Forbidden {
+                    host: name,
+                    ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                });
             }
-            for addr in &addrs {
-                check_ip(name, addr.ip())?;
-            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Checks that `url` may be fetched: [`check_without_dns`], then — unless
+/// `allow_private` — the host name is resolved and refused if *any* address is not
+/// public. Send the returned [`Url`].
+pub async fn check_url(url: &str, allow_private: bool) -> Result<Url, SsrfError> {
+    let parsed = check_without_dns(url, allow_private)?;
+    if allow_private {
+        return Ok(parsed);
+    }
+    if let Some(Host::Domain(name)) = parsed.host() {
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|source| SsrfError::Resolve {
+                host: name.to_owned(),
+                source,
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(SsrfError::NoAddress(name.to_owned()));
+        }
+        for addr in &addrs {
+            check_ip(name, addr.ip())?;
         }
     }
     Ok(parsed)

@@ -155,32 +155,12 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .transpose()
 }
 
-/// `http(s)` URL with a host; with `allow_private` false, a literal private address is
-/// refused here, before anything is sent (names are checked again when resolved).
+/// `http(s)` URL with a host, and no literal private address (`ssrf::check_without_dns`):
+/// refused here, before anything is stored or sent; names are checked again when resolved.
 fn check_http_url(field: &str, raw: &str, allow_private: bool) -> Result<(), ApiError> {
-    let url = url::Url::parse(raw).map_err(|e| ApiError::invalid(field, format!("{field} is not a valid URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} must be an http or https URL"),
-        ));
-    }
-    if !allow_private {
-        let ip = match url.host() {
-            Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
-            _ => None,
-        };
-        let local_name =
-            matches!(url.host_str(), Some(h) if h.eq_ignore_ascii_case("localhost") || h.ends_with(".localhost"));
-        if local_name || ip.is_some_and(leadflow_shared::ssrf::is_forbidden_ip) {
-            return Err(ApiError::invalid(
-                field,
-                format!("{field} points at a private or reserved address"),
-            ));
-        }
-    }
-    Ok(())
+    leadflow_shared::ssrf::check_without_dns(raw, allow_private)
+        .map(drop)
+        .map_err(|e| ApiError::invalid(field, format!("{field}: {e}")))
 }
 
 async fn respond(state: &AppState, debounce: bool, accepted: Accepted) -> Result<Response, ApiError> {
