@@ -40,14 +40,6 @@ impl Pool {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.workers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.workers.is_empty()
-    }
-
     /// Starts a worker for `J` that runs `handler` for each job.
     pub async fn spawn<J, F, Fut>(
         &mut self,

@@ -2,7 +2,7 @@
 //! random, so a fast hash is safe and keeps auth off the hot path's CPU); postback
 //! secrets and AI keys are encrypted with the master key.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -75,7 +75,7 @@ pub async fn create(
     .bind(kind.as_str())
     .bind(parent)
     .bind(crypto::hash_api_key(&api_key))
-    .bind(key.encrypt(postback_secret.as_bytes()))
+    .bind(key.encrypt_str(&postback_secret))
     .execute(&mut *tx)
     .await?;
     let assistant = super::assistants::insert(&mut tx, id, &AssistantSettings::default()).await?;
@@ -116,9 +116,8 @@ pub async fn postback_secret(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result
         .fetch_optional(pool)
         .await?
         .ok_or(DbError::NotFound("tenant"))?;
-    let plain = key.decrypt(&enc)?;
-    let text = String::from_utf8_lossy(&plain).into_owned();
-    WebhookSecret::parse(&text).map_err(|_| DbError::NotFound("valid postback secret"))
+    let text = key.decrypt_string(&enc)?;
+    WebhookSecret::parse(text.expose_secret()).map_err(|_| DbError::NotFound("valid postback secret"))
 }
 
 /// The tenant's own AI credentials, when it brought any (they win over the default).
@@ -136,12 +135,7 @@ pub async fn ai_settings(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Ten
             .fetch_optional(pool)
             .await?;
     let (enc, base_url) = row.ok_or(DbError::NotFound("tenant"))?;
-    let api_key = match enc {
-        Some(enc) => Some(SecretString::from(
-            String::from_utf8_lossy(&key.decrypt(&enc)?).into_owned(),
-        )),
-        None => None,
-    };
+    let api_key = enc.map(|enc| key.decrypt_string(&enc)).transpose()?;
     Ok(TenantAi { api_key, base_url })
 }
 
@@ -155,7 +149,7 @@ pub async fn set_ai_settings(
 ) -> Result<(), DbError> {
     sqlx::query(r#"UPDATE tenants SET ai_api_key_enc = $2, ai_base_url = $3 WHERE id = $1"#)
         .bind(id)
-        .bind(api_key.map(|k| key.encrypt(k.as_bytes())))
+        .bind(api_key.map(|k| key.encrypt_str(k)))
         .bind(base_url)
         .execute(pool)
         .await?;
