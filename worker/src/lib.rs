@@ -29,6 +29,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Wakes a synchronous `/ai/process` caller waiting for this burst's outcome.
+    pub async fn publish_outcome(&self, burst_id: uuid::Uuid) {
+        let mut redis = self.redis.clone();
+        leadflow_shared::notify::publish(&mut redis, &self.cfg.queue_prefix, burst_id).await;
+    }
+
     pub async fn new(cfg: Config, pool: PgPool, queues: Queues, master_key: MasterKey) -> anyhow::Result<Arc<Self>> {
         let redis = redis::Client::open(cfg.redis_url.as_str())?
             .get_connection_manager()

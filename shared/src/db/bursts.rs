@@ -59,40 +59,20 @@ pub async fn lead_of(pool: &PgPool, id: Uuid) -> Result<Option<Uuid>, DbError> {
         .await?)
 }
 
-/// Whether another burst of the lead is being generated (one generation per lead).
+/// Whether the lead's generation slot is taken for `burst`: another of its bursts is
+/// generating (one generation per lead), or an earlier one still waits (answer bursts in
+/// acceptance order).
 #[tracing::instrument(skip(conn))]
-pub async fn other_generating(conn: &mut PgConnection, lead_id: Uuid, except: Uuid) -> Result<bool, DbError> {
+pub async fn lead_slot_taken(conn: &mut PgConnection, lead_id: Uuid, burst: Uuid) -> Result<bool, DbError> {
     Ok(sqlx::query_scalar(
-        r#"SELECT EXISTS (SELECT 1 FROM bursts WHERE lead_id = $1 AND status = 'generating' AND id <> $2)"#,
+        r#"SELECT EXISTS (SELECT 1 FROM bursts
+                          WHERE lead_id = $1 AND id <> $2
+                            AND (status = 'generating' OR (status = 'open' AND id < $2)))"#,
     )
     .bind(lead_id)
-    .bind(except)
+    .bind(burst)
     .fetch_one(conn)
     .await?)
-}
-
-/// An earlier burst of the same lead still waiting: answer bursts in acceptance order.
-#[tracing::instrument(skip(conn))]
-pub async fn earlier_open(conn: &mut PgConnection, lead_id: Uuid, burst: Uuid) -> Result<bool, DbError> {
-    Ok(
-        sqlx::query_scalar(
-            r#"SELECT EXISTS (SELECT 1 FROM bursts WHERE lead_id = $1 AND status = 'open' AND id < $2)"#,
-        )
-        .bind(lead_id)
-        .bind(burst)
-        .fetch_one(conn)
-        .await?,
-    )
-}
-
-#[tracing::instrument(skip(conn))]
-pub async fn lead_paused(conn: &mut PgConnection, lead_id: Uuid) -> Result<bool, DbError> {
-    Ok(
-        sqlx::query_scalar(r#"SELECT COALESCE(paused_until > now(), false) FROM leads WHERE id = $1"#)
-            .bind(lead_id)
-            .fetch_one(conn)
-            .await?,
-    )
 }
 
 /// Marks the burst as generating and returns the new generation number.

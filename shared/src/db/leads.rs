@@ -121,14 +121,25 @@ pub async fn accept(pool: &PgPool, m: &Incoming<'_>) -> Result<Accepted, DbError
     })
 }
 
-/// Locks the lead row for the transaction (serialises decisions about one lead).
+/// Locks the lead row for the transaction (serialises decisions about one lead) and
+/// says whether a human has paused the AI for it.
 #[tracing::instrument(skip(conn))]
-pub async fn lock(conn: &mut sqlx::PgConnection, lead_id: Uuid) -> Result<(), DbError> {
-    sqlx::query(r#"SELECT 1 FROM leads WHERE id = $1 FOR UPDATE"#)
+pub async fn lock(conn: &mut sqlx::PgConnection, lead_id: Uuid) -> Result<bool, DbError> {
+    Ok(
+        sqlx::query_scalar(r#"SELECT COALESCE(paused_until > now(), false) FROM leads WHERE id = $1 FOR UPDATE"#)
+            .bind(lead_id)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// The integrator's id of a lead.
+#[tracing::instrument(skip(pool))]
+pub async fn external_id(pool: &PgPool, lead_id: Uuid) -> Result<String, DbError> {
+    Ok(sqlx::query_scalar(r#"SELECT external_id FROM leads WHERE id = $1"#)
         .bind(lead_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+        .fetch_one(pool)
+        .await?)
 }
 
 #[tracing::instrument(skip(pool))]

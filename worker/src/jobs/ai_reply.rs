@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use leadflow_shared::crypto;
 use leadflow_shared::db::{assistants, bursts, deliveries, leads, messages, tenants};
-use leadflow_shared::notify;
 use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply};
 use serde_json::json;
 
@@ -58,10 +57,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         assistant.settings.history_limit as i64,
     )
     .await?;
-    let lead_external: String = sqlx::query_scalar(r#"SELECT external_id FROM leads WHERE id = $1"#)
-        .bind(b.lead_id)
-        .fetch_one(&ctx.pool)
-        .await?;
+    let lead_external = leads::external_id(&ctx.pool, b.lead_id).await?;
     let request = prompt::build(
         &assistant,
         &history,
@@ -125,20 +121,19 @@ async fn finish(
     let mut tx = ctx.pool.begin().await?;
     // Lead, then burst: the accept path's lock order (no deadlock), and a human message
     // cannot slip in between the pause check below and this commit.
-    leads::lock(&mut tx, seen.lead_id).await?;
+    let paused = leads::lock(&mut tx, seen.lead_id).await?;
     let Some(b) = bursts::lock(&mut tx, seen.id).await? else {
         return Ok(());
     };
     if b.status != "generating" || b.generations != seen.generations {
         return Ok(()); // another run of this generation already finished it
     }
-    if outcome.is_ok() && bursts::lead_paused(&mut tx, b.lead_id).await? {
+    if outcome.is_ok() && paused {
         // A human took the lead over while we generated: never talk over them.
         bursts::finish(&mut tx, b.id, "dropped", Some("human_takeover")).await?;
         tx.commit().await?;
         tracing::info!(burst_id = %b.id, "draft dropped: a human took over during the generation");
-        let mut redis = ctx.redis.clone();
-        notify::publish(&mut redis, &ctx.cfg.queue_prefix, b.id).await;
+        ctx.publish_outcome(b.id).await;
         return Ok(());
     }
     let mut split = None;
@@ -222,8 +217,7 @@ async fn finish(
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
-    let mut redis = ctx.redis.clone();
-    notify::publish(&mut redis, &ctx.cfg.queue_prefix, b.id).await;
+    ctx.publish_outcome(b.id).await;
     if let Some((new_burst, due_in_ms)) = split {
         flush::schedule(ctx, new_burst, leadflow_shared::queue::delay_from_ms(due_in_ms)).await?;
     }

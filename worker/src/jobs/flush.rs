@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::db::{bursts, leads};
-use leadflow_shared::notify;
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, GenerateReply};
 use uuid::Uuid;
 
@@ -33,7 +32,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await?;
     // Lead first, then burst — the accept path's order, so the two never deadlock — so
     // every flush decision for one lead is serialised ("one generation per lead").
-    leads::lock(&mut tx, lead_id).await?;
+    let paused = leads::lock(&mut tx, lead_id).await?;
     let Some(b) = bursts::lock(&mut tx, job.burst_id).await? else {
         return Ok(());
     };
@@ -41,16 +40,11 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
         // A re-run after the generation started: make sure its job exists.
         "generating" => Next::Generate(b.generations),
         "open" if b.due_in_ms > 0 => Next::CheckAgainIn(delay_from_ms(b.due_in_ms)),
-        "open" if bursts::lead_paused(&mut tx, b.lead_id).await? => {
+        "open" if paused => {
             bursts::finish(&mut tx, b.id, "dropped", Some("human_takeover")).await?;
             Next::Dropped
         }
-        "open"
-            if bursts::other_generating(&mut tx, b.lead_id, b.id).await?
-                || bursts::earlier_open(&mut tx, b.lead_id, b.id).await? =>
-        {
-            Next::CheckAgainIn(SLOT_RECHECK)
-        }
+        "open" if bursts::lead_slot_taken(&mut tx, b.lead_id, b.id).await? => Next::CheckAgainIn(SLOT_RECHECK),
         "open" => Next::Generate(bursts::start_generation(&mut tx, b.id).await?),
         _ => Next::Nothing,
     };
@@ -69,8 +63,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
         }
         Next::Dropped => {
             tracing::info!(burst_id = %b.id, "burst dropped: a human has taken over the lead");
-            let mut redis = ctx.redis.clone();
-            notify::publish(&mut redis, &ctx.cfg.queue_prefix, b.id).await;
+            ctx.publish_outcome(b.id).await;
         }
     }
     Ok(())
