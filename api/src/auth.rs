@@ -95,6 +95,15 @@ impl Caller {
         Err(ApiError::Forbidden)
     }
 
+    /// The tenant a `/backend` call is about: `?tenant_id=` (an agency acting for a
+    /// client) or, when absent, the caller itself.
+    pub async fn tenant_for(&self, state: &AppState, requested: Option<Uuid>) -> Result<Uuid, ApiError> {
+        match requested {
+            Some(id) => Ok(self.act_for(state, id).await?.id),
+            None => Ok(self.id()),
+        }
+    }
+
     /// The tenants the caller can see: itself, and an agency's clients.
     pub async fn visible_tenants(&self, state: &AppState) -> Result<Vec<Uuid>, ApiError> {
         let mut ids = vec![self.0.id];

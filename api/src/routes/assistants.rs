@@ -20,20 +20,12 @@ pub struct TenantQuery {
     tenant_id: Option<Uuid>,
 }
 
-/// The tenant a `/backend` call is about: `?tenant_id=` (agency acting for a client) or the caller.
-pub async fn target_tenant(state: &AppState, caller: &Caller, requested: Option<Uuid>) -> Result<Uuid, ApiError> {
-    match requested {
-        Some(id) => Ok(caller.act_for(state, id).await?.id),
-        None => Ok(caller.id()),
-    }
-}
-
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<TenantQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = target_tenant(&state, &caller, q.tenant_id).await?;
+    let tenant = caller.tenant_for(&state, q.tenant_id).await?;
     let items = assistants::list(&state.pool, tenant).await?;
     Ok(Json(serde_json::json!({"success": true, "data": items})))
 }
@@ -44,7 +36,7 @@ pub async fn show(
     Path(id): Path<String>,
     Query(q): Query<TenantQuery>,
 ) -> Result<Json<Assistant>, ApiError> {
-    let tenant = target_tenant(&state, &caller, q.tenant_id).await?;
+    let tenant = caller.tenant_for(&state, q.tenant_id).await?;
     let id = path_uuid(&id, "assistant")?;
     let a = assistants::find(&state.pool, tenant, id)
         .await?
@@ -58,7 +50,7 @@ pub async fn create(
     Query(q): Query<TenantQuery>,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<Assistant>), ApiError> {
-    let tenant = target_tenant(&state, &caller, q.tenant_id).await?;
+    let tenant = caller.tenant_for(&state, q.tenant_id).await?;
     if !body.has("name") {
         return Err(ApiError::invalid("name", "name is required"));
     }
@@ -80,7 +72,7 @@ pub async fn update(
     Query(q): Query<TenantQuery>,
     body: JsonObject,
 ) -> Result<Json<Assistant>, ApiError> {
-    let tenant = target_tenant(&state, &caller, q.tenant_id).await?;
+    let tenant = caller.tenant_for(&state, q.tenant_id).await?;
     let id = path_uuid(&id, "assistant")?;
     let current = assistants::find(&state.pool, tenant, id)
         .await?

@@ -7,7 +7,6 @@ use leadflow_shared::db::{leads, messages};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::assistants::target_tenant;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
@@ -24,7 +23,7 @@ pub async fn messages(
     Path(lead_id): Path<String>,
     Query(q): Query<MessagesQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = target_tenant(&state, &caller, q.tenant_id).await?;
+    let tenant = caller.tenant_for(&state, q.tenant_id).await?;
     let lead = leads::find_id(&state.pool, tenant, &lead_id)
         .await?
         .ok_or(ApiError::NotFound("lead"))?;
