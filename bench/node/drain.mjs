@@ -9,32 +9,11 @@
 // Timed from worker start until N 'completed' events. Prints one JSON line:
 //   {"jobs": N, "seconds": s, "rate": jobs_per_second, "concurrency": C}
 // Exits 1 with a message on stderr if N jobs are not done within --timeout seconds.
-import { parseArgs } from 'node:util';
 import { Worker } from 'bullmq';
+import { args, removeOnComplete } from './common.mjs';
 
-const { values: a } = parseArgs({
-  options: {
-    redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
-    prefix: { type: 'string', default: 'bull' },
-    queue: { type: 'string', default: 'bench' },
-    count: { type: 'string', default: '10000' },
-    concurrency: { type: 'string', default: '16' },
-    timeout: { type: 'string', default: '300' },
-  },
-});
-const count = Number(a.count);
-const concurrency = Number(a.concurrency);
-const timeout = Number(a.timeout);
-for (const [k, v] of [['count', count], ['concurrency', concurrency], ['timeout', timeout]]) {
-  if (!Number.isInteger(v) || v < 1) {
-    console.error(`drain: --${k} must be a positive integer, got ${a[k]}`);
-    process.exit(2);
-  }
-}
-
-// Workers block on Redis, so BullMQ requires maxRetriesPerRequest: null. BullMQ opens
-// (and on close, closes) its own ioredis connections from these options.
-const connection = { url: a.redis, maxRetriesPerRequest: null };
+const a = args('drain', { concurrency: 16, timeout: 300 });
+const { count, concurrency, timeout, connection } = a;
 
 let done = 0;
 const start = performance.now();
@@ -42,7 +21,7 @@ const worker = new Worker(a.queue, async () => {}, {
   connection,
   prefix: a.prefix,
   concurrency,
-  removeOnComplete: { age: 3600, count: 5000 },
+  removeOnComplete,
   drainDelay: 1,
 });
 

@@ -7,33 +7,17 @@
 //   node fill.mjs --redis redis://127.0.0.1:6379 --prefix P --queue bench --count N
 // Prints one JSON line: {"added": N, "seconds": s}
 import { randomUUID } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
+import { args, removeOnComplete, removeOnFail } from './common.mjs';
 
-const { values: a } = parseArgs({
-  options: {
-    redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
-    prefix: { type: 'string', default: 'bull' },
-    queue: { type: 'string', default: 'bench' },
-    count: { type: 'string', default: '10000' },
-  },
-});
-const count = Number(a.count);
-if (!Number.isInteger(count) || count < 1) {
-  console.error(`fill: --count must be a positive integer, got ${a.count}`);
-  process.exit(2);
-}
+const a = args('fill');
+const count = a.count;
 
 const CHUNK = 1000;
-// BullMQ opens (and on close, closes) its own ioredis connection from these options.
-const connection = { url: a.redis, maxRetriesPerRequest: null };
 const queue = new Queue(a.queue, {
-  connection,
+  connection: a.connection,
   prefix: a.prefix,
-  defaultJobOptions: {
-    removeOnComplete: { age: 3600, count: 5000 },
-    removeOnFail: { age: 604800, count: 20000 },
-  },
+  defaultJobOptions: { removeOnComplete, removeOnFail },
 });
 
 const run = randomUUID();

@@ -152,9 +152,69 @@ pub async fn queue_layer(scope: &mut Scope, quick: bool) -> Section {
     Ok((rows, notes))
 }
 
-fn message(tenant: &str, lead: String, postback: &str, content: &str) -> serde_json::Value {
-    json!({"tenant_id": tenant, "lead_id": lead, "role": "user", "content": content,
-           "message_type": "text", "debounce": true, "postback_url": postback})
+/// A section's client: a fresh tenant on the API of a running Leadflow, posting
+/// debounced user messages whose postbacks go to `hook`.
+struct Sender {
+    url: String,
+    key: String,
+    tenant: String,
+    hook: String,
+}
+
+impl Sender {
+    /// `timing`: the default assistant's `(debounce_seconds, max_wait_seconds)`, when not the default.
+    async fn new(
+        scope: &Scope,
+        running: &crate::Running,
+        hook: &str,
+        timing: Option<(f64, f64)>,
+    ) -> anyhow::Result<Self> {
+        let tenant = scope.tenant(&running.pool).await?;
+        if let Some((debounce, max_wait)) = timing {
+            let s = AssistantSettings {
+                debounce_seconds: debounce,
+                max_wait_seconds: max_wait,
+                ..AssistantSettings::default()
+            };
+            assistants::update(&running.pool, tenant.tenant_id, tenant.assistant_id, &s).await?;
+        }
+        Ok(Self {
+            url: format!("http://{}/ai/process", running.http_addr.expect("the api role runs")),
+            key: tenant.api_key,
+            tenant: tenant.tenant_id.to_string(),
+            hook: hook.to_string(),
+        })
+    }
+
+    /// Builds request `i` from `lead_and_text(i)`.
+    fn maker(&self, lead_and_text: impl Fn(usize) -> (String, String) + Send + Sync + 'static) -> Maker {
+        let (tenant, hook) = (self.tenant.clone(), self.hook.clone());
+        Arc::new(move |i| {
+            let (lead, content) = lead_and_text(i);
+            json!({"tenant_id": tenant, "lead_id": lead, "role": "user", "content": content,
+                   "message_type": "text", "debounce": true, "postback_url": hook})
+        })
+    }
+
+    async fn send(&self, concurrency: usize, stop: Stop, make: Maker) -> load::LoadResult {
+        load::run(self.url.clone(), self.key.clone(), concurrency, stop, make).await
+    }
+}
+
+type Maker = Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync>;
+
+/// A 1 s warm-up, then the measured run of `secs`.
+async fn warm_then_measure(url: &str, key: &str, concurrency: usize, secs: u64, make: Maker) -> load::LoadResult {
+    let warm = Stop::After(Duration::from_secs(1));
+    load::run(url.into(), key.into(), concurrency, warm, make.clone()).await;
+    load::run(
+        url.into(),
+        key.into(),
+        concurrency,
+        Stop::After(Duration::from_secs(secs)),
+        make,
+    )
+    .await
 }
 
 pub async fn ingest(scope: &mut Scope, quick: bool) -> Section {
@@ -169,46 +229,12 @@ pub async fn ingest(scope: &mut Scope, quick: bool) -> Section {
         },
     )
     .await?;
-    let tenant = scope.tenant(&running.pool).await?;
-    let url = format!("http://{}/ai/process", running.http_addr.expect("api"));
-    let tid = tenant.tenant_id.to_string();
-    let make: Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync> =
-        Arc::new(move |i| message(&tid, format!("lead-{}", i % 5000), "http://127.0.0.1:9/hook", "hello"));
-    // Warm-up, then the measured run.
-    load::run(
-        url.clone(),
-        tenant.api_key.clone(),
-        concurrency,
-        Stop::After(Duration::from_secs(1)),
-        make.clone(),
-    )
-    .await;
-    let ours = load::run(
-        url,
-        tenant.api_key.clone(),
-        concurrency,
-        Stop::After(Duration::from_secs(secs)),
-        make.clone(),
-    )
-    .await;
+    let sender = Sender::new(scope, &running, "http://127.0.0.1:9/hook", None).await?;
+    let make = sender.maker(|i| (format!("lead-{}", i % 5000), "hello".to_string()));
+    let ours = warm_then_measure(&sender.url, &sender.key, concurrency, secs, make.clone()).await;
     running.shutdown().await;
     let bare_url = format!("{}/ai/process", fakes::bare_handler().await?);
-    load::run(
-        bare_url.clone(),
-        "k".into(),
-        concurrency,
-        Stop::After(Duration::from_secs(1)),
-        make.clone(),
-    )
-    .await;
-    let bare = load::run(
-        bare_url,
-        "k".into(),
-        concurrency,
-        Stop::After(Duration::from_secs(secs)),
-        make,
-    )
-    .await;
+    let bare = warm_then_measure(&bare_url, "k", concurrency, secs, make).await;
     let ratio = ours.rate() / bare.rate();
     Ok((
         vec![
@@ -244,22 +270,6 @@ pub async fn ingest(scope: &mut Scope, quick: bool) -> Section {
     ))
 }
 
-async fn set_timing(
-    pool: &sqlx::PgPool,
-    tenant: uuid::Uuid,
-    assistant: uuid::Uuid,
-    debounce: f64,
-    max_wait: f64,
-) -> anyhow::Result<()> {
-    let s = AssistantSettings {
-        debounce_seconds: debounce,
-        max_wait_seconds: max_wait,
-        ..AssistantSettings::default()
-    };
-    assistants::update(pool, tenant, assistant, &s).await?;
-    Ok(())
-}
-
 pub async fn pipeline(scope: &mut Scope, quick: bool) -> Section {
     let leads: usize = if quick { 400 } else { 3000 };
     let ai = fakes::fake_ai().await?;
@@ -267,17 +277,12 @@ pub async fn pipeline(scope: &mut Scope, quick: bool) -> Section {
     scope.set("LEADFLOW_AI_BASE_URL", &ai.base_url);
     let cfg = scope.config()?;
     let running = start(cfg.clone(), Roles::all(&cfg)).await?;
-    let tenant = scope.tenant(&running.pool).await?;
-    set_timing(&running.pool, tenant.tenant_id, tenant.assistant_id, 0.5, 5.0).await?;
-    let url = format!("http://{}/ai/process", running.http_addr.expect("api"));
-    let tid = tenant.tenant_id.to_string();
-    let hook = hooks.url.clone();
+    let sender = Sender::new(scope, &running, &hooks.url, Some((0.5, 5.0))).await?;
     // Message i is part (i % 5) of lead i / 5: a lead's five messages go out back to back.
-    let make: Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync> =
-        Arc::new(move |i| message(&tid, format!("lead-{}", i / 5), &hook, &format!("part {}", i % 5)));
+    let make = sender.maker(|i| (format!("lead-{}", i / 5), format!("part {}", i % 5)));
     let since = chrono::Utc::now();
     let t = Instant::now();
-    let sent = load::run(url, tenant.api_key.clone(), 64, Stop::Total(leads * 5), make).await;
+    let sent = sender.send(64, Stop::Total(leads * 5), make).await;
     let count = hooks.count.clone();
     let done = wait_until(Duration::from_secs(180), || count.load(Ordering::SeqCst) >= leads).await;
     let elapsed = t.elapsed().as_secs_f64();
@@ -344,13 +349,9 @@ pub async fn long_generations(scope: &mut Scope, quick: bool) -> Section {
     let hooks = fakes::receiver().await?;
     scope.set("LEADFLOW_AI_BASE_URL", &ai.base_url);
     let running = api_side(scope).await?;
-    let tenant = scope.tenant(&running.pool).await?;
-    set_timing(&running.pool, tenant.tenant_id, tenant.assistant_id, 0.1, 5.0).await?;
-    let url = format!("http://{}/ai/process", running.http_addr.expect("api"));
-    let (tid, hook) = (tenant.tenant_id.to_string(), hooks.url.clone());
-    let make: Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync> =
-        Arc::new(move |i| message(&tid, format!("lead-{i}"), &hook, "hi"));
-    load::run(url, tenant.api_key.clone(), 64, Stop::Total(n), make).await;
+    let sender = Sender::new(scope, &running, &hooks.url, Some((0.1, 5.0))).await?;
+    let make = sender.maker(|i| (format!("lead-{i}"), "hi".to_string()));
+    sender.send(64, Stop::Total(n), make).await;
     // Every burst flushed and its AI job queued before the AI worker starts, so what is
     // measured is how many generations one worker process holds, not how fast they arrive.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -413,13 +414,9 @@ pub async fn recovery(scope: &mut Scope) -> Section {
     let hooks = fakes::receiver().await?;
     let running = api_side(scope).await?;
     let mut first = spawn_worker(scope, "ai", 500)?;
-    let tenant = scope.tenant(&running.pool).await?;
-    set_timing(&running.pool, tenant.tenant_id, tenant.assistant_id, 0.1, 5.0).await?;
-    let url = format!("http://{}/ai/process", running.http_addr.expect("api"));
-    let (tid, hook) = (tenant.tenant_id.to_string(), hooks.url.clone());
-    let make: Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync> =
-        Arc::new(move |i| message(&tid, format!("lead-{i}"), &hook, "hi"));
-    load::run(url, tenant.api_key.clone(), 16, Stop::Total(n), make).await;
+    let sender = Sender::new(scope, &running, &hooks.url, Some((0.1, 5.0))).await?;
+    let make = sender.maker(|i| (format!("lead-{i}"), "hi".to_string()));
+    sender.send(16, Stop::Total(n), make).await;
     let stats = ai.stats.clone();
     anyhow::ensure!(
         wait_until(Duration::from_secs(30), || stats.started.load(Ordering::SeqCst) >= n).await,
