@@ -285,3 +285,47 @@ async fn a_generation_whose_job_was_lost_is_restarted_by_the_sweeper() {
     assert_eq!(generations, 2, "restarted as a new generation");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn postgres_down_is_a_503_and_accepted_work_resumes_when_it_is_back() {
+    let target = crate::support::pg_server()
+        .trim_start_matches("postgres://")
+        .to_string();
+    let proxy = crate::support::proxy::CuttableProxy::start(&target).await;
+    let app = TestApp::builder()
+        .pg_via(&format!("postgres://127.0.0.1:{}", proxy.port))
+        .start()
+        .await;
+    app.set_assistant(json!({"debounce_seconds": 1.0})).await;
+    let (status, body) = app.process(&app.msg("lead-pg", "before the outage", true)).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+
+    // PostgreSQL goes away before the burst is due.
+    proxy.cut();
+    let t = Instant::now();
+    let (status, body) = app.process(&app.msg("lead-pg2", "during the outage", true)).await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], json!("unavailable"));
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "the client waited {:?}",
+        t.elapsed()
+    );
+
+    // Stay down past the first burst's due time, so its flush fails and is retried.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.restore();
+    let (status, body) = app.process(&app.msg("lead-pg3", "after the outage", true)).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    // The burst accepted before the outage, whose flush fell into it, is answered once.
+    let got = app.receiver.wait_for(2, Duration::from_secs(60)).await;
+    let mut leads: Vec<_> = got
+        .iter()
+        .map(|d| d.json["lead_id"].as_str().unwrap().to_string())
+        .collect();
+    leads.sort();
+    assert_eq!(leads, ["lead-pg", "lead-pg3"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.receiver.successful().len(), 2);
+    app.stop().await;
+}

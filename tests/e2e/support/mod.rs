@@ -4,6 +4,7 @@
 //! postback receiver, and creates one tenant. Tests talk to it over real HTTP.
 
 pub mod fake_ai;
+pub mod proxy;
 pub mod receiver;
 
 use std::time::Duration;
@@ -42,6 +43,8 @@ pub struct TestApp {
 
 pub struct Builder {
     env: Vec<(String, String)>,
+    /// The PostgreSQL server the app connects to (default [`pg_server`]).
+    pg: Option<String>,
     roles: fn(&Config) -> Roles,
 }
 
@@ -50,6 +53,13 @@ impl Builder {
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.retain(|(n, _)| n != k);
         self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Connect the app to PostgreSQL through `server` (e.g. a cuttable proxy); the
+    /// harness still creates and drops the database directly.
+    pub fn pg_via(mut self, server: &str) -> Self {
+        self.pg = Some(server.to_string());
         self
     }
 
@@ -71,7 +81,10 @@ impl Builder {
         let db_name = format!("lf_test_{}", &id[..16]);
         let prefix = format!("lft{}", &id[..12]);
         let mut env: Vec<(String, String)> = vec![
-            ("LEADFLOW_DATABASE_URL".into(), format!("{}/{db_name}", pg_server())),
+            (
+                "LEADFLOW_DATABASE_URL".into(),
+                format!("{}/{db_name}", self.pg.clone().unwrap_or_else(pg_server)),
+            ),
             ("LEADFLOW_REDIS_URL".into(), redis_url()),
             ("LEADFLOW_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("LEADFLOW_AI_BASE_URL".into(), ai.base_url.clone()),
@@ -123,6 +136,7 @@ impl TestApp {
     pub fn builder() -> Builder {
         Builder {
             env: Vec::new(),
+            pg: None,
             roles: Roles::all,
         }
     }
