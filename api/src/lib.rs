@@ -28,12 +28,15 @@ pub struct AppState {
     /// Assistants by (tenant, id); `None` is the tenant's default.
     pub assistants: Arc<cache::TtlCache<(uuid::Uuid, Option<uuid::Uuid>), leadflow_shared::domain::Assistant>>,
     pub limiter: Arc<rate_limit::RateLimiter>,
+    /// Which user-given URLs are accepted (built once from the config).
+    pub ssrf: leadflow_shared::ssrf::Policy,
 }
 
 impl AppState {
     pub fn new(cfg: Config, pool: PgPool, queues: Queues) -> Self {
         let waiters = ReplyWaiters::spawn(cfg.redis_url.clone(), cfg.queue_prefix.clone());
         Self {
+            ssrf: cfg.ssrf_policy(),
             cfg: Arc::new(cfg),
             pool,
             queues,

@@ -97,6 +97,19 @@ pub struct AssistantSettings {
     pub history_limit: i32,
     pub human_pause_minutes: i32,
     pub is_default: bool,
+    /// Speech-to-text model for voice notes (`/audio/transcriptions`).
+    pub transcription_model: String,
+    /// ISO-639-1 hint for transcription; empty: let the model detect it.
+    pub transcription_language: String,
+    /// Vocabulary hints for transcription (product names, places); may be empty.
+    pub transcription_prompt: String,
+    /// `detail` of image parts: `auto`, `low` or `high`.
+    pub image_detail: String,
+    /// Send images as `data:` URLs (works for expiring or authenticated provider URLs);
+    /// `false` passes the original URL, cheaper when it is public and stable.
+    pub image_inline: bool,
+    /// Also send each PDF itself as a `file` part, for models that read PDFs.
+    pub pdf_as_file: bool,
 }
 
 impl Default for AssistantSettings {
@@ -112,6 +125,12 @@ impl Default for AssistantSettings {
             history_limit: 20,
             human_pause_minutes: 60,
             is_default: true,
+            transcription_model: "whisper-1".into(),
+            transcription_language: String::new(),
+            transcription_prompt: String::new(),
+            image_detail: "auto".into(),
+            image_inline: true,
+            pdf_as_file: false,
         }
     }
 }

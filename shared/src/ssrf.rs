@@ -287,6 +287,86 @@ pub fn guarded_client(allow_private: bool, timeout: Duration, user_agent: &str) 
         .build()
 }
 
+/// What user-given URLs may reach: the guard on (or off, `allow_private`), plus literal
+/// `ip:port` exceptions an operator opted into (`LEADFLOW_ALLOW_PRIVATE_ADDRS`). The
+/// exceptions never widen name resolution: a host *name* still has to resolve to public
+/// addresses, so a DNS answer cannot turn into an exception.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub allow_private: bool,
+    pub exceptions: Arc<[SocketAddr]>,
+}
+
+impl Policy {
+    pub fn new(allow_private: bool, exceptions: &[SocketAddr]) -> Self {
+        Self {
+            allow_private,
+            exceptions: exceptions.into(),
+        }
+    }
+
+    fn exception(&self, url: &str) -> Option<Url> {
+        if self.exceptions.is_empty() {
+            return None;
+        }
+        let parsed = Url::parse(url).ok()?;
+        let ip = match parsed.host()? {
+            Host::Ipv4(ip) => IpAddr::V4(ip),
+            Host::Ipv6(ip) => IpAddr::V6(ip),
+            Host::Domain(_) => return None,
+        };
+        let addr = SocketAddr::new(ip, parsed.port_or_known_default()?);
+        (matches!(parsed.scheme(), "http" | "https") && self.exceptions.contains(&addr)).then_some(parsed)
+    }
+
+    /// [`check_without_dns`] under this policy.
+    pub fn check_without_dns(&self, url: &str) -> Result<Url, SsrfError> {
+        match self.exception(url) {
+            Some(u) => Ok(u),
+            None => check_without_dns(url, self.allow_private),
+        }
+    }
+
+    /// [`check_url`] under this policy.
+    pub async fn check_url(&self, url: &str) -> Result<Url, SsrfError> {
+        match self.exception(url) {
+            Some(u) => Ok(u),
+            None => check_url(url, self.allow_private).await,
+        }
+    }
+}
+
+/// Like [`guarded_client`], but follows up to `max_redirects` redirects, checking every
+/// hop's URL under `policy` before it is requested (names are then resolved through the
+/// [`GuardedResolver`] as usual). For media downloads, where CDNs and signed-URL stores
+/// redirect routinely; a hop to a private address ends the request with an error.
+pub fn guarded_client_following(
+    policy: Policy,
+    max_redirects: usize,
+    timeout: Duration,
+    user_agent: &str,
+) -> reqwest::Result<reqwest::Client> {
+    let allow_private = policy.allow_private;
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > max_redirects {
+            return attempt.error(format!("more than {max_redirects} redirects"));
+        }
+        match policy.check_without_dns(attempt.url().as_str()) {
+            Ok(_) => attempt.follow(),
+            Err(e) => attempt.error(e),
+        }
+    });
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver::new(allow_private)))
+        .redirect(redirects)
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
+        .pool_max_idle_per_host(64)
+        .user_agent(user_agent)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,5 +527,27 @@ mod tests {
         let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
         assert!(matches!(accepted, Ok(Ok(_))), "no connection accepted");
         request.abort();
+    }
+
+    #[test]
+    fn policy_exceptions_are_exact_literal_addresses() {
+        let p = Policy::new(false, &["127.0.0.1:9000".parse().unwrap()]);
+        assert!(p.check_without_dns("http://127.0.0.1:9000/a.png").is_ok());
+        assert!(
+            p.check_without_dns("http://127.0.0.1:9001/a.png").is_err(),
+            "another port"
+        );
+        assert!(
+            p.check_without_dns("http://127.0.0.2:9000/").is_err(),
+            "another address"
+        );
+        assert!(
+            p.check_without_dns("http://localhost:9000/").is_err(),
+            "names are never exceptions"
+        );
+        assert!(
+            p.check_without_dns("ftp://127.0.0.1:9000/").is_err(),
+            "scheme still checked"
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod ai;
 pub mod jobs;
+pub mod media;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -26,6 +27,12 @@ pub struct Ctx {
     pub ai: ai::AiClient,
     /// SSRF-guarded client for user-given URLs (postbacks).
     pub guarded: reqwest::Client,
+    /// SSRF-guarded client for media downloads: follows redirects, checking each hop.
+    pub media_http: reqwest::Client,
+    pub ssrf: leadflow_shared::ssrf::Policy,
+    /// One permit per core for CPU-bound work (PDF parsing), so it cannot starve the
+    /// async runtime or pile up beyond what the machine can do at once.
+    pub cpu: tokio::sync::Semaphore,
 }
 
 impl Ctx {
@@ -45,6 +52,14 @@ impl Ctx {
             cfg.postback_timeout,
             concat!("leadflow-postback/", env!("CARGO_PKG_VERSION")),
         )?;
+        let ssrf = cfg.ssrf_policy();
+        let media_http = leadflow_shared::ssrf::guarded_client_following(
+            ssrf.clone(),
+            5,
+            cfg.media.download_timeout,
+            concat!("leadflow-media/", env!("CARGO_PKG_VERSION")),
+        )?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(Self {
             cfg,
             pool,
@@ -53,6 +68,9 @@ impl Ctx {
             master_key,
             ai,
             guarded,
+            media_http,
+            ssrf,
+            cpu: tokio::sync::Semaphore::new(cores),
         }))
     }
 }

@@ -12,7 +12,7 @@ use axum::Json;
 use leadflow_shared::db::leads::{self, Accepted, Incoming, NotAnswered};
 use leadflow_shared::db::{assistants, bursts, messages};
 use leadflow_shared::domain::{Assistant, MessageType, Role};
-use leadflow_shared::queue::{delay_from_ms, FlushBurst};
+use leadflow_shared::queue::{delay_from_ms, FlushBurst, ProcessMedia};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -84,7 +84,7 @@ pub async fn process(
                 format!("url is required when message_type is {}", message_type.as_str()),
             ))
         }
-        (_, Some(u)) => check_http_url("url", u, state.cfg.allow_private_urls)?,
+        (_, Some(u)) => check_http_url("url", u, &state.ssrf)?,
     }
     let debounce = body.opt_bool("debounce")?.unwrap_or(false);
     let postback_url = body.opt_str("postback_url")?;
@@ -95,7 +95,7 @@ pub async fn process(
                 "postback_url is required when debounce is true",
             ))
         }
-        (_, Some(u)) => check_http_url("postback_url", u, state.cfg.allow_private_urls)?,
+        (_, Some(u)) => check_http_url("postback_url", u, &state.ssrf)?,
         _ => {}
     }
     let message_id = match (body.opt_str("message_id")?, idempotency_header(&headers)?) {
@@ -125,7 +125,23 @@ pub async fn process(
         assistant: &assistant,
     };
     let accepted = leads::accept(&state.pool, &incoming).await?;
+    if let (Accepted::Queued { message_id, .. }, false) = (&accepted, message_type == MessageType::Text) {
+        enqueue_media(&state, *message_id).await;
+    }
     respond(&state, debounce, accepted).await
+}
+
+/// Media work starts now, in parallel with the debounce window; a lost job is found by
+/// the sweeper (and the generation waits for media, bounded by `LEADFLOW_MEDIA_WAIT`).
+async fn enqueue_media(state: &AppState, message_id: Uuid) {
+    let job = ProcessMedia {
+        message_id,
+        attempt: 1,
+        sweep: None,
+    };
+    if let Err(e) = state.queues.enqueue(&job, Duration::ZERO).await {
+        tracing::error!(%message_id, error = %e, "media job not enqueued; the sweeper will pick it up");
+    }
 }
 
 /// The named assistant or the tenant's default, cached for a few seconds (hot path).
@@ -157,8 +173,9 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 
 /// `http(s)` URL with a host, and no literal private address (`ssrf::check_without_dns`):
 /// refused here, before anything is stored or sent; names are checked again when resolved.
-fn check_http_url(field: &str, raw: &str, allow_private: bool) -> Result<(), ApiError> {
-    leadflow_shared::ssrf::check_without_dns(raw, allow_private)
+fn check_http_url(field: &str, raw: &str, policy: &leadflow_shared::ssrf::Policy) -> Result<(), ApiError> {
+    policy
+        .check_without_dns(raw)
         .map(drop)
         .map_err(|e| ApiError::invalid(field, format!("{field}: {e}")))
 }

@@ -142,6 +142,36 @@ fn merge(mut s: AssistantSettings, body: &JsonObject) -> Result<AssistantSetting
     if let Some(v) = body.opt_bool("is_default")? {
         s.is_default = v;
     }
+    if let Some(v) = text(body, "transcription_model", 200, false)? {
+        s.transcription_model = v;
+    }
+    if let Some(v) = text(body, "transcription_language", 8, true)? {
+        if !v.is_empty() && !(v.len() == 2 && v.chars().all(|c| c.is_ascii_lowercase())) {
+            return Err(ApiError::invalid(
+                "transcription_language",
+                "transcription_language must be an ISO-639-1 code such as \"pt\", or empty",
+            ));
+        }
+        s.transcription_language = v;
+    }
+    if let Some(v) = text(body, "transcription_prompt", 2000, true)? {
+        s.transcription_prompt = v;
+    }
+    if let Some(v) = body.opt_str("image_detail")? {
+        if !matches!(v, "auto" | "low" | "high") {
+            return Err(ApiError::invalid(
+                "image_detail",
+                "image_detail must be one of: auto, low, high",
+            ));
+        }
+        s.image_detail = v.to_string();
+    }
+    if let Some(v) = body.opt_bool("image_inline")? {
+        s.image_inline = v;
+    }
+    if let Some(v) = body.opt_bool("pdf_as_file")? {
+        s.pdf_as_file = v;
+    }
     if s.max_wait_seconds < s.debounce_seconds {
         return Err(ApiError::invalid(
             "max_wait_seconds",

@@ -7,6 +7,7 @@ pub mod assistants;
 pub mod bursts;
 pub mod deliveries;
 pub mod leads;
+pub mod media;
 pub mod messages;
 pub mod tenants;
 

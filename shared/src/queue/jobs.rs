@@ -27,13 +27,42 @@ pub struct GenerateReply {
     pub burst_id: Uuid,
     pub generation: i32,
     pub attempt: u32,
+    /// How many times this attempt already looked for media still being processed.
+    #[serde(default)]
+    pub wait: u32,
 }
 
 impl Job for GenerateReply {
     const QUEUE: QueueKind = QueueKind::Ai;
     const NAME: &'static str = "generate-reply";
     fn job_id(&self) -> String {
-        format!("ai.{}.{}.{}", self.burst_id.simple(), self.generation, self.attempt)
+        let base = format!("ai.{}.{}.{}", self.burst_id.simple(), self.generation, self.attempt);
+        match self.wait {
+            0 => base,
+            w => format!("{base}.w{w}"),
+        }
+    }
+}
+
+/// Download and understand one medium (transcribe, extract, fetch the image), started
+/// when the message is accepted so it overlaps the debounce window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessMedia {
+    pub message_id: Uuid,
+    pub attempt: u32,
+    /// Set by the sweeper (a distinct id; see [`DeliverPostback::sweep`]).
+    #[serde(default)]
+    pub sweep: Option<i64>,
+}
+
+impl Job for ProcessMedia {
+    const QUEUE: QueueKind = QueueKind::Media;
+    const NAME: &'static str = "process-media";
+    fn job_id(&self) -> String {
+        match self.sweep {
+            None => format!("media.{}.{}", self.message_id.simple(), self.attempt),
+            Some(n) => format!("media.{}.{}.s{n}", self.message_id.simple(), self.attempt),
+        }
     }
 }
 

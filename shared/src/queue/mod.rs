@@ -20,7 +20,7 @@ use bullmq::{JobOptions, Queue, QueueOptions};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use jobs::{DeliverPostback, FlushBurst, GenerateReply, Noop, Sweep};
+pub use jobs::{DeliverPostback, FlushBurst, GenerateReply, Noop, ProcessMedia, Sweep};
 
 /// One queue per kind of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,6 +29,8 @@ pub enum QueueKind {
     Flush,
     /// Calls the AI and stores the reply.
     Ai,
+    /// Downloads and understands media (transcription, PDF text, images).
+    Media,
     /// Delivers signed postbacks.
     Postback,
     /// Periodic housekeeping ticks enqueued by the scheduler.
@@ -38,12 +40,13 @@ pub enum QueueKind {
 }
 
 impl QueueKind {
-    pub const ALL: [QueueKind; 4] = [Self::Flush, Self::Ai, Self::Postback, Self::Scheduled];
+    pub const ALL: [QueueKind; 5] = [Self::Flush, Self::Ai, Self::Media, Self::Postback, Self::Scheduled];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Flush => "flush",
             Self::Ai => "ai",
+            Self::Media => "media",
             Self::Postback => "postback",
             Self::Scheduled => "scheduled",
             Self::Bench => "bench",

@@ -4,6 +4,7 @@
 //! (`retry-after`, `x-ratelimit-reset-*`) — and must not retry behind our back.
 
 pub mod prompt;
+pub mod transcribe;
 
 use std::time::Duration;
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::crypto;
-use leadflow_shared::db::{assistants, bursts, deliveries, leads, messages, tenants};
-use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply};
+use leadflow_shared::db::{assistants, bursts, deliveries, leads, media, messages, tenants};
+use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply, ProcessMedia};
 use serde_json::json;
 
 use crate::ai::{prompt, AiError, AiReply};
@@ -43,12 +43,21 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let assistant = assistants::get(&ctx.pool, b.assistant_id).await?;
     let burst_msgs = messages::in_burst(&ctx.pool, b.id).await?;
     let Some(max_seq) = burst_msgs.iter().map(|m| m.seq).max() else {
         tracing::warn!(burst_id = %b.id, "burst without messages");
         return Ok(());
     };
+    let media_ids: Vec<uuid::Uuid> = burst_msgs
+        .iter()
+        .filter(|m| m.message_type != "text")
+        .map(|m| m.id)
+        .collect();
+    let mut media_map = media::for_messages(&ctx.pool, &media_ids, true).await?;
+    if wait_for_media(&ctx, &b, &job, &media_ids, &media_map).await? {
+        return Ok(());
+    }
+    let assistant = assistants::get(&ctx.pool, b.assistant_id).await?;
     let history = messages::history(
         &ctx.pool,
         b.lead_id,
@@ -57,13 +66,21 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         assistant.settings.history_limit as i64,
     )
     .await?;
+    let history_media: Vec<uuid::Uuid> = history
+        .iter()
+        .filter(|m| m.message_type != "text")
+        .map(|m| m.id)
+        .collect();
+    media_map.extend(media::for_messages(&ctx.pool, &history_media, false).await?);
     let lead_external = leads::external_id(&ctx.pool, b.lead_id).await?;
     let request = prompt::build(
         &assistant,
         &history,
         &burst_msgs,
+        &media_map,
         crypto::hash_lead_for_ai(&b.tenant_id, &lead_external),
     );
+    drop(media_map); // inline images can be large: not kept across the AI call
     let tenant_ai = tenants::ai_settings(&ctx.pool, &ctx.master_key, b.tenant_id).await?;
     let base_url = tenant_ai.base_url.as_deref().unwrap_or(&ctx.cfg.ai_base_url);
     let key = tenant_ai.api_key.as_ref().or(ctx.cfg.ai_api_key.as_ref());
@@ -80,6 +97,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
             bursts::touch(&ctx.pool, b.id).await?;
             let next = GenerateReply {
                 attempt: job.attempt + 1,
+                wait: 0,
                 ..job
             };
             ctx.queues.enqueue(&next, delay).await?;
@@ -88,6 +106,49 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         Err(e) => Err(e),
     };
     finish(&ctx, &b, &assistant, &lead_external, max_seq, outcome).await
+}
+
+/// Media still being processed when the burst is due: look again shortly, as a new
+/// delayed job, until `LEADFLOW_MEDIA_WAIT` has passed since the burst was due; then the
+/// reply goes out with a note for what is missing. `true`: this run is over.
+async fn wait_for_media(
+    ctx: &Ctx,
+    b: &bursts::Burst,
+    job: &GenerateReply,
+    ids: &[uuid::Uuid],
+    done: &prompt::MediaMap,
+) -> anyhow::Result<bool> {
+    let unfinished: Vec<uuid::Uuid> = ids
+        .iter()
+        .filter(|id| done.get(id).is_none_or(|x| x.status == "pending"))
+        .copied()
+        .collect();
+    let waited = (chrono::Utc::now() - b.due_at).to_std().unwrap_or_default();
+    if unfinished.is_empty() || waited >= ctx.cfg.media.wait {
+        if !unfinished.is_empty() {
+            tracing::warn!(burst_id = %b.id, media = unfinished.len(), ?waited, "answering without media that is not ready");
+        }
+        return Ok(false);
+    }
+    for id in unfinished.iter().filter(|id| !done.contains_key(id)) {
+        // Never started (its job was lost): the same id is a no-op if it exists.
+        let first = ProcessMedia {
+            message_id: *id,
+            attempt: 1,
+            sweep: None,
+        };
+        ctx.queues.enqueue(&first, Duration::ZERO).await?;
+    }
+    if job.wait % 20 == 19 {
+        bursts::touch(&ctx.pool, b.id).await?;
+    }
+    let poll = Duration::from_millis(50u64 << job.wait.min(4)).min(Duration::from_millis(500));
+    let next = GenerateReply {
+        wait: job.wait + 1,
+        ..job.clone()
+    };
+    ctx.queues.enqueue(&next, poll).await?;
+    Ok(true)
 }
 
 fn may_retry(ctx: &Ctx, b: &bursts::Burst, attempt: u32) -> bool {

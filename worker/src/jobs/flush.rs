@@ -58,6 +58,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
                 burst_id: b.id,
                 generation,
                 attempt: 1,
+                wait: 0,
             };
             ctx.queues.enqueue(&job, Duration::ZERO).await?;
         }

@@ -2,13 +2,14 @@
 
 pub mod ai_reply;
 pub mod flush;
+pub mod media;
 pub mod postback;
 pub mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::queue::{DeliverPostback, FlushBurst, GenerateReply, Noop, QueueKind, Sweep};
+use leadflow_shared::queue::{DeliverPostback, FlushBurst, GenerateReply, Noop, ProcessMedia, QueueKind, Sweep};
 
 use crate::runtime::Pool;
 use crate::Ctx;
@@ -27,6 +28,12 @@ pub async fn start(ctx: &Arc<Ctx>, queues: &[QueueKind], concurrency: usize) -> 
             QueueKind::Ai => {
                 pool.spawn::<GenerateReply, _, _>(ctx, concurrency, ai_timeout, ai_reply::handle)
                     .await?
+            }
+            QueueKind::Media => {
+                // Its own bound: each job may hold a whole file in memory.
+                let n = ctx.cfg.media.concurrency;
+                let timeout = media::lease(ctx);
+                pool.spawn::<ProcessMedia, _, _>(ctx, n, timeout, media::handle).await?
             }
             QueueKind::Postback => {
                 pool.spawn::<DeliverPostback, _, _>(ctx, concurrency, Duration::from_secs(120), postback::handle)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use leadflow_shared::db::deliveries::{self, AttemptRecord, Outcome};
 use leadflow_shared::db::tenants;
 use leadflow_shared::queue::DeliverPostback;
-use leadflow_shared::{signing, ssrf};
+use leadflow_shared::signing;
 use rand::Rng;
 
 use crate::Ctx;
@@ -103,9 +103,7 @@ struct Sent {
 
 /// One attempt. `Err` carries a short reason (`refused:` when the URL is not allowed).
 async fn send(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
-    let url = ssrf::check_url(&d.url, ctx.cfg.allow_private_urls)
-        .await
-        .map_err(|e| format!("refused: {e}"))?;
+    let url = ctx.ssrf.check_url(&d.url).await.map_err(|e| format!("refused: {e}"))?;
     let secret = tenants::postback_secret(&ctx.pool, &ctx.master_key, d.tenant_id)
         .await
         .map_err(|e| format!("signing secret unavailable: {e}"))?;

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::{bursts, deliveries};
-use leadflow_shared::queue::{DeliverPostback, GenerateReply, Sweep};
+use leadflow_shared::db::{bursts, deliveries, media};
+use leadflow_shared::queue::{DeliverPostback, GenerateReply, ProcessMedia, Sweep};
 
 use crate::jobs::{ai_reply, flush};
 use crate::Ctx;
@@ -30,6 +30,7 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
             burst_id: *id,
             generation: *generation,
             attempt: 1,
+            wait: 0,
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
@@ -43,9 +44,19 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
-    if !(overdue.is_empty() && stale.is_empty() && pending.is_empty()) {
+    let orphaned = media::orphaned(&ctx.pool, 10_000, BATCH).await?;
+    for (id, attempt) in &orphaned {
+        let job = ProcessMedia {
+            message_id: *id,
+            attempt: *attempt as u32,
+            sweep: Some(chrono::Utc::now().timestamp_millis()),
+        };
+        ctx.queues.enqueue(&job, Duration::ZERO).await?;
+    }
+    if !(overdue.is_empty() && stale.is_empty() && pending.is_empty() && orphaned.is_empty()) {
         tracing::warn!(
             bursts = overdue.len(),
+            media = orphaned.len(),
             generations = stale.len(),
             deliveries = pending.len(),
             "sweeper re-enqueued lost work"

@@ -12,6 +12,9 @@ use secrecy::SecretString;
 
 use crate::crypto::MasterKey;
 
+mod media;
+pub use media::{parse_size, MediaConfig};
+
 /// Every setting Leadflow reads, with its default. File keys are the names without the
 /// `LEADFLOW_` prefix, lower-cased (`redis_url = "..."`).
 const SETTINGS: &[(&str, Option<&str>)] = &[
@@ -39,6 +42,16 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_STALLED_INTERVAL", Some("2s")),
     ("LEADFLOW_SWEEP_INTERVAL", Some("5s")),
     ("LEADFLOW_DB_MAX_CONNECTIONS", Some("20")),
+    ("LEADFLOW_ALLOW_PRIVATE_ADDRS", Some("")),
+    ("LEADFLOW_MEDIA_MAX_AUDIO_BYTES", Some("25MB")),
+    ("LEADFLOW_MEDIA_MAX_PDF_BYTES", Some("20MB")),
+    ("LEADFLOW_MEDIA_MAX_IMAGE_BYTES", Some("10MB")),
+    ("LEADFLOW_MEDIA_TIMEOUT", Some("60s")),
+    ("LEADFLOW_MEDIA_MAX_ATTEMPTS", Some("4")),
+    ("LEADFLOW_MEDIA_WAIT", Some("60s")),
+    ("LEADFLOW_MEDIA_CONCURRENCY", Some("32")),
+    ("LEADFLOW_PDF_MAX_PAGES", Some("30")),
+    ("LEADFLOW_PDF_MAX_CHARS", Some("30000")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +91,10 @@ pub struct Config {
     pub master_key: Option<MasterKey>,
     pub data_dir: PathBuf,
     pub allow_private_urls: bool,
+    /// Private `ip:port`s that user-given URLs may reach although the guard is on (an
+    /// internal media store; tests' local fakes). Literal addresses only.
+    pub allow_private_addrs: Vec<SocketAddr>,
+    pub media: MediaConfig,
     pub postback_retry_schedule: Vec<Duration>,
     pub postback_timeout: Duration,
     pub sync_timeout: Duration,
@@ -110,6 +127,19 @@ impl Layers {
             .trim()
             .parse()
             .map_err(|_| invalid(var, "must be a whole number"))
+    }
+    /// A comma-separated list (possibly empty), each item parsed by `item`.
+    fn list<T>(&self, var: &'static str, item: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, ConfigError> {
+        self.get(var)
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| item(s).map_err(|e| invalid(var, e)))
+            .collect()
+    }
+    fn size(&self, var: &'static str) -> Result<u64, ConfigError> {
+        parse_size(self.req(var)?).map_err(|e| invalid(var, e))
     }
     fn boolean(&self, var: &'static str) -> Result<bool, ConfigError> {
         match self.req(var)?.trim().to_ascii_lowercase().as_str() {
@@ -237,6 +267,11 @@ impl Config {
             master_key,
             data_dir: PathBuf::from(l.req("LEADFLOW_DATA_DIR")?),
             allow_private_urls: l.boolean("LEADFLOW_ALLOW_PRIVATE_URLS")?,
+            allow_private_addrs: l.list("LEADFLOW_ALLOW_PRIVATE_ADDRS", |s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|_| format!("{s:?} is not an ip:port address"))
+            })?,
+            media: MediaConfig::parse(l)?,
             postback_retry_schedule: schedule,
             postback_timeout: l.duration("LEADFLOW_POSTBACK_TIMEOUT")?,
             sync_timeout: l.duration("LEADFLOW_SYNC_TIMEOUT")?,
@@ -274,6 +309,11 @@ impl Config {
         })?;
         self.master_key = Some(key.clone());
         Ok(key)
+    }
+
+    /// The SSRF policy for user-given URLs (postbacks, media).
+    pub fn ssrf_policy(&self) -> crate::ssrf::Policy {
+        crate::ssrf::Policy::new(self.allow_private_urls, &self.allow_private_addrs)
     }
 
     pub fn has_ai_key(&self) -> bool {
@@ -378,6 +418,22 @@ mod tests {
         let e = Config::from_sources(&env(&[("LEADFLOW_CONFIG", &file)])).unwrap_err();
         assert!(e.to_string().contains("no_such_setting"), "{e}");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn media_settings_load_and_name_their_variable() {
+        let c = Config::from_sources(&env(&[
+            ("LEADFLOW_MEDIA_MAX_PDF_BYTES", "300KB"),
+            ("LEADFLOW_ALLOW_PRIVATE_ADDRS", "127.0.0.1:9000, [::1]:80"),
+        ]))
+        .unwrap();
+        assert_eq!(c.media.max_audio_bytes, 25_000_000);
+        assert_eq!(c.media.max_pdf_bytes, 300_000);
+        assert_eq!(c.allow_private_addrs.len(), 2);
+        let e = Config::from_sources(&env(&[("LEADFLOW_MEDIA_MAX_IMAGE_BYTES", "big")])).unwrap_err();
+        assert!(e.to_string().starts_with("LEADFLOW_MEDIA_MAX_IMAGE_BYTES"), "{e}");
+        let e = Config::from_sources(&env(&[("LEADFLOW_ALLOW_PRIVATE_ADDRS", "localhost")])).unwrap_err();
+        assert!(e.to_string().starts_with("LEADFLOW_ALLOW_PRIVATE_ADDRS"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,175 @@
+//! Downloads a lead's media URL through the SSRF-guarded client: every hop checked, the
+//! body streamed into a buffer that refuses to grow past the per-kind cap (a lying or
+//! missing `Content-Length` cannot make it bigger), one overall timeout.
+
+use leadflow_shared::ssrf::Policy;
+
+/// A downloaded file, whole, at most the cap in size.
+#[derive(Debug)]
+pub struct Downloaded {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+    /// From `Content-Disposition`, else the URL's last path segment.
+    pub file_name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The URL, or a redirect, points somewhere user URLs may not go.
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("the file is larger than the {limit}-byte limit")]
+    TooLarge { limit: u64 },
+    #[error("the media server answered HTTP {status}")]
+    Status { status: u16 },
+    #[error("download failed: {0}")]
+    Network(String),
+}
+
+impl DownloadError {
+    /// Whether another attempt may succeed (network trouble, 5xx, 408, 429).
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Network(_) => true,
+            Self::Status { status } => *status >= 500 || matches!(status, 408 | 425 | 429),
+            Self::Refused(_) | Self::TooLarge { .. } => false,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Refused(_) => "media_url_refused",
+            Self::TooLarge { .. } => "media_too_large",
+            Self::Status { .. } => "media_download_failed",
+            Self::Network(_) => "media_unreachable",
+        }
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+pub async fn fetch(
+    client: &reqwest::Client,
+    policy: &Policy,
+    url: &str,
+    limit: u64,
+) -> Result<Downloaded, DownloadError> {
+    let checked = policy
+        .check_url(url)
+        .await
+        .map_err(|e| DownloadError::Refused(e.to_string()))?;
+    let mut resp = client.get(checked.clone()).send().await.map_err(|e| {
+        if e.is_redirect() {
+            DownloadError::Refused(chain(&e))
+        } else {
+            DownloadError::Network(chain(&e))
+        }
+    })?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(DownloadError::Status {
+            status: status.as_u16(),
+        });
+    }
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(DownloadError::TooLarge { limit });
+    }
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header("content-type");
+    let file_name = header("content-disposition")
+        .as_deref()
+        .and_then(disposition_file_name)
+        .or_else(|| {
+            resp.url()
+                .path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_string))
+                .filter(|s| !s.is_empty())
+        })
+        .map(|n| percent_decode(&n));
+    let initial = resp.content_length().unwrap_or(64 * 1024).min(limit) as usize;
+    let mut bytes = Vec::with_capacity(initial);
+    while let Some(chunk) = resp.chunk().await.map_err(|e| DownloadError::Network(chain(&e)))? {
+        if bytes.len() as u64 + chunk.len() as u64 > limit {
+            return Err(DownloadError::TooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Downloaded {
+        bytes,
+        content_type,
+        file_name,
+    })
+}
+
+/// `attachment; filename="x.pdf"` (or `filename*=UTF-8''x.pdf`).
+fn disposition_file_name(v: &str) -> Option<String> {
+    let mut plain = None;
+    for part in v.split(';').map(str::trim) {
+        if let Some(rest) = part.strip_prefix("filename*=") {
+            let value = rest.split("''").nth(1).unwrap_or(rest);
+            return Some(value.trim_matches('"').to_string()).filter(|s| !s.is_empty());
+        }
+        if let Some(rest) = part.strip_prefix("filename=") {
+            plain = Some(rest.trim_matches('"').to_string()).filter(|s| !s.is_empty());
+        }
+    }
+    plain
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    // Names end up in prompts: keep them short and printable.
+    let name: String = String::from_utf8_lossy(&out)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        assert_eq!(
+            disposition_file_name(r#"attachment; filename="renda.pdf""#).as_deref(),
+            Some("renda.pdf")
+        );
+        assert_eq!(
+            disposition_file_name("attachment; filename*=UTF-8''contrato%20final.pdf").as_deref(),
+            Some("contrato%20final.pdf")
+        );
+        assert_eq!(percent_decode("contrato%20final%C3%A7.pdf"), "contrato finalç.pdf");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}
