@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod ai_errors;
 mod debounce;
+mod media;
 mod postbacks;
 mod resilience;
 mod scheduler;

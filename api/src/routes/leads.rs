@@ -1,9 +1,10 @@
-//! `GET /backend/leads/{lead_id}/messages`: the conversation as stored, oldest first.
+//! `GET /backend/leads/{lead_id}/messages`: the conversation as stored, oldest first,
+//! each medium with what it became (`media`: status, transcript or PDF text, error).
 //! An unknown lead and another tenant's lead look the same: 404.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use leadflow_shared::db::{leads, messages};
+use leadflow_shared::db::{leads, media, messages};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -29,6 +30,23 @@ pub async fn messages(
         .ok_or(ApiError::NotFound("lead"))?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let items = messages::for_lead(&state.pool, lead, limit).await?;
+    let media_ids: Vec<Uuid> = items
+        .iter()
+        .filter(|m| m.message_type != "text")
+        .map(|m| m.id)
+        .collect();
+    let mut understood = media::for_messages(&state.pool, &media_ids, false).await?;
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|m| {
+            let extra = understood.remove(&m.id);
+            let mut v = serde_json::to_value(&m).unwrap_or_default();
+            if let Some(x) = extra {
+                v["media"] = serde_json::to_value(&x).unwrap_or_default();
+            }
+            v
+        })
+        .collect();
     Ok(Json(
         serde_json::json!({"success": true, "lead_id": lead_id, "tenant_id": tenant, "data": items}),
     ))

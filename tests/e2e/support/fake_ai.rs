@@ -18,6 +18,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::fake_transcriptions::FakeTranscriptions;
+
 /// One request received by the fake, in arrival order.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -102,16 +104,23 @@ pub struct FakeAi {
     /// Base URL including `/v1`, e.g. `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
     state: Shared,
+    /// `POST /v1/audio/transcriptions` on the same server.
+    pub transcriptions: FakeTranscriptions,
 }
 
 impl FakeAi {
     /// Binds 127.0.0.1 on a random port and serves in a background tokio task.
     pub async fn start() -> FakeAi {
         let state: Shared = Arc::default();
+        let transcriptions = FakeTranscriptions::default();
+        let audio = Router::new()
+            .route("/v1/audio/transcriptions", post(super::fake_transcriptions::handle))
+            .with_state(transcriptions.clone());
         let app = Router::new()
             .route("/v1/chat/completions", post(chat_completions))
             .fallback(not_found)
-            .with_state(state.clone());
+            .with_state(state.clone())
+            .merge(audio);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("fake AI: bind 127.0.0.1:0");
@@ -124,6 +133,7 @@ impl FakeAi {
         FakeAi {
             base_url: format!("http://{addr}/v1"),
             state,
+            transcriptions,
         }
     }
 
@@ -309,7 +319,7 @@ async fn chat_completions(State(state): State<Shared>, headers: HeaderMap, raw: 
 }
 
 async fn not_found() -> Response {
-    let msg = "fake AI only serves POST /v1/chat/completions";
+    let msg = "fake AI only serves POST /v1/chat/completions and /v1/audio/transcriptions";
     let body =
         json!({"error": {"message": msg, "type": "invalid_request_error", "param": null, "code": "unknown_url"}});
     (StatusCode::NOT_FOUND, Json(body)).into_response()

@@ -1,0 +1,438 @@
+//! Media in the pipeline: voice notes transcribed, PDFs read, images passed as parts —
+//! all started at accept so they overlap the debounce window, one turn per burst, and a
+//! medium that cannot be understood becomes a note while the rest is still answered.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use leadflow_shared::queue::{ProcessMedia, Queues};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::fake_transcriptions::{FakeTranscriptions, TranscriptionScript};
+use crate::support::media_server::{fixture, MediaServer};
+use crate::support::{last_user_turn, redis_url, TestApp};
+
+fn media_msg(app: &TestApp, lead: &str, kind: &str, url: &str, caption: &str, debounce: bool) -> Value {
+    let mut m = app.msg(lead, caption, debounce);
+    m["message_type"] = json!(kind);
+    m["url"] = json!(url);
+    if caption.is_empty() {
+        m.as_object_mut().unwrap().remove("content");
+    }
+    m
+}
+
+/// The content parts of the last user turn (a plain string is one text part).
+fn user_parts(body: &Value) -> Vec<Value> {
+    let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["role"], json!("user"));
+    match &last["content"] {
+        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::Array(parts) => parts.clone(),
+        other => panic!("unexpected content {other}"),
+    }
+}
+
+async fn send(app: &TestApp, body: &Value) -> Value {
+    let (status, out) = app.process(body).await;
+    assert!(status.is_success(), "{status} {out}");
+    out
+}
+
+#[tokio::test]
+async fn a_burst_of_text_voice_photo_pdf_text_is_one_turn_in_order() {
+    let media = MediaServer::start().await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({
+        "debounce_seconds": 2.5, "max_wait_seconds": 30,
+        "transcription_language": "pt", "transcription_prompt": "Vila Mariana, IPTU", "image_detail": "low"
+    }))
+    .await;
+    // Provider URLs often carry no extension and a generic type: the bytes decide.
+    let voice = media.put("/wa/3AC2D94E", fixture("voice.ogg"), Some("application/octet-stream"));
+    let photo = media.put("/wa/photo", fixture("photo.png"), Some("image/png"));
+    let pdf = media.put("/docs/comprovante_renda.pdf", fixture("text.pdf"), None);
+    let lead = "lead-media";
+    send(&app, &app.msg(lead, "Oi, tudo bem?", true)).await;
+    send(&app, &media_msg(&app, lead, "audio", &voice, "", true)).await;
+    send(&app, &media_msg(&app, lead, "image", &photo, "esse é o prédio", true)).await;
+    send(&app, &media_msg(&app, lead, "pdf", &pdf, "", true)).await;
+    send(&app, &app.msg(lead, "Aguardo", true)).await;
+    let last_sent = Instant::now();
+
+    let got = app.receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].json["success"], json!(true), "{}", got[0].json);
+    assert_eq!(got[0].json["messages_processed"], json!(5));
+    let chats = app.ai.requests();
+    assert_eq!(chats.len(), 1, "one AI call for the whole burst");
+
+    // The transcription: multipart, a real extension, the assistant's model and hints.
+    let tr = app.ai.transcriptions.requests();
+    assert_eq!(tr.len(), 1);
+    assert_eq!(tr[0].file_name, "audio.ogg");
+    assert_eq!(tr[0].content_type.as_deref(), Some("audio/ogg"));
+    assert_eq!(tr[0].model.as_deref(), Some("whisper-1"));
+    assert_eq!(tr[0].language.as_deref(), Some("pt"));
+    assert_eq!(tr[0].prompt.as_deref(), Some("Vila Mariana, IPTU"));
+    assert_eq!(tr[0].response_format.as_deref(), Some("json"));
+    assert_eq!(tr[0].auth.as_deref(), Some("Bearer sk-test"));
+    // Media work overlapped the window: done long before the burst was due.
+    let answered = tr[0].answered_at.unwrap();
+    assert!(
+        answered < last_sent + Duration::from_secs(2),
+        "transcribed during the window"
+    );
+    assert!(
+        chats[0].at >= last_sent + Duration::from_millis(2400),
+        "flushed after the window"
+    );
+
+    let parts = user_parts(&chats[0].body);
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    assert_eq!(parts[0]["type"], json!("text"));
+    assert_eq!(
+        parts[0]["text"],
+        json!(concat!(
+            "Oi, tudo bem?\n",
+            "[voice note] transcript of a 4088-byte ogg voice note\n",
+            "[image; caption: \"esse é o prédio\"]"
+        ))
+    );
+    assert_eq!(parts[1]["type"], json!("image_url"));
+    assert_eq!(parts[1]["image_url"]["detail"], json!("low"));
+    let url = parts[1]["image_url"]["url"].as_str().unwrap();
+    let b64 = url
+        .strip_prefix("data:image/png;base64,")
+        .expect("inlined as a data URL");
+    let decoded = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    assert_eq!(decoded, fixture("photo.png"));
+    let tail = parts[2]["text"].as_str().unwrap();
+    assert!(
+        tail.starts_with("[PDF \"comprovante_renda.pdf\", 3 pages]\nComprovante de renda: São Paulo, ação nº 42"),
+        "{tail}"
+    );
+    let (p2, p3) = (tail.find("Página dois").unwrap(), tail.find("Última página").unwrap());
+    assert!(p2 < p3);
+    assert!(tail.ends_with("\nAguardo"), "{tail}");
+    for path in ["/wa/3AC2D94E", "/wa/photo", "/docs/comprovante_renda.pdf"] {
+        assert_eq!(media.hits(path), 1, "{path} downloaded once");
+    }
+
+    // The stored conversation keeps what the media became…
+    let (status, conv) = app.get(&format!("/backend/leads/{lead}/messages")).await;
+    assert_eq!(status, StatusCode::OK);
+    let items = conv["data"].as_array().unwrap();
+    let audio = items.iter().find(|m| m["message_type"] == json!("audio")).unwrap();
+    assert_eq!(audio["media"]["status"], json!("done"));
+    assert_eq!(
+        audio["media"]["text"],
+        json!("transcript of a 4088-byte ogg voice note")
+    );
+    let doc = items.iter().find(|m| m["message_type"] == json!("pdf")).unwrap();
+    assert_eq!(doc["media"]["pages"], json!(3));
+    assert_eq!(doc["media"]["mime"], json!("application/pdf"));
+
+    // …and the next turn sees it as history, without re-processing anything.
+    let (status, out) = app.process(&app.msg(lead, "e então?", false)).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let second = &app.ai.requests()[1].body;
+    let history: Vec<String> = crate::support::fake_ai::messages(second)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert!(
+        history
+            .iter()
+            .any(|t| t.contains("[voice note] transcript of a 4088-byte")),
+        "{history:?}"
+    );
+    assert!(history.iter().any(|t| t.contains("ação nº 42")), "{history:?}");
+    assert_eq!(app.ai.transcriptions.requests().len(), 1);
+    assert_eq!(media.total_hits(), 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_audio_file_name_matches_the_real_format() {
+    let media = MediaServer::start().await;
+    let app = TestApp::start().await;
+    // An MP3 behind an extension-less URL, and a WAV whose URL claims a voice note.
+    let mp3 = media.put("/a/blob", fixture("voice.mp3"), Some("application/octet-stream"));
+    let wav = media.put("/a/voice.oga", fixture("voice.wav"), Some("audio/ogg"));
+    for (lead, url, want) in [("lead-mp3", &mp3, "mp3"), ("lead-wav", &wav, "wav")] {
+        let (status, out) = app.process(&media_msg(&app, lead, "audio", url, "", false)).await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        let reply = out["response"].as_str().unwrap();
+        assert!(reply.contains(&format!("[voice note] transcript of a")), "{reply}");
+        assert!(reply.contains(&format!("-byte {want} voice note")), "{reply}");
+    }
+    let names: Vec<String> = app
+        .ai
+        .transcriptions
+        .requests()
+        .into_iter()
+        .map(|r| r.file_name)
+        .collect();
+    assert_eq!(names, ["audio.mp3", "audio.wav"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unreadable_media_become_notes_and_the_rest_is_answered() {
+    let media = MediaServer::start().await;
+    let app = TestApp::builder()
+        .env("LEADFLOW_MEDIA_MAX_PDF_BYTES", "100KB")
+        .start()
+        .await;
+    app.set_assistant(json!({"debounce_seconds": 1.0})).await;
+    let scan = media.put("/scan.pdf", fixture("scan.pdf"), Some("application/pdf"));
+    let mut corrupt = b"%PDF-1.4\n".to_vec();
+    corrupt.extend((0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8));
+    let corrupt = media.put("/corrupt.pdf", corrupt, Some("application/pdf"));
+    let big = media.put("/big.pdf", vec![b'%'; 150_000], Some("application/pdf"));
+    let expired = media.put(
+        "/expired.jpg",
+        b"<!DOCTYPE html><title>URL signature expired</title>".to_vec(),
+        Some("text/html"),
+    );
+    let jpeg = media.put("/ok.jpg", fixture("photo.jpg"), Some("image/jpeg"));
+    let gone = media.status("/gone.ogg", 404);
+    let lead = "lead-bad-media";
+    let burst = [
+        ("pdf", &scan),
+        ("pdf", &corrupt),
+        ("pdf", &big),
+        ("image", &expired),
+        ("image", &jpeg),
+        ("audio", &gone),
+    ];
+    for (kind, url) in burst {
+        send(&app, &media_msg(&app, lead, kind, url, "", true)).await;
+    }
+    send(&app, &app.msg(lead, "conseguiu ver?", true)).await;
+    let got = app.receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].json["success"], json!(true), "the burst is still answered");
+    let body = &app.ai.requests()[0].body;
+    let turn = last_user_turn(body);
+    let expected = [
+        "[PDF \"scan.pdf\", 1 page: PDF without extractable text]",
+        "[PDF could not be read: the file is damaged or not a PDF]",
+        "[PDF could not be read: the file is too large]",
+        "[image could not be loaded: the file is not in a supported format]",
+        "[image]",
+        "[voice note could not be transcribed: the file could not be downloaded]",
+        "conseguiu ver?",
+    ];
+    let mut at = 0;
+    for e in expected {
+        let found = turn[at..]
+            .find(e)
+            .unwrap_or_else(|| panic!("{e:?} missing (in order) from {turn}"));
+        at += found + e.len();
+    }
+    let images: Vec<Value> = user_parts(body)
+        .into_iter()
+        .filter(|p| p["type"] == json!("image_url"))
+        .collect();
+    assert_eq!(images.len(), 1);
+    assert!(images[0]["image_url"]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/jpeg;base64,"));
+    // Clear failures are not retried.
+    for path in ["/corrupt.pdf", "/big.pdf", "/expired.jpg", "/gone.ogg"] {
+        assert_eq!(media.hits(path), 1, "{path}");
+    }
+    let (_, conv) = app.get(&format!("/backend/leads/{lead}/messages")).await;
+    let codes: Vec<Value> = conv["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.get("media"))
+        .map(|x| x["error_code"].clone())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            json!(null),
+            json!("pdf_unreadable"),
+            json!("media_too_large"),
+            json!("media_wrong_type"),
+            json!(null),
+            json!("media_download_failed")
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_transcription_still_gets_a_reply_with_a_note() {
+    let media = MediaServer::start().await;
+    let app = TestApp::start().await;
+    app.ai.transcriptions.push(FakeTranscriptions::error(
+        400,
+        "Audio file is too short",
+        "invalid_request_error",
+    ));
+    let voice = media.put("/v.ogg", fixture("voice.ogg"), Some("audio/ogg"));
+    let (status, out) = app
+        .process(&media_msg(&app, "lead-tr-fail", "audio", &voice, "ouve aí", false))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let reply = out["response"].as_str().unwrap();
+    assert!(
+        reply.contains("[voice note could not be transcribed: the transcription service failed; caption: \"ouve aí\"]"),
+        "{reply}"
+    );
+    assert_eq!(app.ai.transcriptions.requests().len(), 1, "a 4xx is not retried");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_transcription_5xx_is_retried() {
+    let media = MediaServer::start().await;
+    let app = TestApp::start().await;
+    app.ai.transcriptions.push(FakeTranscriptions::error(
+        500,
+        "The server had an error while processing your request.",
+        "server_error",
+    ));
+    let voice = media.put("/v.ogg", fixture("voice.ogg"), Some("audio/ogg"));
+    let (status, out) = app
+        .process(&media_msg(&app, "lead-tr-retry", "audio", &voice, "", false))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert!(
+        out["response"]
+            .as_str()
+            .unwrap()
+            .contains("[voice note] transcript of a 4088-byte ogg"),
+        "{out}"
+    );
+    assert_eq!(app.ai.transcriptions.requests().len(), 2);
+    assert_eq!(media.hits("/v.ogg"), 2, "each attempt downloads again");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn media_urls_are_ssrf_guarded_including_redirects() {
+    let public = MediaServer::start().await; // stands in for a public host
+    let internal = MediaServer::start().await; // a private service that must stay unreachable
+    internal.put("/secret.png", fixture("photo.png"), Some("image/png"));
+    let allowed = format!("{}", public.addr);
+    let app = TestApp::builder()
+        .env("LEADFLOW_ALLOW_PRIVATE_URLS", "false")
+        .env("LEADFLOW_ALLOW_PRIVATE_ADDRS", &allowed)
+        .start()
+        .await;
+    // A private address given directly: refused at accept, nothing fetched.
+    for url in [
+        internal.url("/secret.png"),
+        "http://169.254.169.254/latest/meta-data".into(),
+    ] {
+        let (status, out) = app
+            .process(&media_msg(&app, "lead-ssrf", "image", &url, "", false))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+        assert_eq!(out["error"]["field"], json!("url"));
+    }
+    // A redirect to one: refused at that hop; the lead still gets an answer.
+    let hop = public.redirect("/photo.png", &internal.url("/secret.png"));
+    let (status, out) = app
+        .process(&media_msg(&app, "lead-ssrf", "image", &hop, "", false))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert!(
+        out["response"]
+            .as_str()
+            .unwrap()
+            .contains("[image could not be loaded: the link is not allowed]"),
+        "{out}"
+    );
+    assert_eq!(public.hits("/photo.png"), 1);
+    assert_eq!(internal.total_hits(), 0, "the private service never saw a request");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn slow_media_is_waited_for_and_never_processed_twice() {
+    let media = MediaServer::start().await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.3})).await;
+    app.ai.transcriptions.set_latency(Duration::from_millis(1500));
+    app.ai
+        .transcriptions
+        .push(TranscriptionScript::Text("olá, quero saber do apartamento".into()));
+    let voice = media.put("/slow.ogg", fixture("voice.ogg"), Some("audio/ogg"));
+    let sent = Instant::now();
+    let accepted = send(&app, &media_msg(&app, "lead-slow", "audio", &voice, "", true)).await;
+    let got = app.receiver.wait_for(1, Duration::from_secs(20)).await;
+    let tr = app.ai.transcriptions.requests();
+    assert_eq!(tr.len(), 1);
+    assert!(
+        tr[0].at < sent + Duration::from_millis(300),
+        "started at accept, before the burst was due"
+    );
+    let chat = &app.ai.requests()[0];
+    assert!(
+        chat.at >= tr[0].answered_at.unwrap(),
+        "the generation waited for the transcript"
+    );
+    let reply = got[0].json["response"].as_str().unwrap();
+    assert!(
+        reply.contains("[voice note] olá, quero saber do apartamento"),
+        "{reply}"
+    );
+
+    // The queue delivers at least once: a repeated job (or the sweeper's copy) for a
+    // medium already understood does nothing.
+    let queues = Queues::connect(&redis_url(), &app.prefix).await.unwrap();
+    let message_id = accepted["message_id"].as_str().unwrap().parse().unwrap();
+    for job in [
+        ProcessMedia {
+            message_id,
+            attempt: 1,
+            sweep: Some(1),
+        },
+        ProcessMedia {
+            message_id,
+            attempt: 2,
+            sweep: None,
+        },
+    ] {
+        queues.enqueue(&job, Duration::ZERO).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.ai.transcriptions.requests().len(), 1);
+    assert_eq!(media.hits("/slow.ogg"), 1);
+    queues.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_wait_for_media_is_bounded() {
+    let media = MediaServer::start().await;
+    let app = TestApp::builder().env("LEADFLOW_MEDIA_WAIT", "1s").start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let voice = media.put_slow(
+        "/stuck.ogg",
+        fixture("voice.ogg"),
+        Some("audio/ogg"),
+        Duration::from_secs(8),
+    );
+    let started = Instant::now();
+    send(&app, &media_msg(&app, "lead-stuck", "audio", &voice, "", true)).await;
+    send(&app, &app.msg("lead-stuck", "alô?", true)).await;
+    let got = app.receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait for the download"
+    );
+    let reply = got[0].json["response"].as_str().unwrap();
+    assert!(
+        reply.contains("[voice note could not be transcribed: it was not ready in time]\nalô?"),
+        "{reply}"
+    );
+    app.stop().await;
+}
