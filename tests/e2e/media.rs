@@ -164,7 +164,7 @@ async fn the_audio_file_name_matches_the_real_format() {
         let (status, out) = app.process(&media_msg(&app, lead, "audio", url, "", false)).await;
         assert_eq!(status, StatusCode::OK, "{out}");
         let reply = out["response"].as_str().unwrap();
-        assert!(reply.contains(&format!("[voice note] transcript of a")), "{reply}");
+        assert!(reply.contains("[voice note] transcript of a"), "{reply}");
         assert!(reply.contains(&format!("-byte {want} voice note")), "{reply}");
     }
     let names: Vec<String> = app

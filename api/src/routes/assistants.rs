@@ -146,7 +146,8 @@ fn merge(mut s: AssistantSettings, body: &JsonObject) -> Result<AssistantSetting
         s.transcription_model = v;
     }
     if let Some(v) = text(body, "transcription_language", 8, true)? {
-        if !v.is_empty() && !(v.len() == 2 && v.chars().all(|c| c.is_ascii_lowercase())) {
+        let iso_639_1 = v.len() == 2 && v.chars().all(|c| c.is_ascii_lowercase());
+        if !(v.is_empty() || iso_639_1) {
             return Err(ApiError::invalid(
                 "transcription_language",
                 "transcription_language must be an ISO-639-1 code such as \"pt\", or empty",
