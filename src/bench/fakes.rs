@@ -17,6 +17,9 @@ pub struct AiStats {
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
     pub started: AtomicUsize,
+    /// Latency of `/audio/transcriptions`.
+    pub transcribe_ms: AtomicU64,
+    pub transcriptions: AtomicUsize,
 }
 
 pub struct FakeAi {
@@ -42,10 +45,21 @@ async fn chat(State(s): State<Arc<AiStats>>, Json(body): Json<Value>) -> Json<Va
     }))
 }
 
+/// Reads the whole multipart body (as the real API must) and answers with a transcript.
+async fn transcribe(State(s): State<Arc<AiStats>>, body: axum::body::Bytes) -> Json<Value> {
+    s.transcriptions.fetch_add(1, Ordering::SeqCst);
+    let ms = s.transcribe_ms.load(Ordering::Relaxed);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    Json(json!({"text": format!("a voice note ({} bytes of form)", body.len())}))
+}
+
 pub async fn fake_ai() -> anyhow::Result<FakeAi> {
     let stats = Arc::new(AiStats::default());
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/audio/transcriptions", post(transcribe))
         .with_state(stats.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}/v1", listener.local_addr()?);

@@ -5,6 +5,8 @@
 
 mod fakes;
 mod load;
+mod media;
+mod media_fakes;
 mod sections;
 
 use std::fmt::Write as _;
@@ -123,7 +125,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let base = Config::load()?;
     let want = |s: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == s);
     let mut report: Vec<(&str, Vec<Row>, Vec<String>)> = Vec::new();
-    let sections: [(&str, &str); 5] = [
+    let sections: [(&str, &str); 7] = [
         ("queue", "Queue layer: no-op jobs drained from a 100k backlog"),
         ("ingest", "/ai/process ingest (debounce: true)"),
         ("pipeline", "Whole pipeline: bursts of 5, fake AI at 0 ms"),
@@ -132,6 +134,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "recovery",
             "Crash recovery: kill -9 of a worker with generations in flight",
         ),
+        ("media", "Media bursts: PDF extraction and the latency media add"),
+        ("media_memory", "Media worker memory: 200 × 1 MB PDFs at once"),
     ];
     for (name, title) in sections {
         if !want(name) {
@@ -144,7 +148,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "ingest" => sections::ingest(&mut scope, opts.quick).await,
             "pipeline" => sections::pipeline(&mut scope, opts.quick).await,
             "long" => sections::long_generations(&mut scope, opts.quick).await,
-            _ => sections::recovery(&mut scope).await,
+            "recovery" => sections::recovery(&mut scope).await,
+            "media" => media::media_latency(&mut scope, opts.quick).await,
+            _ => media::media_memory(&mut scope, opts.quick).await,
         };
         scope.cleanup().await;
         let (rows, notes) = match result {

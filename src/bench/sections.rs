@@ -15,7 +15,7 @@ use super::load::{self, Stop};
 use super::{fakes, rss_mib, wait_until, Row, Scope};
 use crate::{start, Roles};
 
-type Section = anyhow::Result<(Vec<Row>, Vec<String>)>;
+pub(super) type Section = anyhow::Result<(Vec<Row>, Vec<String>)>;
 
 const NODE_DIR: &str = "bench/node";
 
@@ -320,7 +320,7 @@ pub async fn pipeline(scope: &mut Scope, quick: bool) -> Section {
     ))
 }
 
-fn spawn_worker(scope: &Scope, queues: &str, concurrency: usize) -> anyhow::Result<Child> {
+pub(super) fn spawn_worker(scope: &Scope, queues: &str, concurrency: usize) -> anyhow::Result<Child> {
     Ok(Command::new(std::env::current_exe()?)
         .args(["worker", "--queues", queues, "--concurrency", &concurrency.to_string()])
         .envs(scope.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
