@@ -34,7 +34,13 @@ impl Client {
         if let Some(u) = url {
             body["url"] = Value::from(u);
         }
-        let resp = self.http.post(&self.url).bearer_auth(&self.key).json(&body).send().await?;
+        let resp = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await?;
         anyhow::ensure!(resp.status().is_success(), "accept failed: {}", resp.status());
         Ok(())
     }
@@ -51,7 +57,9 @@ async fn bursts(c: &Client, host: &str, prefix: &str, leads: usize, media: bool)
             let _permit = sem.acquire().await.ok()?;
             c.post(&lead, "text", "Oi, segue a documentação", None).await.ok()?;
             if media {
-                c.post(&lead, "audio", "", Some(&format!("{host}/voice.ogg"))).await.ok()?;
+                c.post(&lead, "audio", "", Some(&format!("{host}/voice.ogg")))
+                    .await
+                    .ok()?;
                 c.post(&lead, "pdf", "", Some(&format!("{host}/doc.pdf"))).await.ok()?;
             }
             c.post(&lead, "text", "Aguardo o retorno", None).await.ok()?;
@@ -127,7 +135,10 @@ pub async fn media_latency(scope: &mut Scope, quick: bool) -> Section {
     let mut rows = vec![
         Row::new(
             "PDF text extraction, whole file",
-            format!("{:.0} ms per MB ({mb:.2} MB, {pages} pages, {full_ms:.0} ms)", full_ms / mb),
+            format!(
+                "{:.0} ms per MB ({mb:.2} MB, {pages} pages, {full_ms:.0} ms)",
+                full_ms / mb
+            ),
             "",
             None,
         ),
@@ -228,7 +239,9 @@ pub async fn media_memory(scope: &mut Scope, quick: bool) -> Section {
     let mut posts = Vec::new();
     for i in 0..n {
         let (c, url) = (client.clone(), format!("{host}/doc.pdf"));
-        posts.push(tokio::spawn(async move { c.post(&format!("mem-{i}"), "pdf", "", Some(&url)).await }));
+        posts.push(tokio::spawn(async move {
+            c.post(&format!("mem-{i}"), "pdf", "", Some(&url)).await
+        }));
     }
     for p in posts {
         p.await??;

@@ -39,12 +39,10 @@ pub async fn host(pdf: Vec<u8>, delay: Duration, in_flight: Arc<InFlight>) -> an
             ([("content-type", "application/pdf")], pdf)
         }
     };
-    let app = Router::new()
-        .route("/doc.pdf", get(serve_pdf))
-        .route(
-            "/voice.ogg",
-            get(|| async { ([("content-type", "audio/ogg")], Bytes::from_static(VOICE_NOTE)) }),
-        );
+    let app = Router::new().route("/doc.pdf", get(serve_pdf)).route(
+        "/voice.ogg",
+        get(|| async { ([("content-type", "audio/ogg")], Bytes::from_static(VOICE_NOTE)) }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -61,7 +59,10 @@ pub async fn timed_receiver() -> anyhow::Result<(String, Arrivals)> {
             "/hook",
             post(|State(a): State<Arrivals>, Json(body): Json<Value>| async move {
                 let lead = body["lead_id"].as_str().unwrap_or_default().to_string();
-                a.lock().unwrap_or_else(|e| e.into_inner()).entry(lead).or_insert_with(Instant::now);
+                a.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(lead)
+                    .or_insert_with(Instant::now);
                 "ok"
             }),
         )
@@ -96,14 +97,20 @@ pub fn text_pdf(target: usize) -> anyhow::Result<Vec<u8>> {
             let line = LINE.replace("{n}", &n.to_string());
             // WinAnsi is Latin-1 for these characters.
             let bytes: Vec<u8> = line.chars().map(|c| c as u32 as u8).collect();
-            ops.push(Operation::new("Tj", vec![Object::String(bytes, lopdf::StringFormat::Literal)]));
+            ops.push(Operation::new(
+                "Tj",
+                vec![Object::String(bytes, lopdf::StringFormat::Literal)],
+            ));
             ops.push(Operation::new("T*", vec![]));
         }
         ops.push(Operation::new("ET", vec![]));
         let encoded = Content { operations: ops }.encode()?;
         size += encoded.len();
         let content_id = doc.add_object(Stream::new(dictionary! {}, encoded));
-        kids.push(doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content_id }).into());
+        kids.push(
+            doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content_id })
+                .into(),
+        );
     }
     let count = kids.len() as i64;
     doc.objects.insert(

@@ -24,6 +24,12 @@ async fn assistants_can_be_listed_created_read_and_patched() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["debounce_seconds"], json!(2.5));
+    // Media settings default to what works with any OpenAI-compatible provider.
+    assert_eq!(created["transcription_model"], json!("whisper-1"));
+    assert_eq!(created["transcription_language"], json!(""));
+    assert_eq!(created["image_detail"], json!("auto"));
+    assert_eq!(created["image_inline"], json!(true));
+    assert_eq!(created["pdf_as_file"], json!(false));
     let id = created["id"].as_str().unwrap().to_string();
     let (_, list) = app.get("/backend/assistants").await;
     let defaults: Vec<_> = list["data"]
@@ -78,6 +84,15 @@ async fn assistant_fields_are_validated() {
             json!({"name": "a", "human_pause_minutes": "soon"}),
         ),
         ("is_default", json!({"name": "a", "is_default": "yes"})),
+        ("transcription_model", json!({"name": "a", "transcription_model": ""})),
+        (
+            "transcription_language",
+            json!({"name": "a", "transcription_language": "portuguese"}),
+        ),
+        ("transcription_prompt", json!({"name": "a", "transcription_prompt": 7})),
+        ("image_detail", json!({"name": "a", "image_detail": "ultra"})),
+        ("image_inline", json!({"name": "a", "image_inline": "no"})),
+        ("pdf_as_file", json!({"name": "a", "pdf_as_file": 1})),
     ];
     for (field, body) in cases {
         let (status, resp) = app.post("/backend/assistants", &body).await;

@@ -436,3 +436,34 @@ async fn the_wait_for_media_is_bounded() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn per_assistant_pdf_files_and_image_urls() {
+    let media = MediaServer::start().await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"pdf_as_file": true, "image_inline": false, "image_detail": "high"}))
+        .await;
+    let pdf = media.put("/contrato.pdf", fixture("text.pdf"), Some("application/pdf"));
+    let photo = media.put("/public/photo.jpg", fixture("photo.jpg"), Some("image/jpeg"));
+    send(&app, &media_msg(&app, "lead-files", "pdf", &pdf, "meu contrato", true)).await;
+    send(&app, &media_msg(&app, "lead-files", "image", &photo, "", true)).await;
+    app.receiver.wait_for(1, Duration::from_secs(20)).await;
+    let parts = user_parts(&app.ai.requests()[0].body);
+    let kinds: Vec<&str> = parts.iter().map(|p| p["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["text", "file", "text", "image_url"], "{parts:?}");
+    assert_eq!(
+        parts[0]["text"],
+        json!("[PDF \"contrato.pdf\", 3 pages; caption: \"meu contrato\"]")
+    );
+    assert_eq!(parts[1]["file"]["filename"], json!("contrato.pdf"));
+    let data = parts[1]["file"]["file_data"].as_str().unwrap();
+    let b64 = data.strip_prefix("data:application/pdf;base64,").unwrap();
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+        fixture("text.pdf")
+    );
+    // The provider fetches a public image URL itself when the assistant says so.
+    assert_eq!(parts[3]["image_url"]["url"], json!(photo));
+    assert_eq!(parts[3]["image_url"]["detail"], json!("high"));
+    app.stop().await;
+}

@@ -6,7 +6,9 @@
 //! a PDF as its extracted text, both marked so the model knows what it is reading; an
 //! image as an `image_url` part right after its marker; a medium that could not be
 //! understood as a short note, so the reply can ask the lead to send it again. History
-//! carries transcripts and PDF text too, but not images again (tokens).
+//! carries transcripts and PDF text too, but not images again (tokens). With the
+//! assistant's `pdf_as_file`, a PDF goes as a `file` part after its marker instead of
+//! its extracted text.
 
 use std::collections::HashMap;
 
@@ -137,7 +139,12 @@ fn burst_turn(a: &Assistant, burst: &[Message], media: &MediaMap) -> ChatComplet
     };
     for m in burst {
         let x = media.get(&m.id);
-        text.push(render(m, x, true));
+        let as_file = m.message_type == "pdf" && a.settings.pdf_as_file;
+        match x.filter(|x| as_file && x.status == "done" && x.data.is_some()) {
+            // The model reads the file itself: the marker only, not the text twice.
+            Some(x) => text.push(with_caption(pdf_head(x), &m.content)),
+            None => text.push(render(m, x, true)),
+        }
         let Some(x) = x.filter(|x| x.status == "done") else {
             continue;
         };
