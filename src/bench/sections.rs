@@ -52,11 +52,21 @@ async fn redis_cpu_secs(url: &str) -> anyhow::Result<f64> {
 
 fn node_drain(scope: &Scope, count: u64, concurrency: usize) -> anyhow::Result<f64> {
     if !std::path::Path::new(NODE_DIR).join("node_modules").exists() {
+        // `npm install` from the committed lockfile: npm 11's `npm ci` rejects that lockfile
+        // (it wants entries for other platforms' optional msgpackr-extract builds).
         let ok = Command::new("npm")
-            .args(["ci", "--silent", "--prefix", NODE_DIR])
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                "--prefix",
+                NODE_DIR,
+            ])
             .status()?
             .success();
-        anyhow::ensure!(ok, "npm ci in {NODE_DIR} failed");
+        anyhow::ensure!(ok, "npm install in {NODE_DIR} failed");
     }
     let out = Command::new("node")
         .arg(format!("{NODE_DIR}/drain.mjs"))
