@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::media_server::{fixture, MediaServer};
 use crate::support::{eventually, TestApp};
 
 fn spawn_worker(app: &TestApp, extra: &[(&str, &str)]) -> Child {
@@ -259,6 +260,37 @@ async fn a_message_accepted_while_redis_is_down_is_answered_once_it_is_back() {
     assert_eq!(got[0].json["response"], json!("reply to: are you there?"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(app.receiver.successful().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_voice_note_accepted_while_redis_is_down_is_still_transcribed() {
+    let mut redis = OwnRedis::new().await;
+    let media = MediaServer::start().await;
+    let app = TestApp::builder().env("LEADFLOW_REDIS_URL", &redis.url()).start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let url = media.put("/v.ogg", fixture("voice.ogg"), Some("audio/ogg"));
+    redis.crash();
+    // Both its jobs (media and flush) are refused; PostgreSQL has the message.
+    let mut m = app.msg("lead-down-media", "", true);
+    m["message_type"] = json!("audio");
+    m["url"] = json!(url);
+    let t = Instant::now();
+    let (status, body) = app.process(&m).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    assert!(t.elapsed() < Duration::from_secs(5), "accepting took {:?}", t.elapsed());
+    redis.restart().await;
+    // The sweeper flushes the burst; its generation finds the medium never started and
+    // starts it (the sweeper would too), then answers with the transcript.
+    let got = app.receiver.wait_for(1, Duration::from_secs(40)).await;
+    let reply = got[0].json["response"].as_str().unwrap();
+    assert!(
+        reply.contains("[voice note] transcript of a 4088-byte ogg voice note"),
+        "{reply}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.ai.transcriptions.requests().len(), 1, "transcribed once");
+    assert_eq!(app.receiver.successful().len(), 1, "answered once");
     app.stop().await;
 }
 

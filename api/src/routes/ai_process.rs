@@ -125,10 +125,21 @@ pub async fn process(
         assistant: &assistant,
     };
     let accepted = leads::accept(&state.pool, &incoming).await?;
-    if let (Accepted::Queued { message_id, .. }, false) = (&accepted, message_type == MessageType::Text) {
-        enqueue_media(&state, *message_id).await;
-    }
-    respond(&state, debounce, accepted).await
+    let media = match (&accepted, message_type) {
+        (_, MessageType::Text) => None,
+        (Accepted::Queued { message_id, .. }, _) => Some(*message_id),
+        _ => None,
+    };
+    // Concurrently with the flush enqueue: with Redis down, each waits out its budget.
+    let (_, response) = tokio::join!(
+        async {
+            if let Some(id) = media {
+                enqueue_media(&state, id).await
+            }
+        },
+        respond(&state, debounce, accepted)
+    );
+    response
 }
 
 /// Media work starts now, in parallel with the debounce window; a lost job is found by
