@@ -184,6 +184,13 @@ pub fn generate_api_key() -> String {
     format!("{API_KEY_PREFIX}{}", hex::encode(*bytes))
 }
 
+/// A random URL-safe token (128 bits), e.g. a channel's webhook secret.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 /// The lookup digest stored for an API key: SHA-256 of the full key string.
 ///
 /// Why a plain fast hash and not argon2/bcrypt: password hashes are slow on purpose

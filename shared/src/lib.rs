@@ -3,6 +3,7 @@
 //! this one, so every role agrees on what a tenant, a burst or a job is.
 #![forbid(unsafe_code)]
 
+pub mod channel;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod ai_errors;
+mod channels;
 mod debounce;
 mod media;
 mod postbacks;

@@ -7,18 +7,12 @@ use axum::http::StatusCode;
 use axum::Json;
 use leadflow_shared::db::assistants;
 use leadflow_shared::domain::{Assistant, AssistantSettings};
-use serde::Deserialize;
-use uuid::Uuid;
 
+use super::TenantQuery;
 use crate::auth::Caller;
 use crate::body::{path_uuid, JsonObject};
 use crate::error::ApiError;
 use crate::AppState;
-
-#[derive(Deserialize)]
-pub struct TenantQuery {
-    tenant_id: Option<Uuid>,
-}
 
 pub async fn list(
     State(state): State<AppState>,

@@ -2,14 +2,25 @@
 
 pub mod ai_process;
 pub mod assistants;
+pub mod channels;
 pub mod deliveries;
+pub mod departments;
 pub mod health;
 pub mod leads;
+pub mod users;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
+use serde::Deserialize;
+use uuid::Uuid;
 
 use crate::AppState;
+
+/// `?tenant_id=`: an agency acting for one of its clients on a `/backend` route.
+#[derive(Deserialize)]
+pub struct TenantQuery {
+    pub tenant_id: Option<Uuid>,
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,6 +30,18 @@ pub fn router() -> Router<AppState> {
         .route(
             "/backend/assistants/{id}",
             get(assistants::show).patch(assistants::update),
+        )
+        .route("/backend/channels", get(channels::list).post(channels::create))
+        .route(
+            "/backend/channels/{id}",
+            get(channels::show).patch(channels::update).delete(channels::delete),
+        )
+        .route("/backend/departments", get(departments::list).post(departments::create))
+        .route("/backend/departments/{id}", delete(departments::delete))
+        .route("/backend/users", get(users::list).post(users::create))
+        .route(
+            "/backend/users/{id}",
+            get(users::show).patch(users::update).delete(users::delete),
         )
         .route("/backend/leads/{lead_id}/messages", get(leads::messages))
         .route("/backend/deliveries", get(deliveries::list))

@@ -5,10 +5,13 @@
 
 pub mod assistants;
 pub mod bursts;
+pub mod channels;
 pub mod deliveries;
+pub mod departments;
 pub mod leads;
 pub mod media;
 pub mod messages;
+pub mod operators;
 pub mod tenants;
 
 use std::str::FromStr;

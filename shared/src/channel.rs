@@ -1,0 +1,156 @@
+//! Channels: the ways leads reach a business (WhatsApp through Z-API, Evolution API,
+//! Gupshup or Meta Cloud; Telegram; e-mail; SMS). Each provider has its own credentials;
+//! this module knows which keys each one needs, so the API can refuse an incomplete
+//! channel with a 422 naming the missing key instead of failing at the first send.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelType {
+    Whatsapp,
+    Telegram,
+    Email,
+    Sms,
+}
+
+impl ChannelType {
+    pub const ALL: &'static str = "whatsapp, telegram, email, sms";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "whatsapp" => Self::Whatsapp,
+            "telegram" => Self::Telegram,
+            "email" => Self::Email,
+            "sms" => Self::Sms,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Whatsapp => "whatsapp",
+            Self::Telegram => "telegram",
+            Self::Email => "email",
+            Self::Sms => "sms",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    ZApi,
+    Evolution,
+    Gupshup,
+    MetaCloud,
+    TelegramBot,
+    SmtpImap,
+    Twilio,
+    /// A generic HTTP SMS gateway: one POST per message.
+    HttpSms,
+}
+
+impl Provider {
+    pub const ALL: &'static str =
+        "z-api, evolution-api, gupshup, meta-cloud, telegram-bot, smtp-imap, twilio, http-sms";
+    const EVERY: [Provider; 8] = [
+        Self::ZApi,
+        Self::Evolution,
+        Self::Gupshup,
+        Self::MetaCloud,
+        Self::TelegramBot,
+        Self::SmtpImap,
+        Self::Twilio,
+        Self::HttpSms,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::EVERY.into_iter().find(|p| p.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ZApi => "z-api",
+            Self::Evolution => "evolution-api",
+            Self::Gupshup => "gupshup",
+            Self::MetaCloud => "meta-cloud",
+            Self::TelegramBot => "telegram-bot",
+            Self::SmtpImap => "smtp-imap",
+            Self::Twilio => "twilio",
+            Self::HttpSms => "http-sms",
+        }
+    }
+
+    /// The only channel type this provider serves.
+    pub fn channel_type(self) -> ChannelType {
+        match self {
+            Self::ZApi | Self::Evolution | Self::Gupshup | Self::MetaCloud => ChannelType::Whatsapp,
+            Self::TelegramBot => ChannelType::Telegram,
+            Self::SmtpImap => ChannelType::Email,
+            Self::Twilio | Self::HttpSms => ChannelType::Sms,
+        }
+    }
+
+    /// Credential keys a channel of this provider must have.
+    pub fn required_credentials(self) -> &'static [&'static str] {
+        match self {
+            Self::ZApi => &["instance_id", "instance_token"],
+            Self::Evolution => &["base_url", "api_key", "instance"],
+            Self::Gupshup => &["api_key", "app_name", "source"],
+            Self::MetaCloud => &["access_token", "phone_number_id", "app_secret", "verify_token"],
+            Self::TelegramBot => &["bot_token"],
+            Self::SmtpImap => &["smtp_host", "username", "password", "from"],
+            Self::Twilio => &["account_sid", "auth_token", "from"],
+            Self::HttpSms => &["send_url"],
+        }
+    }
+
+    /// Credential keys it may also have.
+    pub fn optional_credentials(self) -> &'static [&'static str] {
+        match self {
+            Self::ZApi => &["client_token", "base_url"],
+            Self::Evolution => &[],
+            Self::Gupshup => &["base_url"],
+            Self::MetaCloud => &["base_url", "api_version"],
+            Self::TelegramBot => &["base_url"],
+            Self::SmtpImap => &["smtp_port", "imap_host", "imap_port"],
+            Self::Twilio => &["base_url"],
+            Self::HttpSms => &["api_key"],
+        }
+    }
+}
+
+/// A credential as shown back to the tenant: enough to recognise it, never enough to use
+/// it (`sk-t…7f3a`; short values are fully hidden).
+pub fn mask(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() < 12 {
+        return "••••".into();
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_round_trip_and_imply_their_type() {
+        for p in Provider::EVERY {
+            assert_eq!(Provider::parse(p.as_str()), Some(p));
+            assert!(Provider::ALL.contains(p.as_str()));
+            assert!(!p.required_credentials().is_empty());
+        }
+        assert_eq!(Provider::parse("z-api").unwrap().channel_type(), ChannelType::Whatsapp);
+        assert_eq!(Provider::parse("twilio").unwrap().channel_type(), ChannelType::Sms);
+        assert_eq!(Provider::parse("whatsapp-web"), None);
+    }
+
+    #[test]
+    fn masks_never_reveal_a_usable_secret() {
+        assert_eq!(mask("short"), "••••");
+        assert_eq!(mask("123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"), "123…ew11");
+    }
+}

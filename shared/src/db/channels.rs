@@ -1,0 +1,151 @@
+//! Channels of a tenant. Credentials are a JSON object of strings, encrypted as a whole
+//! with the master key; reads return them only through [`credentials`], for the
+//! workers that talk to the provider. Deleting a channel hides it (`deleted_at`): its
+//! conversations and lead channels keep pointing at it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::DbError;
+use crate::crypto::MasterKey;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Channel {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
+    pub channel_type: String,
+    pub provider: String,
+    #[serde(skip)]
+    pub webhook_secret: String,
+    pub assistant_id: Option<Uuid>,
+    pub department_id: Option<Uuid>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub type Credentials = BTreeMap<String, String>;
+
+/// Everything about a channel but its id, tenant and timestamps.
+#[derive(Debug, Clone)]
+pub struct ChannelFields {
+    pub name: String,
+    pub channel_type: String,
+    pub provider: String,
+    pub credentials: Credentials,
+    pub assistant_id: Option<Uuid>,
+    pub department_id: Option<Uuid>,
+    pub status: String,
+}
+
+const COLUMNS: &str = r#"id, tenant_id, name, type, provider, webhook_secret, assistant_id, department_id, status,
+    created_at, updated_at"#;
+
+fn seal(key: &MasterKey, c: &Credentials) -> Vec<u8> {
+    key.encrypt_str(&serde_json::to_string(c).expect("a map of strings serialises"))
+}
+
+#[tracing::instrument(skip(pool, key, f))]
+pub async fn insert(pool: &PgPool, key: &MasterKey, tenant_id: Uuid, f: &ChannelFields) -> Result<Channel, DbError> {
+    let sql = format!(
+        r#"INSERT INTO channels (id, tenant_id, name, type, provider, credentials_enc, webhook_secret, assistant_id,
+                                 department_id, status)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           RETURNING {COLUMNS}"#
+    );
+    Ok(sqlx::query_as::<_, Channel>(&sql)
+        .bind(Uuid::now_v7())
+        .bind(tenant_id)
+        .bind(&f.name)
+        .bind(&f.channel_type)
+        .bind(&f.provider)
+        .bind(seal(key, &f.credentials))
+        .bind(crate::crypto::random_token())
+        .bind(f.assistant_id)
+        .bind(f.department_id)
+        .bind(&f.status)
+        .fetch_one(pool)
+        .await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Channel>, DbError> {
+    let sql =
+        format!(r#"SELECT {COLUMNS} FROM channels WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY created_at"#);
+    Ok(sqlx::query_as::<_, Channel>(&sql)
+        .bind(tenant_id)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// A live channel, only within `tenant_id`.
+#[tracing::instrument(skip(pool))]
+pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Channel>, DbError> {
+    let sql = format!(r#"SELECT {COLUMNS} FROM channels WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"#);
+    Ok(sqlx::query_as::<_, Channel>(&sql)
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// The decrypted credentials of a channel.
+#[tracing::instrument(skip(pool, key))]
+pub async fn credentials(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Credentials, DbError> {
+    let enc: Vec<u8> = sqlx::query_scalar(r#"SELECT credentials_enc FROM channels WHERE id = $1"#)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(DbError::NotFound("channel"))?;
+    let text = key.decrypt_string(&enc)?;
+    use secrecy::ExposeSecret;
+    Ok(serde_json::from_str(text.expose_secret()).unwrap_or_default())
+}
+
+/// Replaces a channel's fields (the route merges a PATCH onto the current ones).
+#[tracing::instrument(skip(pool, key, f))]
+pub async fn update(
+    pool: &PgPool,
+    key: &MasterKey,
+    tenant_id: Uuid,
+    id: Uuid,
+    f: &ChannelFields,
+) -> Result<Option<Channel>, DbError> {
+    let sql = format!(
+        r#"UPDATE channels SET name = $3, credentials_enc = $4, assistant_id = $5, department_id = $6, status = $7,
+               updated_at = now()
+           WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
+           RETURNING {COLUMNS}"#
+    );
+    Ok(sqlx::query_as::<_, Channel>(&sql)
+        .bind(tenant_id)
+        .bind(id)
+        .bind(&f.name)
+        .bind(seal(key, &f.credentials))
+        .bind(f.assistant_id)
+        .bind(f.department_id)
+        .bind(&f.status)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Hides a channel; `false` if there was none.
+#[tracing::instrument(skip(pool))]
+pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        r#"UPDATE channels SET deleted_at = now(), status = 'inactive', updated_at = now()
+           WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"#,
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
