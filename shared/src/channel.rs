@@ -120,6 +120,23 @@ impl Provider {
     }
 }
 
+/// Compares two secrets in time independent of where they differ.
+pub fn secrets_match(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Meta's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>`.
+pub fn meta_signature_ok(app_secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    use hmac::{Hmac, Mac};
+    let Some(given) = header.and_then(|h| h.strip_prefix("sha256=")) else {
+        return false;
+    };
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    secrets_match(&given.to_ascii_lowercase(), &hex::encode(mac.finalize().into_bytes()))
+}
+
 /// A credential as shown back to the tenant: enough to recognise it, never enough to use
 /// it (`sk-t…7f3a`; short values are fully hidden).
 pub fn mask(value: &str) -> String {
@@ -146,6 +163,22 @@ mod tests {
         assert_eq!(Provider::parse("z-api").unwrap().channel_type(), ChannelType::Whatsapp);
         assert_eq!(Provider::parse("twilio").unwrap().channel_type(), ChannelType::Sms);
         assert_eq!(Provider::parse("whatsapp-web"), None);
+    }
+
+    #[test]
+    fn meta_signatures_verify() {
+        let body = br#"{"object":"whatsapp_business_account"}"#;
+        let sig = {
+            use hmac::{Hmac, Mac};
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"app-secret").unwrap();
+            mac.update(body);
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        assert!(meta_signature_ok("app-secret", body, Some(&sig)));
+        assert!(!meta_signature_ok("other", body, Some(&sig)));
+        assert!(!meta_signature_ok("app-secret", b"{}", Some(&sig)));
+        assert!(!meta_signature_ok("app-secret", body, None));
+        assert!(secrets_match("abc", "abc") && !secrets_match("abc", "abd") && !secrets_match("ab", "abc"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ai;
+pub mod channels;
 pub mod jobs;
 pub mod media;
 pub mod runtime;

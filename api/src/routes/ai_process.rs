@@ -123,6 +123,7 @@ pub async fn process(
         postback_url,
         idempotency_key: message_id,
         assistant: &assistant,
+        channel_id: None,
     };
     let accepted = leads::accept(&state.pool, &incoming).await?;
     let media = match (&accepted, message_type) {

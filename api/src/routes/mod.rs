@@ -8,6 +8,7 @@ pub mod departments;
 pub mod health;
 pub mod leads;
 pub mod users;
+pub mod webhooks;
 
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
             get(users::show).patch(users::update).delete(users::delete),
         )
         .route("/backend/leads/{lead_id}/messages", get(leads::messages))
+        .route("/webhooks/{channel_id}", get(webhooks::verify).post(webhooks::receive))
         .route("/backend/deliveries", get(deliveries::list))
         .route("/backend/deliveries/{id}", get(deliveries::show))
         .route("/backend/deliveries/{id}/retry", post(deliveries::retry))

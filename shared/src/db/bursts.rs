@@ -28,6 +28,8 @@ pub struct Burst {
     pub due_at: DateTime<Utc>,
     pub deadline_at: DateTime<Utc>,
     pub reason: Option<String>,
+    /// The channel the burst came through: its reply goes back through it.
+    pub channel_id: Option<Uuid>,
     /// Milliseconds until `due_at` by the database clock (negative: overdue).
     pub due_in_ms: i64,
     /// Whether `max_wait_seconds` since the first message have passed.
@@ -35,7 +37,7 @@ pub struct Burst {
 }
 
 const SELECT: &str = r#"SELECT id, tenant_id, lead_id, assistant_id, mode, postback_url, status, version, generations,
-       first_at, due_at, deadline_at, reason,
+       first_at, due_at, deadline_at, reason, channel_id,
        (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint AS due_in_ms,
        deadline_at <= clock_timestamp() AS past_deadline
 FROM bursts WHERE id = $1"#;
@@ -164,11 +166,11 @@ pub async fn split_off_after(
                FROM messages WHERE burst_id = $2 AND seq > $3 AND role = 'user'
            )
            INSERT INTO bursts (id, tenant_id, lead_id, assistant_id, mode, postback_url, status,
-                               first_at, last_at, due_at, deadline_at)
+                               first_at, last_at, due_at, deadline_at, channel_id)
            SELECT $1, b.tenant_id, b.lead_id, b.assistant_id, b.mode, b.postback_url, 'open',
                   late.first_at, late.last_at,
                   LEAST(late.last_at + make_interval(secs => $4), late.first_at + make_interval(secs => $5)),
-                  late.first_at + make_interval(secs => $5)
+                  late.first_at + make_interval(secs => $5), b.channel_id
            FROM bursts b, late WHERE b.id = $2 AND late.first_at IS NOT NULL
            RETURNING (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint"#,
     )

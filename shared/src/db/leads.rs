@@ -24,6 +24,8 @@ pub struct Incoming<'a> {
     pub postback_url: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
     pub assistant: &'a Assistant,
+    /// The channel it came through (`None`: `/ai/process`); the reply goes back through it.
+    pub channel_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +79,7 @@ pub async fn accept(pool: &PgPool, m: &Incoming<'_>) -> Result<Accepted, DbError
     let a = m.assistant;
     let row = sqlx::query_as::<_, AcceptRow>(
         r#"SELECT outcome, message_id, burst_id, new_burst, due_in_ms, paused_until
-           FROM leadflow_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"#,
+           FROM leadflow_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"#,
     )
     .bind(m.tenant_id)
     .bind(m.lead_external_id)
@@ -95,6 +97,7 @@ pub async fn accept(pool: &PgPool, m: &Incoming<'_>) -> Result<Accepted, DbError
     .bind(Uuid::now_v7())
     .bind(Uuid::now_v7())
     .bind(Uuid::now_v7())
+    .bind(m.channel_id)
     .fetch_one(pool)
     .await?;
     Ok(match (row.outcome.as_str(), row.burst_id) {

@@ -8,10 +8,14 @@ pub mod bursts;
 pub mod channels;
 pub mod deliveries;
 pub mod departments;
+pub mod identities;
+pub mod inbound;
+pub mod lead_channels;
 pub mod leads;
 pub mod media;
 pub mod messages;
 pub mod operators;
+pub mod outbox;
 pub mod tenants;
 
 use std::str::FromStr;

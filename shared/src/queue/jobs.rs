@@ -91,6 +91,36 @@ impl Job for DeliverPostback {
     }
 }
 
+/// Turn one stored inbound webhook event (a provider's message or status) into a lead's
+/// message in the pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessInbound {
+    pub event_id: Uuid,
+}
+
+impl Job for ProcessInbound {
+    const QUEUE: QueueKind = QueueKind::Inbound;
+    const NAME: &'static str = "process-inbound";
+    fn job_id(&self) -> String {
+        format!("in.{}", self.event_id.simple())
+    }
+}
+
+/// Attempt number `attempt` of sending one outbox message through its channel's provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendMessage {
+    pub outbox_id: Uuid,
+    pub attempt: i32,
+}
+
+impl Job for SendMessage {
+    const QUEUE: QueueKind = QueueKind::Send;
+    const NAME: &'static str = "send-message";
+    fn job_id(&self) -> String {
+        format!("send.{}.{}", self.outbox_id.simple(), self.attempt)
+    }
+}
+
 /// One scheduler tick of the sweeper (finds work that should exist in Redis and doesn't).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sweep {

@@ -20,7 +20,7 @@ use bullmq::{JobOptions, Queue, QueueOptions};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use jobs::{DeliverPostback, FlushBurst, GenerateReply, Noop, ProcessMedia, Sweep};
+pub use jobs::{DeliverPostback, FlushBurst, GenerateReply, Noop, ProcessInbound, ProcessMedia, SendMessage, Sweep};
 
 /// One queue per kind of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,6 +33,10 @@ pub enum QueueKind {
     Media,
     /// Delivers signed postbacks.
     Postback,
+    /// Turns stored provider webhooks into lead messages.
+    Inbound,
+    /// Sends replies and operators' messages through the channel's provider.
+    Send,
     /// Periodic housekeeping ticks enqueued by the scheduler.
     Scheduled,
     /// No-op jobs for measuring the queue layer (`leadflow bench`); never in `ALL`.
@@ -40,7 +44,15 @@ pub enum QueueKind {
 }
 
 impl QueueKind {
-    pub const ALL: [QueueKind; 5] = [Self::Flush, Self::Ai, Self::Media, Self::Postback, Self::Scheduled];
+    pub const ALL: [QueueKind; 7] = [
+        Self::Flush,
+        Self::Ai,
+        Self::Media,
+        Self::Postback,
+        Self::Inbound,
+        Self::Send,
+        Self::Scheduled,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,6 +60,8 @@ impl QueueKind {
             Self::Ai => "ai",
             Self::Media => "media",
             Self::Postback => "postback",
+            Self::Inbound => "inbound",
+            Self::Send => "send",
             Self::Scheduled => "scheduled",
             Self::Bench => "bench",
         }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::crypto;
-use leadflow_shared::db::{assistants, bursts, deliveries, leads, media, messages, tenants};
-use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply, ProcessMedia};
+use leadflow_shared::db::{assistants, bursts, deliveries, leads, media, messages, outbox, tenants};
+use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply, ProcessMedia, SendMessage};
 use serde_json::json;
 
 use crate::ai::{prompt, AiError, AiReply};
@@ -39,6 +39,11 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
                     sweep: None,
                 };
                 ctx.queues.enqueue(&first, Duration::ZERO).await?;
+            }
+            if let Some(outbox_id) = outbox::unstarted_for_burst(&ctx.pool, b.id).await? {
+                ctx.queues
+                    .enqueue(&SendMessage { outbox_id, attempt: 1 }, Duration::ZERO)
+                    .await?;
             }
         }
         return Ok(());
@@ -267,7 +272,18 @@ async fn finish(
         ("debounce", Some(url)) => deliveries::create(&mut tx, b.tenant_id, b.id, url, &payload.to_string()).await?,
         _ => None,
     };
+    // A burst that came through a channel is answered through it.
+    let send = match (&outcome, b.channel_id) {
+        (Ok(reply), Some(channel)) if !reply.content.trim().is_empty() => {
+            outbox::create_reply(&mut tx, b.tenant_id, channel, b.lead_id, b.id, &reply.content).await?
+        }
+        _ => None,
+    };
     tx.commit().await?;
+    if let Some(outbox_id) = send {
+        let job = SendMessage { outbox_id, attempt: 1 };
+        ctx.queues.enqueue(&job, Duration::ZERO).await?;
+    }
 
     if let Some(delivery_id) = delivery {
         let job = DeliverPostback {

@@ -2,14 +2,18 @@
 
 pub mod ai_reply;
 pub mod flush;
+pub mod inbound;
 pub mod media;
 pub mod postback;
+pub mod send;
 pub mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::queue::{DeliverPostback, FlushBurst, GenerateReply, Noop, ProcessMedia, QueueKind, Sweep};
+use leadflow_shared::queue::{
+    DeliverPostback, FlushBurst, GenerateReply, Noop, ProcessInbound, ProcessMedia, QueueKind, SendMessage, Sweep,
+};
 
 use crate::runtime::Pool;
 use crate::Ctx;
@@ -37,6 +41,14 @@ pub async fn start(ctx: &Arc<Ctx>, queues: &[QueueKind], concurrency: usize) -> 
             }
             QueueKind::Postback => {
                 pool.spawn::<DeliverPostback, _, _>(ctx, concurrency, Duration::from_secs(120), postback::handle)
+                    .await?
+            }
+            QueueKind::Inbound => {
+                pool.spawn::<ProcessInbound, _, _>(ctx, concurrency, Duration::from_secs(60), inbound::handle)
+                    .await?
+            }
+            QueueKind::Send => {
+                pool.spawn::<SendMessage, _, _>(ctx, concurrency, Duration::from_secs(120), send::handle)
                     .await?
             }
             QueueKind::Scheduled => {

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::{bursts, deliveries, media};
-use leadflow_shared::queue::{DeliverPostback, GenerateReply, ProcessMedia, Sweep};
+use leadflow_shared::db::{bursts, deliveries, inbound, media};
+use leadflow_shared::queue::{DeliverPostback, GenerateReply, ProcessInbound, ProcessMedia, Sweep};
 
 use crate::jobs::{ai_reply, flush};
 use crate::Ctx;
@@ -53,10 +53,17 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
-    if !(overdue.is_empty() && stale.is_empty() && pending.is_empty() && orphaned.is_empty()) {
+    let events = inbound::overdue(&ctx.pool, 10_000, BATCH).await?;
+    for event_id in &events {
+        ctx.queues
+            .enqueue(&ProcessInbound { event_id: *event_id }, Duration::ZERO)
+            .await?;
+    }
+    if !(overdue.is_empty() && stale.is_empty() && pending.is_empty() && orphaned.is_empty() && events.is_empty()) {
         tracing::warn!(
             bursts = overdue.len(),
             media = orphaned.len(),
+            inbound = events.len(),
             generations = stale.len(),
             deliveries = pending.len(),
             "sweeper re-enqueued lost work"

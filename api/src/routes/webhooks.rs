@@ -1,0 +1,134 @@
+//! `POST /webhooks/{channel_id}`: providers post their own payloads here. The handler
+//! stays thin: find the channel, verify the call the provider's way, parse just enough
+//! to know the message ids, store one event per message (the unique key makes a resent
+//! webhook a no-op) and enqueue it. Lead lookup, the pipeline and everything else happen
+//! in the `inbound` worker.
+//!
+//! Verification: Telegram's `X-Telegram-Bot-Api-Secret-Token` (set to the channel's
+//! webhook secret when the webhook is registered); Meta's `X-Hub-Signature-256` over the
+//! raw body with the app secret (and `GET` answers the `hub.challenge` handshake); every
+//! other provider carries the secret in the URL (`?token=`).
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use leadflow_shared::channel::{meta_signature_ok, secrets_match, Provider};
+use leadflow_shared::db::{channels, inbound};
+use leadflow_shared::queue::ProcessInbound;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::body::path_uuid;
+use crate::error::ApiError;
+use crate::AppState;
+
+#[derive(Deserialize)]
+pub struct WebhookQuery {
+    token: Option<String>,
+    #[serde(rename = "hub.mode")]
+    hub_mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    hub_verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    hub_challenge: Option<String>,
+}
+
+async fn channel(state: &AppState, id: &str) -> Result<(inbound::WebhookChannel, Provider), ApiError> {
+    let id = path_uuid(id, "channel")?;
+    let ch = inbound::channel(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound("channel"))?;
+    let provider = Provider::parse(&ch.provider)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("channel {id} has unknown provider {}", ch.provider)))?;
+    Ok((ch, provider))
+}
+
+async fn credential(state: &AppState, ch: &inbound::WebhookChannel, key: &str) -> Result<Option<String>, ApiError> {
+    let master = state
+        .cfg
+        .master_key
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the master key was not resolved at start")))?;
+    Ok(channels::credentials(&state.pool, master, ch.id).await?.remove(key))
+}
+
+/// Meta's subscription handshake: echo `hub.challenge` when the verify token matches.
+pub async fn verify(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<WebhookQuery>,
+) -> Result<Response, ApiError> {
+    let (ch, provider) = channel(&state, &id).await?;
+    let expected = match provider {
+        Provider::MetaCloud => credential(&state, &ch, "verify_token").await?,
+        _ => None,
+    };
+    match (q.hub_mode.as_deref(), q.hub_verify_token, q.hub_challenge, expected) {
+        (Some("subscribe"), Some(given), Some(challenge), Some(expected)) if secrets_match(&given, &expected) => {
+            Ok((StatusCode::OK, challenge).into_response())
+        }
+        _ => Err(ApiError::Forbidden),
+    }
+}
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<WebhookQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (ch, provider) = channel(&state, &id).await?;
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let verified = match provider {
+        Provider::TelegramBot => {
+            header("x-telegram-bot-api-secret-token").is_some_and(|t| secrets_match(t, &ch.webhook_secret))
+        }
+        Provider::MetaCloud => match credential(&state, &ch, "app_secret").await? {
+            Some(secret) => meta_signature_ok(&secret, &body, header("x-hub-signature-256")),
+            None => false,
+        },
+        _ => q.token.as_deref().is_some_and(|t| secrets_match(t, &ch.webhook_secret)),
+    };
+    if !verified {
+        return Err(ApiError::Unauthorized);
+    }
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?;
+    let parsed =
+        leadflow_shared::inbound::parse(provider, &payload).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    // Only message ids are needed here; the worker parses the stored payload again.
+    let mut keys: Vec<(String, i32)> = Vec::new();
+    for (i, m) in parsed.messages.iter().enumerate() {
+        keys.push((format!("msg:{}", m.provider_message_id), i as i32));
+    }
+    for (i, s) in parsed.statuses.iter().enumerate() {
+        keys.push((format!("status:{}:{}", s.provider_message_id, s.status), i as i32));
+    }
+    let (mut stored, mut duplicates) = (0, 0);
+    for (key, item) in &keys {
+        match inbound::insert(&state.pool, &ch, key, *item, &payload).await? {
+            Some(event_id) => {
+                stored += 1;
+                // Stored is what matters: the sweeper enqueues events whose job was lost.
+                let job = ProcessInbound { event_id };
+                if let Err(e) = state.queues.enqueue(&job, Duration::ZERO).await {
+                    tracing::error!(%event_id, error = %e, "inbound job not enqueued; the sweeper will pick it up");
+                }
+            }
+            None => duplicates += 1,
+        }
+    }
+    if keys.is_empty() {
+        tracing::debug!(channel_id = %ch.id, ignored = ?parsed.ignored, connection = ?parsed.connection, "webhook without messages");
+    }
+    Ok((
+        StatusCode::OK,
+        Json(json!({"success": true, "stored": stored, "duplicates": duplicates})),
+    )
+        .into_response())
+}

@@ -1,0 +1,103 @@
+//! Inbound webhook events: stored once per (channel, provider message id) by the thin
+//! webhook handler, then turned into lead messages by the `inbound` worker. The unique key
+//! is the dedupe: providers retry and resend, and a resend is a no-op insert.
+
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::DbError;
+
+/// The channel a webhook names, with what verifying it takes.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WebhookChannel {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub provider: String,
+    pub webhook_secret: String,
+    pub status: String,
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn channel(pool: &PgPool, id: Uuid) -> Result<Option<WebhookChannel>, DbError> {
+    Ok(sqlx::query_as::<_, WebhookChannel>(
+        r#"SELECT id, tenant_id, provider, webhook_secret, status FROM channels WHERE id = $1 AND deleted_at IS NULL"#,
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Stores an event; `None` when this key was already stored (a duplicate delivery).
+#[tracing::instrument(skip(pool, payload))]
+pub async fn insert(
+    pool: &PgPool,
+    ch: &WebhookChannel,
+    dedupe_key: &str,
+    item: i32,
+    payload: &Value,
+) -> Result<Option<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"INSERT INTO inbound_events (id, tenant_id, channel_id, dedupe_key, item, payload)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (channel_id, dedupe_key) DO NOTHING
+           RETURNING id"#,
+    )
+    .bind(Uuid::now_v7())
+    .bind(ch.tenant_id)
+    .bind(ch.id)
+    .bind(dedupe_key)
+    .bind(item)
+    .bind(payload)
+    .fetch_optional(pool)
+    .await?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Event {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_id: Uuid,
+    pub dedupe_key: String,
+    pub item: i32,
+    pub payload: Value,
+    pub status: String,
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Event>, DbError> {
+    Ok(sqlx::query_as::<_, Event>(
+        r#"SELECT id, tenant_id, channel_id, dedupe_key, item, payload, status FROM inbound_events WHERE id = $1"#,
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Marks an event handled (`processed`, `ignored` with why, or `failed`).
+#[tracing::instrument(skip(pool))]
+pub async fn finish(pool: &PgPool, id: Uuid, status: &str, note: Option<&str>) -> Result<(), DbError> {
+    sqlx::query(
+        r#"UPDATE inbound_events SET status = $2, note = $3, processed_at = now() WHERE id = $1 AND status = 'pending'"#,
+    )
+    .bind(id)
+    .bind(status)
+    .bind(note)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Pending events older than `grace_ms` (their job was lost).
+#[tracing::instrument(skip(pool))]
+pub async fn overdue(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT id FROM inbound_events WHERE status = 'pending'
+             AND created_at < now() - make_interval(secs => $1::float8 / 1000)
+           ORDER BY created_at LIMIT $2"#,
+    )
+    .bind(grace_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}

@@ -1,0 +1,154 @@
+//! The outbox: every message Leadflow sends through a channel (AI replies, operators'
+//! messages), with the provider's id once sent. It is also how a `fromMe` webhook is
+//! classified: an id (or, before the send returned, the same text moments ago) found here
+//! is our own echo; anything else was typed by a human on the phone.
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::DbError;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Outgoing {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_id: Uuid,
+    pub lead_id: Uuid,
+    pub content: String,
+    pub status: String,
+    pub attempts: i32,
+}
+
+/// The AI reply of `burst_id`, to send through `channel_id` (one per burst).
+#[tracing::instrument(skip(conn, content))]
+pub async fn create_reply(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    lead_id: Uuid,
+    burst_id: Uuid,
+    content: &str,
+) -> Result<Option<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"INSERT INTO outbox (id, tenant_id, channel_id, lead_id, burst_id, content, status, next_attempt_at)
+           VALUES ($1, $2, $3, $4, $5, $6, 'pending', now())
+           ON CONFLICT (burst_id) DO NOTHING
+           RETURNING id"#,
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant_id)
+    .bind(channel_id)
+    .bind(lead_id)
+    .bind(burst_id)
+    .bind(content)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The reply of `burst_id` if it was stored but never attempted (a crash between the
+/// commit and the enqueue).
+#[tracing::instrument(skip(pool))]
+pub async fn unstarted_for_burst(pool: &PgPool, burst_id: Uuid) -> Result<Option<Uuid>, DbError> {
+    Ok(
+        sqlx::query_scalar(r#"SELECT id FROM outbox WHERE burst_id = $1 AND status = 'pending' AND attempts = 0"#)
+            .bind(burst_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Outgoing>, DbError> {
+    Ok(sqlx::query_as::<_, Outgoing>(
+        r#"SELECT id, tenant_id, channel_id, lead_id, content, status, attempts FROM outbox WHERE id = $1"#,
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// One send attempt and what came of it.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub duration_ms: i32,
+    /// `sent` (with the provider's id), `pending` (a retry is scheduled) or `failed`.
+    pub outcome: &'a str,
+    pub provider_message_id: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+/// Records one attempt as a row and moves the message to the attempt's outcome.
+#[tracing::instrument(skip(pool))]
+pub async fn record_attempt(pool: &PgPool, id: Uuid, a: &Attempt<'_>) -> Result<(), DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        r#"INSERT INTO outbox_attempts (outbox_id, attempt, status_code, duration_ms, error) VALUES ($1, $2, $3, $4, $5)"#,
+    )
+    .bind(id)
+    .bind(a.attempt)
+    .bind(a.status_code)
+    .bind(a.duration_ms)
+    .bind(a.error)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        r#"UPDATE outbox SET status = $2, attempts = GREATEST(attempts, $3),
+               provider_message_id = COALESCE($4, provider_message_id), error = $5,
+               sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END
+           WHERE id = $1 AND status = 'pending'"#,
+    )
+    .bind(id)
+    .bind(a.outcome)
+    .bind(a.attempt)
+    .bind(a.provider_message_id)
+    .bind(a.error)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Whether a `fromMe` message is Leadflow's own: its provider id is in the outbox, or the
+/// same text went to this lead through this channel in the last two minutes (the echo can
+/// arrive before the provider's answer to our send).
+#[tracing::instrument(skip(pool, content))]
+pub async fn is_own_echo(
+    pool: &PgPool,
+    channel_id: Uuid,
+    provider_message_id: &str,
+    lead_id: Option<Uuid>,
+    content: &str,
+) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT EXISTS (SELECT 1 FROM outbox WHERE channel_id = $1 AND provider_message_id = $2)
+               OR EXISTS (SELECT 1 FROM outbox WHERE channel_id = $1 AND lead_id = $3 AND content = $4
+                            AND created_at > now() - interval '2 minutes')"#,
+    )
+    .bind(channel_id)
+    .bind(provider_message_id)
+    .bind(lead_id)
+    .bind(content)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// A provider's asynchronous failure report for a message we sent.
+#[tracing::instrument(skip(pool))]
+pub async fn mark_failed_by_provider_id(
+    pool: &PgPool,
+    channel_id: Uuid,
+    provider_message_id: &str,
+    error: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        r#"UPDATE outbox SET status = 'failed', error = $3 WHERE channel_id = $1 AND provider_message_id = $2"#,
+    )
+    .bind(channel_id)
+    .bind(provider_message_id)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,0 +1,129 @@
+//! Sending through a channel's provider. Each provider module builds its own request
+//! (path, auth, body) from the channel's credentials and reads the provider's message id
+//! from the answer; errors are sorted the same way for all: network trouble, 408/429 and
+//! 5xx are worth another try (with the provider's `retry-after` when it gives one),
+//! other 4xx are final.
+
+pub mod evolution;
+pub mod telegram;
+pub mod zapi;
+
+use std::time::Duration;
+
+use leadflow_shared::channel::Provider;
+use leadflow_shared::db::channels::Credentials;
+
+/// Who a message goes to, by the identities the lead has.
+#[derive(Debug, Clone, Default)]
+pub struct Recipient {
+    /// E.164 with '+'.
+    pub phone: Option<String>,
+    pub wa_lid: Option<String>,
+    pub telegram_chat: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Sent {
+    pub status: u16,
+    pub provider_message_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0}")]
+    Config(String),
+    #[error("the provider answered HTTP {status}: {body}")]
+    Http {
+        status: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("request failed: {0}")]
+    Network(String),
+}
+
+impl SendError {
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Config(_) => false,
+            Self::Network(_) => true,
+            Self::Http { status, .. } => *status >= 500 || matches!(status, 408 | 425 | 429),
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+fn need<'a>(creds: &'a Credentials, key: &str) -> Result<&'a str, SendError> {
+    creds
+        .get(key)
+        .map(String::as_str)
+        .ok_or_else(|| SendError::Config(format!("the channel has no credentials.{key}")))
+}
+
+/// Posts `body` as JSON and returns the status and parsed answer, or a sorted error.
+async fn post_json(
+    req: reqwest::RequestBuilder,
+    body: &serde_json::Value,
+) -> Result<(u16, serde_json::Value), SendError> {
+    let resp = req
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| SendError::Network(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = resp.text().await.map_err(|e| SendError::Network(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if !(200..300).contains(&status) {
+        // Telegram puts the hint in the body.
+        let retry_after = retry_after.or_else(|| {
+            json.pointer("/parameters/retry_after")
+                .and_then(|v| v.as_u64())
+                .map(Duration::from_secs)
+        });
+        let body: String = text.chars().take(500).collect();
+        return Err(SendError::Http {
+            status,
+            body,
+            retry_after,
+        });
+    }
+    Ok((status, json))
+}
+
+/// Sends `text` to `to` through the channel's provider.
+pub async fn send_text(
+    http: &reqwest::Client,
+    provider: Provider,
+    creds: &Credentials,
+    to: &Recipient,
+    text: &str,
+) -> Result<Sent, SendError> {
+    match provider {
+        Provider::ZApi => zapi::send_text(http, creds, to, text).await,
+        Provider::Evolution => evolution::send_text(http, creds, to, text).await,
+        Provider::TelegramBot => telegram::send_text(http, creds, to, text).await,
+        other => Err(SendError::Config(format!(
+            "sending through {} is not implemented yet",
+            other.as_str()
+        ))),
+    }
+}

@@ -1,0 +1,42 @@
+//! Z-API: `POST {base}/instances/{id}/token/{token}/send-text` with the optional
+//! account-wide `Client-Token` header; the answer's `messageId` comes back in the
+//! `fromMe` echo, which is how the echo is recognised as ours.
+
+use leadflow_shared::db::channels::Credentials;
+use serde_json::json;
+
+use super::{need, post_json, Recipient, SendError, Sent};
+
+pub async fn send_text(
+    http: &reqwest::Client,
+    creds: &Credentials,
+    to: &Recipient,
+    text: &str,
+) -> Result<Sent, SendError> {
+    let base = creds.get("base_url").map_or("https://api.z-api.io", String::as_str);
+    let url = format!(
+        "{}/instances/{}/token/{}/send-text",
+        base.trim_end_matches('/'),
+        need(creds, "instance_id")?,
+        need(creds, "instance_token")?
+    );
+    // Z-API takes digits only (country code first); a LID-only lead is addressed by its LID.
+    let phone = match (&to.phone, &to.wa_lid) {
+        (Some(p), _) => p.trim_start_matches('+').to_string(),
+        (None, Some(lid)) => lid.clone(),
+        (None, None) => return Err(SendError::Config("the lead has no WhatsApp number or LID".into())),
+    };
+    let mut req = http.post(url);
+    if let Some(t) = creds.get("client_token") {
+        req = req.header("Client-Token", t);
+    }
+    let (status, body) = post_json(req, &json!({"phone": phone, "message": text})).await?;
+    Ok(Sent {
+        status,
+        provider_message_id: body
+            .get("messageId")
+            .or_else(|| body.get("id"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+    })
+}

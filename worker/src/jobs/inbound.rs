@@ -1,0 +1,202 @@
+//! The `inbound` queue: one stored webhook event (see `api/src/routes/webhooks.rs`)
+//! becomes a lead's message in the same pipeline as `/ai/process` — debounce, media, AI —
+//! with the channel's assistant, answered back through the channel.
+//!
+//! Who wrote it decides what it does: the lead (`user`); the business itself (`fromMe`):
+//! Leadflow's own send echoing back (found in the outbox — ignored) or a human typing on
+//! the phone or WhatsApp Web (`human` — pauses the AI for the lead and drops its pending
+//! burst). Provider statuses (Meta 131047, Gupshup 470…) mark outbox messages failed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_shared::channel::Provider;
+use leadflow_shared::db::leads::{self, Accepted, Incoming};
+use leadflow_shared::db::{assistants, channels, identities, inbound, lead_channels, outbox};
+use leadflow_shared::domain::{MessageType, Role};
+use leadflow_shared::inbound::{Content, Identity, MediaKind};
+use leadflow_shared::queue::{delay_from_ms, FlushBurst, ProcessInbound, ProcessMedia};
+
+use crate::Ctx;
+
+/// `(kind, value)` identities of a payload, most stable first.
+fn keys(id: &Identity) -> identities::Keys {
+    let mut k = Vec::new();
+    if let Some(p) = &id.phone {
+        k.push(("phone", p.clone()));
+    }
+    if let Some(l) = &id.wa_lid {
+        k.push(("wa_lid", l.clone()));
+    }
+    if let Some(t) = &id.telegram_chat {
+        k.push(("telegram", t.clone()));
+    }
+    k
+}
+
+/// The `lead_id` a new lead gets (integrators see it in postbacks and the API).
+fn new_external_id(id: &Identity) -> Option<String> {
+    id.phone
+        .clone()
+        .or_else(|| id.wa_lid.clone())
+        .or_else(|| id.telegram_chat.as_ref().map(|c| format!("tg:{c}")))
+}
+
+pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
+    let Some(ev) = inbound::get(&ctx.pool, job.event_id).await? else {
+        return Ok(());
+    };
+    if ev.status != "pending" {
+        return Ok(());
+    }
+    let Some(ch) = channels::find(&ctx.pool, ev.tenant_id, ev.channel_id).await? else {
+        inbound::finish(&ctx.pool, ev.id, "ignored", Some("the channel was deleted")).await?;
+        return Ok(());
+    };
+    let Some(provider) = Provider::parse(&ch.provider) else {
+        inbound::finish(&ctx.pool, ev.id, "failed", Some("unknown provider")).await?;
+        return Ok(());
+    };
+    let parsed = match leadflow_shared::inbound::parse(provider, &ev.payload) {
+        Ok(p) => p,
+        Err(e) => {
+            inbound::finish(&ctx.pool, ev.id, "failed", Some(&e.to_string())).await?;
+            return Ok(());
+        }
+    };
+    let item = ev.item as usize;
+    if ev.dedupe_key.starts_with("status:") {
+        if let Some(s) = parsed.statuses.get(item).filter(|s| s.status == "failed") {
+            let why = format!(
+                "provider reported failure{}{}",
+                s.error_code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(),
+                s.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            );
+            outbox::mark_failed_by_provider_id(&ctx.pool, ch.id, &s.provider_message_id, &why).await?;
+        }
+        inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
+        return Ok(());
+    }
+    let Some(m) = parsed.messages.get(item) else {
+        inbound::finish(
+            &ctx.pool,
+            ev.id,
+            "failed",
+            Some("the stored payload has no such message"),
+        )
+        .await?;
+        return Ok(());
+    };
+    if ch.status != "active" {
+        inbound::finish(&ctx.pool, ev.id, "ignored", Some("the channel is inactive")).await?;
+        return Ok(());
+    }
+    let ids = keys(&m.identity);
+    let Some(fresh_id) = new_external_id(&m.identity) else {
+        inbound::finish(&ctx.pool, ev.id, "ignored", Some("no identity in the payload")).await?;
+        return Ok(());
+    };
+    let existing = identities::find_lead(&ctx.pool, ch.tenant_id, &ids).await?;
+    let external = existing.unwrap_or(fresh_id);
+
+    let (message_type, url, content): (MessageType, Option<&str>, String) = match &m.content {
+        Content::Text(t) => (MessageType::Text, None, t.clone()),
+        Content::Media {
+            kind,
+            url: Some(url),
+            caption,
+            ..
+        } => {
+            let t = match kind {
+                MediaKind::Image => MessageType::Image,
+                MediaKind::Audio => MessageType::Audio,
+                MediaKind::Pdf => MessageType::Pdf,
+            };
+            (t, Some(url.as_str()), caption.clone())
+        }
+        Content::Media { kind, caption, .. } => {
+            // A provider handle (Telegram file_id, Meta media id) still needs resolving.
+            let note = format!("[{kind:?} received; it cannot be downloaded from this provider yet] {caption}");
+            (MessageType::Text, None, note.trim().to_string())
+        }
+        Content::Unsupported { what } => {
+            tracing::info!(channel_id = %ch.id, what = %what, "unsupported inbound message; recorded and skipped");
+            inbound::finish(&ctx.pool, ev.id, "ignored", Some(&format!("unsupported: {what}"))).await?;
+            return Ok(());
+        }
+    };
+    let role = if m.from_me {
+        let lead = leads::find_id(&ctx.pool, ch.tenant_id, &external).await?;
+        if outbox::is_own_echo(&ctx.pool, ch.id, &m.provider_message_id, lead, &content).await? {
+            inbound::finish(&ctx.pool, ev.id, "ignored", Some("echo of our own send")).await?;
+            return Ok(());
+        }
+        Role::Human
+    } else {
+        Role::User
+    };
+    let assistant = match ch.assistant_id {
+        Some(a) => assistants::get(&ctx.pool, a).await?,
+        None => match assistants::find_default(&ctx.pool, ch.tenant_id).await? {
+            Some(a) => a,
+            None => {
+                inbound::finish(&ctx.pool, ev.id, "failed", Some("the tenant has no assistant")).await?;
+                return Ok(());
+            }
+        },
+    };
+    let key = format!("{}:{}", ch.id, m.provider_message_id);
+    let incoming = Incoming {
+        tenant_id: ch.tenant_id,
+        lead_external_id: &external,
+        role,
+        content: &content,
+        message_type,
+        url,
+        debounce: true,
+        postback_url: None,
+        idempotency_key: Some(&key),
+        assistant: &assistant,
+        channel_id: Some(ch.id),
+    };
+    let accepted = leads::accept(&ctx.pool, &incoming).await?;
+    let message_id = match &accepted {
+        Accepted::Duplicate { message_id, .. }
+        | Accepted::Recorded { message_id, .. }
+        | Accepted::Queued { message_id, .. } => *message_id,
+    };
+    let lead_id: uuid::Uuid = sqlx::query_scalar(r#"SELECT lead_id FROM messages WHERE id = $1"#)
+        .bind(message_id)
+        .fetch_one(&ctx.pool)
+        .await?;
+    identities::attach(&ctx.pool, ch.tenant_id, lead_id, &ids).await?;
+    if !matches!(accepted, Accepted::Duplicate { .. }) {
+        lead_channels::touch(&ctx.pool, ch.tenant_id, lead_id, ch.id).await?;
+    }
+    if let Accepted::Queued {
+        burst_id,
+        new_burst,
+        due_in_ms,
+        ..
+    } = accepted
+    {
+        if message_type != MessageType::Text {
+            let media = ProcessMedia {
+                message_id,
+                attempt: 1,
+                sweep: None,
+            };
+            ctx.queues.enqueue(&media, Duration::ZERO).await?;
+        }
+        if new_burst {
+            let delay = delay_from_ms(due_in_ms);
+            let flush = FlushBurst {
+                burst_id,
+                at_ms: chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64,
+            };
+            ctx.queues.enqueue(&flush, delay).await?;
+        }
+    }
+    inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
+    Ok(())
+}
