@@ -209,3 +209,118 @@ async fn a_failing_provider_is_retried_and_every_attempt_is_a_row() {
     assert_eq!(status, "sent");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_operator_writes_through_the_channel_and_becomes_an_attendant() {
+    let providers = FakeProviders::start().await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2, "name": "Vendas IA"}))
+        .await;
+    let (_, dept) = app.post("/backend/departments", &json!({"name": "Vendas"})).await;
+    let (_, user) = app.post("/backend/users", &json!({"name": "Ana Lima"})).await;
+    let mut body = json!({"name": "WhatsApp vendas", "type": "whatsapp", "provider": "z-api",
+                          "credentials": {"instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
+                                          "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F",
+                                          "base_url": providers.base_url}});
+    body["department_id"] = dept["id"].clone();
+    let ch = channel(&app, body).await;
+    let payload: Value = serde_json::from_str(ZAPI_TEXT).unwrap();
+    webhook(&app, &ch.path, &payload, &[]).await;
+    providers.wait_for(1, Duration::from_secs(15)).await;
+
+    let lead = "/backend/leads/+5511987654321";
+    let (status, out) = app
+        .post(
+            &format!("{lead}/messages"),
+            &json!({"channel_id": ch.id, "user_id": user["id"], "content": "Oi Mariana! Aqui é a Ana."}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+    assert!(out["paused_until"].is_string(), "the AI steps back: {out}");
+    let sent = providers.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].body["message"], json!("Oi Mariana! Aqui é a Ana."));
+
+    let (_, att) = app.get(&format!("{lead}/attendants")).await;
+    let att = &att["data"][0];
+    assert_eq!(att["user_id"], user["id"]);
+    assert_eq!(att["user_name"], json!("Ana Lima"));
+    assert_eq!(att["channel_name"], json!("WhatsApp vendas"));
+    assert_eq!(att["channel_type"], json!("whatsapp"));
+    assert_eq!(att["assistant_name"], json!("Vendas IA"));
+    assert_eq!(att["department_name"], json!("Vendas"));
+    assert_eq!(att["message_count"], json!(1));
+
+    let (_, chans) = app.get(&format!("{lead}/channels")).await;
+    let lc = &chans["data"][0];
+    assert_eq!(lc["channel_id"], json!(ch.id));
+    assert_eq!(lc["channel_name"], json!("WhatsApp vendas"));
+    assert_eq!(lc["message_count"], json!(2), "the lead's message and the operator's");
+    assert_eq!(lc["is_primary"], json!(true));
+    let lc_path = format!("{lead}/channels/{}", lc["id"].as_str().unwrap());
+    let (status, patched) = app.patch(&lc_path, &json!({"assigned_user_id": user["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["assigned_user_id"], user["id"]);
+    let (status, resp) = app.patch(&lc_path, &json!({"is_primary": false})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(resp["error"]["field"], json!("is_primary"));
+
+    // The operator's own send echoing back does not count as another human message.
+    let mut echo: Value = serde_json::from_str(ZAPI_FROM_ME).unwrap();
+    echo["messageId"] = json!(sent[1].id);
+    echo["text"]["message"] = json!("Oi Mariana! Aqui é a Ana.");
+    webhook(&app, &ch.path, &echo, &[]).await;
+    // While paused the lead is not answered; released, it is.
+    let mut next = payload.clone();
+    next["messageId"] = json!("3A554E20ECABF3D45BC1");
+    next["text"]["message"] = json!("Ok, obrigada");
+    webhook(&app, &ch.path, &next, &[]).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(app.ai.request_count(), 1);
+    // This lead channel gets its own assistant from now on.
+    let (_, night) = app
+        .post(
+            "/backend/assistants",
+            &json!({"name": "Noite", "model": "gpt-4o", "debounce_seconds": 0.2}),
+        )
+        .await;
+    let (status, _) = app.patch(&lc_path, &json!({"assistant_id": night["id"]})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.post(&format!("{lead}/release"), &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut after = payload.clone();
+    after["messageId"] = json!("3A554E20ECABF3D45BC2");
+    after["text"]["message"] = json!("Mais uma dúvida");
+    webhook(&app, &ch.path, &after, &[]).await;
+    let reqs = app.ai.wait_for_requests(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        reqs[1].body["model"],
+        json!("gpt-4o"),
+        "the lead channel's assistant answers"
+    );
+    let (_, conv) = app.get(&format!("{lead}/messages")).await;
+    let roles: Vec<&str> = conv["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles[..5], ["user", "assistant", "human", "user", "user"]);
+
+    // Validation names the field.
+    for (field, body) in [
+        ("channel_id", json!({"user_id": user["id"], "content": "x"})),
+        (
+            "user_id",
+            json!({"channel_id": ch.id, "user_id": uuid::Uuid::new_v4(), "content": "x"}),
+        ),
+        (
+            "content",
+            json!({"channel_id": ch.id, "user_id": user["id"], "content": ""}),
+        ),
+    ] {
+        let (status, resp) = app.post(&format!("{lead}/messages"), &body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {resp}");
+        assert_eq!(resp["error"]["field"], json!(field));
+    }
+    app.stop().await;
+}

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod deliveries;
 pub mod departments;
 pub mod health;
+pub mod lead_channels;
 pub mod leads;
 pub mod users;
 pub mod webhooks;
@@ -44,7 +45,17 @@ pub fn router() -> Router<AppState> {
             "/backend/users/{id}",
             get(users::show).patch(users::update).delete(users::delete),
         )
-        .route("/backend/leads/{lead_id}/messages", get(leads::messages))
+        .route(
+            "/backend/leads/{lead_id}/messages",
+            get(leads::messages).post(lead_channels::send),
+        )
+        .route("/backend/leads/{lead_id}/channels", get(lead_channels::list))
+        .route(
+            "/backend/leads/{lead_id}/channels/{id}",
+            axum::routing::patch(lead_channels::update),
+        )
+        .route("/backend/leads/{lead_id}/attendants", get(lead_channels::attendants))
+        .route("/backend/leads/{lead_id}/release", post(lead_channels::release))
         .route("/webhooks/{channel_id}", get(webhooks::verify).post(webhooks::receive))
         .route("/backend/deliveries", get(deliveries::list))
         .route("/backend/deliveries/{id}", get(deliveries::show))

@@ -25,7 +25,8 @@ pub struct LeadChannel {
 }
 
 /// Counts one message of `lead_id` on `channel_id`, creating the lead channel (with the
-/// channel's assistant and department) on first contact.
+/// channel's assistant — the tenant's default when it names none — and department) on
+/// first contact.
 #[tracing::instrument(skip(pool))]
 pub async fn touch(pool: &PgPool, tenant_id: Uuid, lead_id: Uuid, channel_id: Uuid) -> Result<(), DbError> {
     let mut tx = pool.begin().await?;
@@ -37,7 +38,10 @@ pub async fn touch(pool: &PgPool, tenant_id: Uuid, lead_id: Uuid, channel_id: Uu
     sqlx::query(
         r#"INSERT INTO lead_channels (id, tenant_id, lead_id, channel_id, assistant_id, department_id, is_primary,
                                       message_count, last_used_at)
-           SELECT $1, $2, $3, c.id, c.assistant_id, c.department_id,
+           SELECT $1, $2, $3, c.id,
+                  COALESCE(c.assistant_id,
+                           (SELECT a.id FROM assistants a WHERE a.tenant_id = c.tenant_id AND a.is_default)),
+                  c.department_id,
                   NOT EXISTS (SELECT 1 FROM lead_channels p WHERE p.lead_id = $3 AND p.is_primary), 1, now()
            FROM channels c WHERE c.id = $4
            ON CONFLICT (lead_id, channel_id) DO UPDATE
@@ -64,4 +68,104 @@ pub async fn for_lead(pool: &PgPool, lead_id: Uuid) -> Result<Vec<LeadChannel>, 
     .bind(lead_id)
     .fetch_all(pool)
     .await?)
+}
+
+/// What a PATCH may change on a lead channel.
+#[derive(Debug, Clone)]
+pub struct LeadChannelFields {
+    pub assistant_id: Option<Uuid>,
+    pub department_id: Option<Uuid>,
+    pub assigned_user_id: Option<Uuid>,
+    pub is_primary: bool,
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn find(pool: &PgPool, lead_id: Uuid, id: Uuid) -> Result<Option<LeadChannel>, DbError> {
+    Ok(for_lead(pool, lead_id).await?.into_iter().find(|lc| lc.id == id))
+}
+
+/// Applies `f`; making one channel primary makes the lead's others not.
+#[tracing::instrument(skip(pool))]
+pub async fn update(pool: &PgPool, lead_id: Uuid, id: Uuid, f: &LeadChannelFields) -> Result<(), DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(r#"SELECT 1 FROM leads WHERE id = $1 FOR UPDATE"#)
+        .bind(lead_id)
+        .execute(&mut *tx)
+        .await?;
+    if f.is_primary {
+        sqlx::query(r#"UPDATE lead_channels SET is_primary = false WHERE lead_id = $1 AND id <> $2 AND is_primary"#)
+            .bind(lead_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        r#"UPDATE lead_channels SET assistant_id = $3, department_id = $4, assigned_user_id = $5, is_primary = $6
+           WHERE lead_id = $1 AND id = $2"#,
+    )
+    .bind(lead_id)
+    .bind(id)
+    .bind(f.assistant_id)
+    .bind(f.department_id)
+    .bind(f.assigned_user_id)
+    .bind(f.is_primary)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An operator who has written to the lead, per channel (Leavo's attendants).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Attendant {
+    pub user_id: Uuid,
+    pub user_name: String,
+    pub channel_name: String,
+    pub channel_type: String,
+    pub assistant_name: Option<String>,
+    pub department_name: Option<String>,
+    pub last_message_at: DateTime<Utc>,
+    pub message_count: i64,
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn attendants(pool: &PgPool, lead_id: Uuid) -> Result<Vec<Attendant>, DbError> {
+    Ok(sqlx::query_as::<_, Attendant>(
+        r#"SELECT o.operator_id AS user_id, op.name AS user_name, c.name AS channel_name, c.type AS channel_type,
+                  a.name AS assistant_name, d.name AS department_name,
+                  max(o.created_at) AS last_message_at, count(*) AS message_count
+           FROM outbox o
+           JOIN operators op ON op.id = o.operator_id
+           JOIN channels c ON c.id = o.channel_id
+           LEFT JOIN lead_channels lc ON lc.lead_id = o.lead_id AND lc.channel_id = o.channel_id
+           LEFT JOIN assistants a ON a.id = COALESCE(lc.assistant_id, c.assistant_id,
+               (SELECT x.id FROM assistants x WHERE x.tenant_id = c.tenant_id AND x.is_default))
+           LEFT JOIN departments d ON d.id = COALESCE(lc.department_id, c.department_id)
+           WHERE o.lead_id = $1
+           GROUP BY o.operator_id, op.name, c.name, c.type, a.name, d.name
+           ORDER BY last_message_at DESC"#,
+    )
+    .bind(lead_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The assistant a lead channel names (a PATCH may have changed it from the channel's).
+#[tracing::instrument(skip(pool))]
+pub async fn assistant_for(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    lead_external_id: &str,
+    channel_id: Uuid,
+) -> Result<Option<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT lc.assistant_id FROM lead_channels lc JOIN leads l ON l.id = lc.lead_id
+           WHERE l.tenant_id = $1 AND l.external_id = $2 AND lc.channel_id = $3"#,
+    )
+    .bind(tenant_id)
+    .bind(lead_external_id)
+    .bind(channel_id)
+    .fetch_optional(pool)
+    .await?
+    .flatten())
 }

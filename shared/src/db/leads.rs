@@ -155,3 +155,13 @@ pub async fn find_id(pool: &PgPool, tenant_id: Uuid, external_id: &str) -> Resul
             .await?,
     )
 }
+
+/// Ends a human takeover now: the AI answers the lead's next messages again.
+#[tracing::instrument(skip(pool))]
+pub async fn release(pool: &PgPool, lead_id: Uuid) -> Result<(), DbError> {
+    sqlx::query(r#"UPDATE leads SET paused_until = NULL WHERE id = $1"#)
+        .bind(lead_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -45,6 +45,31 @@ pub async fn create_reply(
     .await?)
 }
 
+/// A message an operator typed in Leadflow, to send through `channel_id`.
+#[tracing::instrument(skip(pool, content))]
+pub async fn create_manual(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    lead_id: Uuid,
+    operator_id: Uuid,
+    content: &str,
+) -> Result<Uuid, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"INSERT INTO outbox (id, tenant_id, channel_id, lead_id, operator_id, content, status, next_attempt_at)
+           VALUES ($1, $2, $3, $4, $5, $6, 'pending', now())
+           RETURNING id"#,
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant_id)
+    .bind(channel_id)
+    .bind(lead_id)
+    .bind(operator_id)
+    .bind(content)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// The reply of `burst_id` if it was stored but never attempted (a crash between the
 /// commit and the enqueue).
 #[tracing::instrument(skip(pool))]

@@ -135,7 +135,10 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     } else {
         Role::User
     };
-    let assistant = match ch.assistant_id {
+    let chosen = lead_channels::assistant_for(&ctx.pool, ch.tenant_id, &external, ch.id)
+        .await?
+        .or(ch.assistant_id);
+    let assistant = match chosen {
         Some(a) => assistants::get(&ctx.pool, a).await?,
         None => match assistants::find_default(&ctx.pool, ch.tenant_id).await? {
             Some(a) => a,
