@@ -40,6 +40,8 @@ CREATE TABLE inbound_events (
     dedupe_key   text NOT NULL,
     -- which entry of a batched payload this row is about
     item         integer NOT NULL DEFAULT 0,
+    -- who wrote (phone, LID or chat): one sender's messages are processed in arrival order
+    sender       text,
     payload      jsonb NOT NULL,
     status       text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'processed', 'ignored', 'failed')),
     note         text,
@@ -48,6 +50,7 @@ CREATE TABLE inbound_events (
     UNIQUE (channel_id, dedupe_key)
 );
 CREATE INDEX inbound_events_pending_idx ON inbound_events (created_at) WHERE status = 'pending';
+CREATE INDEX inbound_events_sender_idx ON inbound_events (channel_id, sender, created_at) WHERE status = 'pending';
 
 CREATE TABLE outbox (
     id                  uuid PRIMARY KEY,

@@ -324,3 +324,61 @@ async fn an_operator_writes_through_the_channel_and_becomes_an_attendant() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_voice_note_and_a_photo_from_zapi_go_through_the_media_pipeline() {
+    let providers = FakeProviders::start().await;
+    let media = crate::support::media_server::MediaServer::start().await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.5})).await;
+    let ch = channel(
+        &app,
+        json!({"name": "WhatsApp", "type": "whatsapp", "provider": "z-api",
+               "credentials": {"instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
+                               "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F", "base_url": providers.base_url}}),
+    )
+    .await;
+    let fixture = crate::support::media_server::fixture;
+    let voice = media.put(
+        "/voice/Xk9rT2pQe1vY.ogg",
+        fixture("voice.ogg"),
+        Some("audio/ogg; codecs=opus"),
+    );
+    let photo = media.put("/img/predio.jpg", fixture("photo.jpg"), Some("image/jpeg"));
+    let mut audio: Value =
+        serde_json::from_str(include_str!("../fixtures/providers/zapi/webhook-received-audio.json")).unwrap();
+    audio["audio"]["audioUrl"] = json!(voice);
+    let mut image: Value =
+        serde_json::from_str(include_str!("../fixtures/providers/zapi/webhook-received-image.json")).unwrap();
+    image["image"]["imageUrl"] = json!(photo);
+    for body in [&audio, &image] {
+        let (status, out) = webhook(&app, &ch.path, body, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        assert_eq!(out["stored"], json!(1), "{out}");
+    }
+    let sent = providers.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(app.ai.request_count(), 1, "one burst, one reply");
+    let tr = app.ai.transcriptions.requests();
+    assert_eq!(tr.len(), 1);
+    assert_eq!(tr[0].file_name, "audio.ogg");
+    let turn = last_user_turn(&app.ai.requests()[0].body);
+    assert!(
+        turn.starts_with("[voice note] transcript of a 4088-byte ogg voice note\n[image"),
+        "{turn}"
+    );
+    let last = app.ai.requests()[0].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let parts = last["content"].as_array().expect("an image part");
+    assert!(parts.iter().any(|p| p["image_url"]["url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("data:image/jpeg"))));
+    assert!(sent[0].body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("reply to: [voice note]"));
+    app.stop().await;
+}

@@ -102,20 +102,26 @@ pub async fn receive(
     let parsed =
         leadflow_shared::inbound::parse(provider, &payload).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     // Only message ids are needed here; the worker parses the stored payload again.
-    let mut keys: Vec<(String, i32)> = Vec::new();
+    let mut keys: Vec<(String, i32, Option<&str>)> = Vec::new();
     for (i, m) in parsed.messages.iter().enumerate() {
-        keys.push((format!("msg:{}", m.provider_message_id), i as i32));
+        let id = &m.identity;
+        let sender = id
+            .phone
+            .as_deref()
+            .or(id.wa_lid.as_deref())
+            .or(id.telegram_chat.as_deref());
+        keys.push((format!("msg:{}", m.provider_message_id), i as i32, sender));
     }
     for (i, s) in parsed.statuses.iter().enumerate() {
-        keys.push((format!("status:{}:{}", s.provider_message_id, s.status), i as i32));
+        keys.push((format!("status:{}:{}", s.provider_message_id, s.status), i as i32, None));
     }
     let (mut stored, mut duplicates) = (0, 0);
-    for (key, item) in &keys {
-        match inbound::insert(&state.pool, &ch, key, *item, &payload).await? {
+    for (key, item, sender) in &keys {
+        match inbound::insert(&state.pool, &ch, key, *item, *sender, &payload).await? {
             Some(event_id) => {
                 stored += 1;
                 // Stored is what matters: the sweeper enqueues events whose job was lost.
-                let job = ProcessInbound { event_id };
+                let job = ProcessInbound { event_id, wait: 0 };
                 if let Err(e) = state.queues.enqueue(&job, Duration::ZERO).await {
                     tracing::error!(%event_id, error = %e, "inbound job not enqueued; the sweeper will pick it up");
                 }

@@ -35,11 +35,12 @@ pub async fn insert(
     ch: &WebhookChannel,
     dedupe_key: &str,
     item: i32,
+    sender: Option<&str>,
     payload: &Value,
 ) -> Result<Option<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
-        r#"INSERT INTO inbound_events (id, tenant_id, channel_id, dedupe_key, item, payload)
-           VALUES ($1, $2, $3, $4, $5, $6)
+        r#"INSERT INTO inbound_events (id, tenant_id, channel_id, dedupe_key, item, sender, payload)
+           VALUES ($1, $2, $3, $4, $5, $7, $6)
            ON CONFLICT (channel_id, dedupe_key) DO NOTHING
            RETURNING id"#,
     )
@@ -49,6 +50,7 @@ pub async fn insert(
     .bind(dedupe_key)
     .bind(item)
     .bind(payload)
+    .bind(sender)
     .fetch_optional(pool)
     .await?)
 }
@@ -56,6 +58,8 @@ pub async fn insert(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Event {
     pub id: Uuid,
+    pub sender: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
     pub tenant_id: Uuid,
     pub channel_id: Uuid,
     pub dedupe_key: String,
@@ -67,10 +71,30 @@ pub struct Event {
 #[tracing::instrument(skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Event>, DbError> {
     Ok(sqlx::query_as::<_, Event>(
-        r#"SELECT id, tenant_id, channel_id, dedupe_key, item, payload, status FROM inbound_events WHERE id = $1"#,
+        r#"SELECT id, sender, created_at, tenant_id, channel_id, dedupe_key, item, payload, status
+           FROM inbound_events WHERE id = $1"#,
     )
     .bind(id)
     .fetch_optional(pool)
+    .await?)
+}
+
+/// Whether an earlier message of the same sender on the same channel still waits: it goes
+/// first, so a lead's messages enter the pipeline in the order they arrived. Events stuck
+/// for over a minute stop holding later ones back.
+#[tracing::instrument(skip(pool))]
+pub async fn earlier_pending(pool: &PgPool, e: &Event) -> Result<bool, DbError> {
+    let Some(sender) = &e.sender else { return Ok(false) };
+    Ok(sqlx::query_scalar(
+        r#"SELECT EXISTS (SELECT 1 FROM inbound_events
+                          WHERE channel_id = $1 AND sender = $2 AND status = 'pending'
+                            AND (created_at, id) < ($3, $4) AND created_at > now() - interval '1 minute')"#,
+    )
+    .bind(e.channel_id)
+    .bind(sender)
+    .bind(e.created_at)
+    .bind(e.id)
+    .fetch_one(pool)
     .await?)
 }
 

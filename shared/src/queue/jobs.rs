@@ -96,13 +96,19 @@ impl Job for DeliverPostback {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessInbound {
     pub event_id: Uuid,
+    /// How many times it already waited for an earlier message of the same sender.
+    #[serde(default)]
+    pub wait: u32,
 }
 
 impl Job for ProcessInbound {
     const QUEUE: QueueKind = QueueKind::Inbound;
     const NAME: &'static str = "process-inbound";
     fn job_id(&self) -> String {
-        format!("in.{}", self.event_id.simple())
+        match self.wait {
+            0 => format!("in.{}", self.event_id.simple()),
+            w => format!("in.{}.w{w}", self.event_id.simple()),
+        }
     }
 }
 

@@ -49,6 +49,16 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     if ev.status != "pending" {
         return Ok(());
     }
+    if inbound::earlier_pending(&ctx.pool, &ev).await? {
+        // Its earlier message is being processed right now: look again in a moment.
+        let again = ProcessInbound {
+            wait: job.wait + 1,
+            ..job
+        };
+        let delay = Duration::from_millis(20u64 << job.wait.min(4));
+        ctx.queues.enqueue(&again, delay).await?;
+        return Ok(());
+    }
     let Some(ch) = channels::find(&ctx.pool, ev.tenant_id, ev.channel_id).await? else {
         inbound::finish(&ctx.pool, ev.id, "ignored", Some("the channel was deleted")).await?;
         return Ok(());

@@ -56,7 +56,13 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
     let events = inbound::overdue(&ctx.pool, 10_000, BATCH).await?;
     for event_id in &events {
         ctx.queues
-            .enqueue(&ProcessInbound { event_id: *event_id }, Duration::ZERO)
+            .enqueue(
+                &ProcessInbound {
+                    event_id: *event_id,
+                    wait: 0,
+                },
+                Duration::ZERO,
+            )
             .await?;
     }
     if !(overdue.is_empty() && stale.is_empty() && pending.is_empty() && orphaned.is_empty() && events.is_empty()) {
