@@ -27,6 +27,8 @@ CREATE TABLE lead_channels (
     is_primary        boolean NOT NULL DEFAULT false,
     message_count     integer NOT NULL DEFAULT 0,
     last_used_at      timestamptz,
+    -- the lead's last message on this channel: official WhatsApp allows free-form replies for 24 h after it
+    last_inbound_at   timestamptz,
     created_at        timestamptz NOT NULL DEFAULT now(),
     UNIQUE (lead_id, channel_id)
 );
@@ -62,6 +64,8 @@ CREATE TABLE outbox (
     operator_id         uuid REFERENCES operators (id),
     content             text NOT NULL,
     status              text NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+    -- set when an approved template went out instead of the text (outside the 24-hour window)
+    template            text,
     attempts            integer NOT NULL DEFAULT 0,
     provider_message_id text,
     error               text,

@@ -105,13 +105,19 @@ impl Provider {
         }
     }
 
+    /// Official WhatsApp: free-form messages only within 24 h of the lead's last message;
+    /// outside it, an approved template or nothing.
+    pub fn has_24h_window(self) -> bool {
+        matches!(self, Self::Gupshup | Self::MetaCloud)
+    }
+
     /// Credential keys it may also have.
     pub fn optional_credentials(self) -> &'static [&'static str] {
         match self {
             Self::ZApi => &["client_token", "base_url"],
             Self::Evolution => &[],
-            Self::Gupshup => &["base_url"],
-            Self::MetaCloud => &["base_url", "api_version"],
+            Self::Gupshup => &["base_url", "template_id"],
+            Self::MetaCloud => &["base_url", "api_version", "template_name", "template_language"],
             Self::TelegramBot => &["base_url"],
             Self::SmtpImap => &["smtp_port", "imap_host", "imap_port"],
             Self::Twilio => &["base_url"],

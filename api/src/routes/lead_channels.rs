@@ -180,7 +180,7 @@ pub async fn send(
         }
     };
     let outbox_id = outbox::create_manual(&state.pool, tenant, ch.id, lead, user_id, content).await?;
-    lead_channels::touch(&state.pool, tenant, lead, ch.id).await?;
+    lead_channels::touch(&state.pool, tenant, lead, ch.id, false).await?;
     // The outbox row is durable; a lost job is found by the sweeper.
     if let Err(e) = state
         .queues

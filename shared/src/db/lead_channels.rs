@@ -28,7 +28,13 @@ pub struct LeadChannel {
 /// channel's assistant — the tenant's default when it names none — and department) on
 /// first contact.
 #[tracing::instrument(skip(pool))]
-pub async fn touch(pool: &PgPool, tenant_id: Uuid, lead_id: Uuid, channel_id: Uuid) -> Result<(), DbError> {
+pub async fn touch(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    lead_id: Uuid,
+    channel_id: Uuid,
+    from_lead: bool,
+) -> Result<(), DbError> {
     let mut tx = pool.begin().await?;
     // The lead row lock serialises "is there a primary yet?" for this lead.
     sqlx::query(r#"SELECT 1 FROM leads WHERE id = $1 FOR UPDATE"#)
@@ -37,24 +43,40 @@ pub async fn touch(pool: &PgPool, tenant_id: Uuid, lead_id: Uuid, channel_id: Uu
         .await?;
     sqlx::query(
         r#"INSERT INTO lead_channels (id, tenant_id, lead_id, channel_id, assistant_id, department_id, is_primary,
-                                      message_count, last_used_at)
+                                      message_count, last_used_at, last_inbound_at)
            SELECT $1, $2, $3, c.id,
                   COALESCE(c.assistant_id,
                            (SELECT a.id FROM assistants a WHERE a.tenant_id = c.tenant_id AND a.is_default)),
                   c.department_id,
-                  NOT EXISTS (SELECT 1 FROM lead_channels p WHERE p.lead_id = $3 AND p.is_primary), 1, now()
+                  NOT EXISTS (SELECT 1 FROM lead_channels p WHERE p.lead_id = $3 AND p.is_primary), 1, now(),
+                  CASE WHEN $5 THEN now() END
            FROM channels c WHERE c.id = $4
            ON CONFLICT (lead_id, channel_id) DO UPDATE
-               SET message_count = lead_channels.message_count + 1, last_used_at = now()"#,
+               SET message_count = lead_channels.message_count + 1, last_used_at = now(),
+                   last_inbound_at = CASE WHEN $5 THEN now() ELSE lead_channels.last_inbound_at END"#,
     )
     .bind(Uuid::now_v7())
     .bind(tenant_id)
     .bind(lead_id)
     .bind(channel_id)
+    .bind(from_lead)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// When the lead last wrote on this channel.
+#[tracing::instrument(skip(pool))]
+pub async fn last_inbound(pool: &PgPool, lead_id: Uuid, channel_id: Uuid) -> Result<Option<DateTime<Utc>>, DbError> {
+    Ok(
+        sqlx::query_scalar(r#"SELECT last_inbound_at FROM lead_channels WHERE lead_id = $1 AND channel_id = $2"#)
+            .bind(lead_id)
+            .bind(channel_id)
+            .fetch_optional(pool)
+            .await?
+            .flatten(),
+    )
 }
 
 #[tracing::instrument(skip(pool))]

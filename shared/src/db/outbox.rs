@@ -102,6 +102,8 @@ pub struct Attempt<'a> {
     pub outcome: &'a str,
     pub provider_message_id: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// The template sent instead of the text, if one was.
+    pub template: Option<&'a str>,
 }
 
 /// Records one attempt as a row and moves the message to the attempt's outcome.
@@ -121,6 +123,7 @@ pub async fn record_attempt(pool: &PgPool, id: Uuid, a: &Attempt<'_>) -> Result<
     sqlx::query(
         r#"UPDATE outbox SET status = $2, attempts = GREATEST(attempts, $3),
                provider_message_id = COALESCE($4, provider_message_id), error = $5,
+               template = COALESCE($6, template),
                sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END
            WHERE id = $1 AND status = 'pending'"#,
     )
@@ -129,6 +132,7 @@ pub async fn record_attempt(pool: &PgPool, id: Uuid, a: &Attempt<'_>) -> Result<
     .bind(a.attempt)
     .bind(a.provider_message_id)
     .bind(a.error)
+    .bind(a.template)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -1,7 +1,10 @@
 //! Fake messaging providers on one local server, speaking their send APIs as documented:
 //! Z-API `POST /instances/{id}/token/{token}/send-text` → `{zaapId, messageId, id}`;
 //! Telegram `POST /bot{token}/sendMessage` → `{"ok": true, "result": {"message_id"}}`;
-//! Evolution `POST /message/sendText/{instance}` → `201 {"key": {"id"}}`. Every request
+//! Evolution `POST /message/sendText/{instance}` → `201 {"key": {"id"}}`; Meta Cloud
+//! `POST /{version}/{phone_number_id}/messages` → `{"messages": [{"id": "wamid…"}]}`;
+//! Gupshup form posts to `/wa/api/v1/msg` and `/template/msg` → `{"status": "submitted",
+//! "messageId"}`. Every request
 //! is recorded; statuses can be scripted to test retries.
 
 use std::collections::VecDeque;
@@ -81,7 +84,20 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
     let bytes = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let body: Value = if form {
+        // Gupshup: a form whose fields are recorded as a JSON object.
+        Value::Object(
+            url::form_urlencoded::parse(&bytes)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect(),
+        )
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
     let (n, scripted) = {
         let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
         (inner.sent.len() + 1, inner.script.pop_front())
@@ -114,6 +130,19 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                                                   "date": 1732197691, "text": body.get("text")}}),
         )
         .into_response();
+    }
+    if path.ends_with("/messages") && path.matches('/').count() == 3 {
+        let wamid = format!("wamid.HBgN{id}");
+        record(&wamid);
+        return Json(json!({"messaging_product": "whatsapp",
+                           "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                           "messages": [{"id": wamid}]}))
+        .into_response();
+    }
+    if path == "/wa/api/v1/msg" || path == "/wa/api/v1/template/msg" {
+        let gs = format!("ee4a68a0-1203-4c85-8dc3-{n:012}");
+        record(&gs);
+        return Json(json!({"status": "submitted", "messageId": gs})).into_response();
     }
     if path.starts_with("/message/sendText/") {
         record(&id);

@@ -5,6 +5,8 @@
 //! other 4xx are final.
 
 pub mod evolution;
+pub mod gupshup;
+pub mod meta;
 pub mod telegram;
 pub mod zapi;
 
@@ -121,9 +123,33 @@ pub async fn send_text(
         Provider::ZApi => zapi::send_text(http, creds, to, text).await,
         Provider::Evolution => evolution::send_text(http, creds, to, text).await,
         Provider::TelegramBot => telegram::send_text(http, creds, to, text).await,
+        Provider::MetaCloud => meta::send_text(http, creds, to, text).await,
+        Provider::Gupshup => gupshup::send_text(http, creds, to, text).await,
         other => Err(SendError::Config(format!(
             "sending through {} is not implemented yet",
             other.as_str()
         ))),
     }
+}
+
+/// The channel's approved template, for official WhatsApp outside the 24-hour window:
+/// `Some(name)` once sent, `None` when the channel has none configured.
+pub async fn send_template(
+    http: &reqwest::Client,
+    provider: Provider,
+    creds: &Credentials,
+    to: &Recipient,
+) -> Result<Option<(String, Sent)>, SendError> {
+    let (key, sent) = match provider {
+        Provider::MetaCloud => match creds.get("template_name") {
+            Some(name) => ("template_name", meta::send_template(http, creds, to, name).await?),
+            None => return Ok(None),
+        },
+        Provider::Gupshup => match creds.get("template_id") {
+            Some(id) => ("template_id", gupshup::send_template(http, creds, to, id).await?),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some((creds.get(key).cloned().unwrap_or_default(), sent)))
 }

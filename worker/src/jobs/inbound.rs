@@ -184,7 +184,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         .await?;
     identities::attach(&ctx.pool, ch.tenant_id, lead_id, &ids).await?;
     if !matches!(accepted, Accepted::Duplicate { .. }) {
-        lead_channels::touch(&ctx.pool, ch.tenant_id, lead_id, ch.id).await?;
+        lead_channels::touch(&ctx.pool, ch.tenant_id, lead_id, ch.id, role == Role::User).await?;
     }
     if let Accepted::Queued {
         burst_id,

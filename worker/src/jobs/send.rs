@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::db::{channels, identities, outbox};
+use leadflow_shared::db::{channels, identities, lead_channels, outbox};
 use leadflow_shared::queue::{jittered_backoff, SendMessage};
 
-use crate::channels::{send_text, Recipient};
+use crate::channels::{send_template, send_text, Recipient, SendError, Sent};
 use crate::Ctx;
 
 /// Attempts per message before it is marked failed.
@@ -24,8 +24,10 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
     if o.status != "pending" || o.attempts >= job.attempt {
         return Ok(()); // sent, failed, or this attempt already ran
     }
+    let template_used = std::sync::Mutex::new(None::<String>);
     let record = |outcome: &'static str, code: Option<u16>, ms: i32, id: Option<String>, err: Option<String>| {
         let pool = ctx.pool.clone();
+        let template = template_used.lock().unwrap_or_else(|e| e.into_inner()).clone();
         async move {
             let a = outbox::Attempt {
                 attempt: job.attempt,
@@ -34,6 +36,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
                 outcome,
                 provider_message_id: id.as_deref(),
                 error: err.as_deref(),
+                template: template.as_deref(),
             };
             outbox::record_attempt(&pool, job.outbox_id, &a).await
         }
@@ -77,7 +80,27 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
         }
     }
     let started = Instant::now();
-    let result = send_text(&ctx.guarded, provider, &creds, &to, &o.content).await;
+    let in_window = !provider.has_24h_window()
+        || lead_channels::last_inbound(&ctx.pool, o.lead_id, ch.id)
+            .await?
+            .is_some_and(|t| chrono::Utc::now() < t + chrono::Duration::hours(24));
+    let result: Result<Sent, SendError> = if in_window {
+        send_text(&ctx.guarded, provider, &creds, &to, &o.content).await
+    } else {
+        // Official WhatsApp refuses free-form text 24 h after the lead's last message.
+        match send_template(&ctx.guarded, provider, &creds, &to).await {
+            Ok(Some((name, sent))) => {
+                *template_used.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
+                Ok(sent)
+            }
+            Ok(None) => Err(SendError::Config(
+                "outside WhatsApp's 24-hour window, and the channel has no approved template configured \
+                 (credentials.template_name for Meta Cloud, credentials.template_id for Gupshup)"
+                    .into(),
+            )),
+            Err(e) => Err(e),
+        }
+    };
     let ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
     match result {
         Ok(sent) => {

@@ -1,0 +1,73 @@
+//! Gupshup self-serve API: form-encoded `POST {base}/wa/api/v1/msg` (and `/template/msg`)
+//! with the `apikey` header; `message` / `template` are JSON strings inside the form. The
+//! answer's `messageId` is Gupshup's id, which its `message-event` callbacks carry.
+
+use leadflow_shared::db::channels::Credentials;
+use serde_json::json;
+
+use super::{need, Recipient, SendError, Sent};
+
+async fn post(
+    http: &reqwest::Client,
+    creds: &Credentials,
+    path: &str,
+    field: (&str, String),
+    to: &Recipient,
+) -> Result<Sent, SendError> {
+    let base = creds.get("base_url").map_or("https://api.gupshup.io", String::as_str);
+    let destination = to
+        .phone
+        .as_deref()
+        .map(|p| p.trim_start_matches('+').to_string())
+        .ok_or_else(|| SendError::Config("the lead has no WhatsApp number".into()))?;
+    let form = [
+        ("channel", "whatsapp".to_string()),
+        ("source", need(creds, "source")?.trim_start_matches('+').to_string()),
+        ("destination", destination),
+        ("src.name", need(creds, "app_name")?.to_string()),
+        (field.0, field.1),
+    ];
+    let resp = http
+        .post(format!("{}{path}", base.trim_end_matches('/')))
+        .header("apikey", need(creds, "api_key")?)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| SendError::Network(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| SendError::Network(e.to_string()))?;
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    // Gupshup answers some refusals with a 2xx and `"status": "error"`.
+    if !(200..300).contains(&status) || answer["status"] == json!("error") {
+        return Err(SendError::Http {
+            status: if (200..300).contains(&status) { 400 } else { status },
+            body: text.chars().take(500).collect(),
+            retry_after: None,
+        });
+    }
+    Ok(Sent {
+        status,
+        provider_message_id: answer["messageId"].as_str().map(str::to_string),
+    })
+}
+
+pub async fn send_text(
+    http: &reqwest::Client,
+    creds: &Credentials,
+    to: &Recipient,
+    text: &str,
+) -> Result<Sent, SendError> {
+    let message = json!({"type": "text", "text": text}).to_string();
+    post(http, creds, "/wa/api/v1/msg", ("message", message), to).await
+}
+
+/// The channel's approved template (`template_id`, Gupshup's template UUID).
+pub async fn send_template(
+    http: &reqwest::Client,
+    creds: &Credentials,
+    to: &Recipient,
+    id: &str,
+) -> Result<Sent, SendError> {
+    let template = json!({"id": id, "params": []}).to_string();
+    post(http, creds, "/wa/api/v1/template/msg", ("template", template), to).await
+}
