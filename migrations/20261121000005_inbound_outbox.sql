@@ -6,6 +6,9 @@
 
 ALTER TABLE bursts ADD COLUMN channel_id uuid REFERENCES channels (id);
 
+-- An agency can disable a client: its key stops working and the agency cannot act for it.
+ALTER TABLE tenants ADD COLUMN disabled_at timestamptz;
+
 CREATE TABLE lead_identities (
     tenant_id  uuid NOT NULL,
     kind       text NOT NULL CHECK (kind IN ('phone', 'wa_lid', 'telegram', 'email')),

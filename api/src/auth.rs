@@ -35,6 +35,13 @@ impl Default for AuthCache {
 }
 
 impl AuthCache {
+    /// Forgets every cached tenant (a tenant was disabled): this process sees it at once,
+    /// other API processes within the cache's 30 s.
+    pub fn clear(&self) {
+        self.by_key.clear();
+        self.by_id.clear();
+    }
+
     async fn by_key(&self, state: &AppState, key: &str) -> Result<Option<Tenant>, ApiError> {
         if let Some(t) = self.by_key.get(&key.to_string()) {
             return Ok(Some(t));

@@ -208,3 +208,65 @@ async fn an_agency_manages_its_clients_channels_and_a_client_never_sees_the_agen
     assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_agency_creates_lists_disables_and_enables_its_clients() {
+    let app = TestApp::start().await; // an agency
+    let (status, created) = app.post("/backend/clients", &json!({"name": "Acme Imóveis"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let client_key = created["api_key"].as_str().unwrap().to_string();
+    let client_id = created["tenant_id"].as_str().unwrap().to_string();
+    assert!(created["postback_secret"].as_str().unwrap().starts_with("whsec_"));
+    let (status, _) = app.send_as(&client_key, Method::GET, "/backend/assistants", None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the new client's key works and it has an assistant"
+    );
+    let (_, list) = app.get("/backend/clients").await;
+    assert_eq!(list["data"][0]["name"], json!("Acme Imóveis"));
+    assert_eq!(list["data"][0]["disabled_at"], Value::Null);
+
+    // A client cannot manage clients, nor see its agency's.
+    let (status, _) = app
+        .send_as(
+            &client_key,
+            Method::POST,
+            "/backend/clients",
+            Some(&json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.send_as(&client_key, Method::GET, "/backend/clients", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, _) = app
+        .post(&format!("/backend/clients/{client_id}/disable"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.send_as(&client_key, Method::GET, "/backend/assistants", None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a disabled client's key stops working"
+    );
+    let (status, _) = app.get(&format!("/backend/channels?tenant_id={client_id}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "and the agency cannot act for it");
+    let (status, _) = app
+        .post(&format!("/backend/clients/{client_id}/enable"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.send_as(&client_key, Method::GET, "/backend/assistants", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Someone else's client is not ours to disable.
+    let stranger = app.other_tenant(TenantKind::Client, None).await;
+    let (status, _) = app
+        .post(&format!("/backend/clients/{}/disable", stranger.tenant_id), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, resp) = app.post("/backend/clients", &json!({"name": ""})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(resp["error"]["field"], json!("name"));
+    app.stop().await;
+}

@@ -3,6 +3,7 @@
 pub mod ai_process;
 pub mod assistants;
 pub mod channels;
+pub mod clients;
 pub mod deliveries;
 pub mod departments;
 pub mod health;
@@ -38,6 +39,9 @@ pub fn router() -> Router<AppState> {
             "/backend/channels/{id}",
             get(channels::show).patch(channels::update).delete(channels::delete),
         )
+        .route("/backend/clients", get(clients::list).post(clients::create))
+        .route("/backend/clients/{id}/disable", post(clients::disable))
+        .route("/backend/clients/{id}/enable", post(clients::enable))
         .route("/backend/departments", get(departments::list).post(departments::create))
         .route("/backend/departments/{id}", delete(departments::delete))
         .route("/backend/users", get(users::list).post(users::create))

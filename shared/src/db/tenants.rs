@@ -91,7 +91,8 @@ pub async fn create(
 #[tracing::instrument(skip_all)]
 pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Tenant>, DbError> {
     Ok(sqlx::query_as::<_, Tenant>(
-        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants WHERE api_key_hash = $1"#,
+        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants
+           WHERE api_key_hash = $1 AND disabled_at IS NULL"#,
     )
     .bind(crypto::hash_api_key(api_key))
     .fetch_optional(pool)
@@ -101,7 +102,7 @@ pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Tena
 #[tracing::instrument(skip(pool))]
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Tenant>, DbError> {
     Ok(sqlx::query_as::<_, Tenant>(
-        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants WHERE id = $1"#,
+        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants WHERE id = $1 AND disabled_at IS NULL"#,
     )
     .bind(id)
     .fetch_optional(pool)
@@ -154,4 +155,38 @@ pub async fn set_ai_settings(
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// A client of an agency, as the agency sees it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct Client {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn clients(pool: &PgPool, agency: Uuid) -> Result<Vec<Client>, DbError> {
+    Ok(sqlx::query_as::<_, Client>(
+        r#"SELECT id, name, created_at, disabled_at FROM tenants WHERE parent_id = $1 ORDER BY created_at"#,
+    )
+    .bind(agency)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Disables (or re-enables) one of `agency`'s clients; `false` if it is not its client.
+#[tracing::instrument(skip(pool))]
+pub async fn set_client_disabled(pool: &PgPool, agency: Uuid, client: Uuid, disabled: bool) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        r#"UPDATE tenants SET disabled_at = CASE WHEN $3 THEN COALESCE(disabled_at, now()) END
+           WHERE id = $2 AND parent_id = $1"#,
+    )
+    .bind(agency)
+    .bind(client)
+    .bind(disabled)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
