@@ -8,6 +8,7 @@ mod load;
 mod media;
 mod media_fakes;
 mod sections;
+mod webhooks;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -125,7 +126,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let base = Config::load()?;
     let want = |s: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == s);
     let mut report: Vec<(&str, Vec<Row>, Vec<String>)> = Vec::new();
-    let sections: [(&str, &str); 7] = [
+    let sections: [(&str, &str); 8] = [
         ("queue", "Queue layer: no-op jobs drained from a 100k backlog"),
         ("ingest", "/ai/process ingest (debounce: true)"),
         ("pipeline", "Whole pipeline: bursts of 5, fake AI at 0 ms"),
@@ -136,6 +137,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ),
         ("media", "Media bursts: PDF extraction and the latency media add"),
         ("media_memory", "Media worker memory: 200 × 1 MB PDFs at once"),
+        ("webhooks", "Provider webhook ingest (next to /ai/process)"),
     ];
     for (name, title) in sections {
         if !want(name) {
@@ -150,7 +152,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "long" => sections::long_generations(&mut scope, opts.quick).await,
             "recovery" => sections::recovery(&mut scope).await,
             "media" => media::media_latency(&mut scope, opts.quick).await,
-            _ => media::media_memory(&mut scope, opts.quick).await,
+            "media_memory" => media::media_memory(&mut scope, opts.quick).await,
+            _ => webhooks::webhooks(&mut scope, opts.quick).await,
         };
         scope.cleanup().await;
         let (rows, notes) = match result {

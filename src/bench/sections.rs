@@ -211,10 +211,16 @@ impl Sender {
     }
 }
 
-type Maker = Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync>;
+pub(super) type Maker = Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync>;
 
 /// A 1 s warm-up, then the measured run of `secs`.
-async fn warm_then_measure(url: &str, key: &str, concurrency: usize, secs: u64, make: Maker) -> load::LoadResult {
+pub(super) async fn warm_then_measure(
+    url: &str,
+    key: &str,
+    concurrency: usize,
+    secs: u64,
+    make: Maker,
+) -> load::LoadResult {
     let warm = Stop::After(Duration::from_secs(1));
     load::run(url.into(), key.into(), concurrency, warm, make.clone()).await;
     load::run(
