@@ -10,10 +10,10 @@ use axum::Json;
 use leadflow_shared::channel::{mask, ChannelType, Provider};
 use leadflow_shared::crypto::MasterKey;
 use leadflow_shared::db::channels::{self, Channel, ChannelFields, Credentials};
-use leadflow_shared::db::{assistants, departments};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::refs::{self, Kind};
 use super::TenantQuery;
 use crate::auth::Caller;
 use crate::body::{path_uuid, JsonObject};
@@ -138,21 +138,11 @@ async fn merge(
         }
         f.name = name.to_string();
     }
-    if body.0.contains_key("assistant_id") {
-        f.assistant_id = body.opt_uuid("assistant_id")?;
-        if let Some(a) = f.assistant_id {
-            if assistants::find(&state.pool, tenant, a).await?.is_none() {
-                return Err(ApiError::invalid("assistant_id", "no such assistant for this tenant"));
-            }
-        }
+    if let Some(a) = refs::optional(state, tenant, body, "assistant_id", Kind::Assistant).await? {
+        f.assistant_id = a;
     }
-    if body.0.contains_key("department_id") {
-        f.department_id = body.opt_uuid("department_id")?;
-        if let Some(d) = f.department_id {
-            if !departments::exists(&state.pool, tenant, d).await? {
-                return Err(ApiError::invalid("department_id", "no such department for this tenant"));
-            }
-        }
+    if let Some(d) = refs::optional(state, tenant, body, "department_id", Kind::Department).await? {
+        f.department_id = d;
     }
     if let Some(s) = body.opt_str("status")? {
         if !matches!(s, "active" | "inactive") {

@@ -15,12 +15,13 @@ use axum::http::StatusCode;
 use axum::Json;
 use leadflow_shared::db::lead_channels::{self, LeadChannelFields};
 use leadflow_shared::db::leads::{self, Accepted, Incoming};
-use leadflow_shared::db::{assistants, channels, departments, identities, operators, outbox};
+use leadflow_shared::db::{assistants, channels, identities, operators, outbox};
 use leadflow_shared::domain::{MessageType, Role};
 use leadflow_shared::queue::SendMessage;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::refs::{self, Kind};
 use super::TenantQuery;
 use crate::auth::Caller;
 use crate::body::{path_uuid, JsonObject};
@@ -64,29 +65,14 @@ pub async fn update(
         assigned_user_id: current.assigned_user_id,
         is_primary: current.is_primary,
     };
-    if body.0.contains_key("assistant_id") {
-        f.assistant_id = body.opt_uuid("assistant_id")?;
-        if let Some(a) = f.assistant_id {
-            if assistants::find(&state.pool, tenant, a).await?.is_none() {
-                return Err(ApiError::invalid("assistant_id", "no such assistant for this tenant"));
-            }
-        }
+    if let Some(a) = refs::optional(&state, tenant, &body, "assistant_id", Kind::Assistant).await? {
+        f.assistant_id = a;
     }
-    if body.0.contains_key("department_id") {
-        f.department_id = body.opt_uuid("department_id")?;
-        if let Some(d) = f.department_id {
-            if !departments::exists(&state.pool, tenant, d).await? {
-                return Err(ApiError::invalid("department_id", "no such department for this tenant"));
-            }
-        }
+    if let Some(d) = refs::optional(&state, tenant, &body, "department_id", Kind::Department).await? {
+        f.department_id = d;
     }
-    if body.0.contains_key("assigned_user_id") {
-        f.assigned_user_id = body.opt_uuid("assigned_user_id")?;
-        if let Some(u) = f.assigned_user_id {
-            if operators::find(&state.pool, tenant, u).await?.is_none() {
-                return Err(ApiError::invalid("assigned_user_id", "no such user for this tenant"));
-            }
-        }
+    if let Some(u) = refs::optional(&state, tenant, &body, "assigned_user_id", Kind::User).await? {
+        f.assigned_user_id = u;
     }
     if let Some(p) = body.opt_bool("is_primary")? {
         if !p && current.is_primary {

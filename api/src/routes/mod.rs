@@ -9,6 +9,7 @@ pub mod departments;
 pub mod health;
 pub mod lead_channels;
 pub mod leads;
+pub mod refs;
 pub mod users;
 pub mod webhooks;
 

@@ -4,11 +4,11 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use leadflow_shared::db::departments;
 use leadflow_shared::db::operators::{self, Operator, OperatorFields, Updated};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::refs::{self, Kind};
 use super::TenantQuery;
 use crate::auth::Caller;
 use crate::body::{path_uuid, JsonObject};
@@ -48,13 +48,8 @@ async fn merge(
             Some(_) => return Err(ApiError::invalid("email", "email must be an e-mail address")),
         };
     }
-    if body.0.contains_key("department_id") {
-        f.department_id = body.opt_uuid("department_id")?;
-        if let Some(d) = f.department_id {
-            if !departments::exists(&state.pool, tenant, d).await? {
-                return Err(ApiError::invalid("department_id", "no such department for this tenant"));
-            }
-        }
+    if let Some(d) = refs::optional(state, tenant, body, "department_id", Kind::Department).await? {
+        f.department_id = d;
     }
     Ok(f)
 }

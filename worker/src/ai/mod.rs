@@ -99,48 +99,49 @@ impl AiClient {
     ) -> Result<AiReply, AiError> {
         let api_key = api_key.ok_or(AiError::NotConfigured)?;
         let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-        let resp = self
-            .http
-            .post(url)
-            .bearer_auth(api_key.expose_secret())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| AiError::Retryable {
-                status: None,
-                code: None,
-                message: format!("request failed: {}", error_chain(&e)),
-                retry_after: None,
-            })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| AiError::Retryable {
-            status: Some(status.as_u16()),
-            code: None,
-            message: format!("reading the response failed: {}", error_chain(&e)),
-            retry_after: None,
+        let req = self.http.post(url).bearer_auth(api_key.expose_secret()).json(body);
+        let (status, bytes) = exchange(req).await?;
+        let parsed: CreateChatCompletionResponse = serde_json::from_slice(&bytes).map_err(|e| AiError::Fatal {
+            status: status.as_u16(),
+            code: Some("ai_bad_response".into()),
+            message: format!("the provider's response is not a chat completion: {e}"),
         })?;
-        if status.is_success() {
-            let parsed: CreateChatCompletionResponse = serde_json::from_slice(&bytes).map_err(|e| AiError::Fatal {
-                status: status.as_u16(),
-                code: Some("ai_bad_response".into()),
-                message: format!("the provider's response is not a chat completion: {e}"),
-            })?;
-            let content = parsed
-                .choices
-                .into_iter()
-                .next()
-                .and_then(|c| c.message.content)
-                .unwrap_or_default();
-            return Ok(AiReply {
-                content,
-                model: parsed.model,
-                prompt_tokens: parsed.usage.as_ref().map(|u| u.prompt_tokens as i32),
-                completion_tokens: parsed.usage.as_ref().map(|u| u.completion_tokens as i32),
-            });
-        }
-        Err(classify(status.as_u16(), &headers, &bytes))
+        let content = parsed
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.message.content)
+            .unwrap_or_default();
+        Ok(AiReply {
+            content,
+            model: parsed.model,
+            prompt_tokens: parsed.usage.as_ref().map(|u| u.prompt_tokens as i32),
+            completion_tokens: parsed.usage.as_ref().map(|u| u.completion_tokens as i32),
+        })
     }
+}
+
+/// Sends `req` and reads the whole answer. Transport failures are retryable; an
+/// unsuccessful status is classified (`classify`), so `Ok` is always a 2xx.
+async fn exchange(req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, axum::body::Bytes), AiError> {
+    let resp = req.send().await.map_err(|e| AiError::Retryable {
+        status: None,
+        code: None,
+        message: format!("request failed: {}", error_chain(&e)),
+        retry_after: None,
+    })?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.map_err(|e| AiError::Retryable {
+        status: Some(status.as_u16()),
+        code: None,
+        message: format!("reading the response failed: {}", error_chain(&e)),
+        retry_after: None,
+    })?;
+    if !status.is_success() {
+        return Err(classify(status.as_u16(), &headers, &bytes));
+    }
+    Ok((status, bytes))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -6,7 +6,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{classify, error_chain, AiClient, AiError};
+use super::{exchange, AiClient, AiError};
 
 /// What to transcribe and how.
 pub struct Transcription<'a> {
@@ -54,30 +54,8 @@ impl AiClient {
         if !t.prompt.is_empty() {
             form = form.text("prompt", t.prompt.to_string());
         }
-        let resp = self
-            .http
-            .post(url)
-            .bearer_auth(api_key.expose_secret())
-            .multipart(form)
-            .send()
-            .await
-            .map_err(|e| AiError::Retryable {
-                status: None,
-                code: None,
-                message: format!("request failed: {}", error_chain(&e)),
-                retry_after: None,
-            })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| AiError::Retryable {
-            status: Some(status.as_u16()),
-            code: None,
-            message: format!("reading the response failed: {}", error_chain(&e)),
-            retry_after: None,
-        })?;
-        if !status.is_success() {
-            return Err(classify(status.as_u16(), &headers, &bytes));
-        }
+        let req = self.http.post(url).bearer_auth(api_key.expose_secret()).multipart(form);
+        let (status, bytes) = exchange(req).await?;
         let body: TranscriptionBody = serde_json::from_slice(&bytes).map_err(|e| AiError::Fatal {
             status: status.as_u16(),
             code: Some("ai_bad_response".into()),
