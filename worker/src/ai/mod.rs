@@ -144,7 +144,8 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, 
     Ok((status, bytes))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, `a: b: c`, for messages that must say why.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {

@@ -4,6 +4,8 @@
 
 use leadflow_shared::ssrf::Policy;
 
+use crate::ai::error_chain;
+
 /// A downloaded file, whole, at most the cap in size.
 #[derive(Debug)]
 pub struct Downloaded {
@@ -46,17 +48,6 @@ impl DownloadError {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}
-
 pub async fn fetch(
     client: &reqwest::Client,
     policy: &Policy,
@@ -69,9 +60,9 @@ pub async fn fetch(
         .map_err(|e| DownloadError::Refused(e.to_string()))?;
     let mut resp = client.get(checked.clone()).send().await.map_err(|e| {
         if e.is_redirect() {
-            DownloadError::Refused(chain(&e))
+            DownloadError::Refused(error_chain(&e))
         } else {
-            DownloadError::Network(chain(&e))
+            DownloadError::Network(error_chain(&e))
         }
     })?;
     let status = resp.status();
@@ -102,7 +93,11 @@ pub async fn fetch(
         .map(|n| percent_decode(&n));
     let initial = resp.content_length().unwrap_or(64 * 1024).min(limit) as usize;
     let mut bytes = Vec::with_capacity(initial);
-    while let Some(chunk) = resp.chunk().await.map_err(|e| DownloadError::Network(chain(&e)))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| DownloadError::Network(error_chain(&e)))?
+    {
         if bytes.len() as u64 + chunk.len() as u64 > limit {
             return Err(DownloadError::TooLarge { limit });
         }
