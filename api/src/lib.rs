@@ -48,6 +48,16 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The master key (resolved at start by every role, so always there once serving).
+    pub fn master_key(&self) -> Result<&leadflow_shared::crypto::MasterKey, error::ApiError> {
+        self.cfg
+            .master_key
+            .as_ref()
+            .ok_or_else(|| error::ApiError::Internal(anyhow::anyhow!("the master key was not resolved at start")))
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.max_body_bytes;
     routes::router().layer(DefaultBodyLimit::max(limit)).with_state(state)

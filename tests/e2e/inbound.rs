@@ -382,3 +382,54 @@ async fn a_voice_note_and_a_photo_from_zapi_go_through_the_media_pipeline() {
         .starts_with("reply to: [voice note]"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn webhooks_and_sends_whose_jobs_were_lost_are_restarted_by_the_sweeper() {
+    let providers = FakeProviders::start().await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let ch = channel(
+        &app,
+        json!({"name": "WhatsApp", "type": "whatsapp", "provider": "z-api",
+               "credentials": {"instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
+                               "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F", "base_url": providers.base_url}}),
+    )
+    .await;
+    let channel_id: uuid::Uuid = ch.id.parse().unwrap();
+    // A webhook stored while Redis refused its job: only PostgreSQL has it.
+    let payload: Value = serde_json::from_str(ZAPI_TEXT).unwrap();
+    sqlx::query(
+        "INSERT INTO inbound_events (id, tenant_id, channel_id, dedupe_key, item, sender, payload, created_at)
+         VALUES ($1, $2, $3, 'msg:3A554E20ECABF3D45BB2', 0, '+5511987654321', $4, now() - interval '1 minute')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(app.tenant.tenant_id)
+    .bind(channel_id)
+    .bind(&payload)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let sent = providers.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(sent[0].body["message"], json!(format!("reply to: {LEAD_TEXT}")));
+
+    // A reply committed to the outbox whose send job never ran.
+    sqlx::query(
+        "INSERT INTO outbox (id, tenant_id, channel_id, lead_id, content, status, next_attempt_at)
+         SELECT $1, $2, $3, id, 'a message whose job was lost', 'pending', now() - interval '1 minute' FROM leads",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(app.tenant.tenant_id)
+    .bind(channel_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let sent = providers.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(sent[1].body["message"], json!("a message whose job was lost"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(providers.sent().len(), 2, "each sent once");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM outbox WHERE status = 'sent'").await,
+        2
+    );
+    app.stop().await;
+}

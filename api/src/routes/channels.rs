@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use leadflow_shared::channel::{mask, ChannelType, Provider};
-use leadflow_shared::crypto::MasterKey;
 use leadflow_shared::db::channels::{self, Channel, ChannelFields, Credentials};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -19,14 +18,6 @@ use crate::auth::Caller;
 use crate::body::{path_uuid, JsonObject};
 use crate::error::ApiError;
 use crate::AppState;
-
-fn master_key(state: &AppState) -> Result<&MasterKey, ApiError> {
-    state
-        .cfg
-        .master_key
-        .as_ref()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the master key was not resolved at start")))
-}
 
 /// The channel as the API shows it: masked credentials and its webhook path.
 fn view(c: &Channel, creds: &Credentials) -> Value {
@@ -43,7 +34,7 @@ pub async fn list(
     Query(q): Query<TenantQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant_for(&state, q.tenant_id).await?;
-    let key = master_key(&state)?;
+    let key = state.master_key()?;
     let mut items = Vec::new();
     for c in channels::list(&state.pool, tenant).await? {
         let creds = channels::credentials(&state.pool, key, c.id).await?;
@@ -63,7 +54,7 @@ pub async fn show(
     let c = channels::find(&state.pool, tenant, id)
         .await?
         .ok_or(ApiError::NotFound("channel"))?;
-    let creds = channels::credentials(&state.pool, master_key(&state)?, c.id).await?;
+    let creds = channels::credentials(&state.pool, state.master_key()?, c.id).await?;
     Ok(Json(view(&c, &creds)))
 }
 
@@ -192,7 +183,7 @@ pub async fn create(
     };
     let mut f = merge(&state, tenant, base, &body).await?;
     f.credentials = merge_credentials(provider, Credentials::new(), &body)?;
-    let key = master_key(&state)?;
+    let key = state.master_key()?;
     let c = channels::insert(&state.pool, key, tenant, &f).await?;
     Ok((StatusCode::CREATED, Json(view(&c, &f.credentials))))
 }
@@ -221,7 +212,7 @@ pub async fn update(
     }
     let provider = Provider::parse(&current.provider)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("stored provider {:?} is unknown", current.provider)))?;
-    let key = master_key(&state)?;
+    let key = state.master_key()?;
     let stored = channels::credentials(&state.pool, key, id).await?;
     let base = ChannelFields {
         name: current.name.clone(),

@@ -41,12 +41,7 @@ pub async fn create(
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::invalid("name", "name must be 1 to 200 characters"));
     }
-    let key = state
-        .cfg
-        .master_key
-        .as_ref()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the master key was not resolved at start")))?;
-    let t = tenants::create(&state.pool, key, name, TenantKind::Client, Some(agency)).await?;
+    let t = tenants::create(&state.pool, state.master_key()?, name, TenantKind::Client, Some(agency)).await?;
     Ok((
         StatusCode::CREATED,
         Json(

@@ -48,12 +48,9 @@ async fn channel(state: &AppState, id: &str) -> Result<(inbound::WebhookChannel,
 }
 
 async fn credential(state: &AppState, ch: &inbound::WebhookChannel, key: &str) -> Result<Option<String>, ApiError> {
-    let master = state
-        .cfg
-        .master_key
-        .as_ref()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the master key was not resolved at start")))?;
-    Ok(channels::credentials(&state.pool, master, ch.id).await?.remove(key))
+    Ok(channels::credentials(&state.pool, state.master_key()?, ch.id)
+        .await?
+        .remove(key))
 }
 
 /// Meta's subscription handshake: echo `hub.challenge` when the verify token matches.

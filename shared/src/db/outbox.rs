@@ -104,6 +104,8 @@ pub struct Attempt<'a> {
     pub error: Option<&'a str>,
     /// The template sent instead of the text, if one was.
     pub template: Option<&'a str>,
+    /// For `pending`: when the next attempt is due (its job is already delayed that long).
+    pub retry_in: Option<std::time::Duration>,
 }
 
 /// Records one attempt as a row and moves the message to the attempt's outcome.
@@ -124,6 +126,7 @@ pub async fn record_attempt(pool: &PgPool, id: Uuid, a: &Attempt<'_>) -> Result<
         r#"UPDATE outbox SET status = $2, attempts = GREATEST(attempts, $3),
                provider_message_id = COALESCE($4, provider_message_id), error = $5,
                template = COALESCE($6, template),
+               next_attempt_at = CASE WHEN $2 = 'pending' THEN now() + COALESCE($7, interval '0') END,
                sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END
            WHERE id = $1 AND status = 'pending'"#,
     )
@@ -133,6 +136,7 @@ pub async fn record_attempt(pool: &PgPool, id: Uuid, a: &Attempt<'_>) -> Result<
     .bind(a.provider_message_id)
     .bind(a.error)
     .bind(a.template)
+    .bind(a.retry_in)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -160,6 +164,21 @@ pub async fn is_own_echo(
     .bind(lead_id)
     .bind(content)
     .fetch_one(pool)
+    .await?)
+}
+
+/// Messages whose next attempt is `grace_ms` overdue (its job was lost: Redis refused the
+/// enqueue or lost data), as (id, the attempt number a new job should carry).
+#[tracing::instrument(skip(pool))]
+pub async fn overdue_pending(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
+    Ok(sqlx::query_as(
+        r#"SELECT id, attempts + 1 FROM outbox
+           WHERE status = 'pending' AND next_attempt_at < now() - make_interval(secs => $1::float8 / 1000)
+           ORDER BY next_attempt_at LIMIT $2"#,
+    )
+    .bind(grace_ms)
+    .bind(limit)
+    .fetch_all(pool)
     .await?)
 }
 

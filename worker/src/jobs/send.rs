@@ -1,7 +1,8 @@
 //! The `send` queue: one job per attempt at sending an outbox message through its
 //! channel's provider. Every attempt is a row; a retry (network, 408/429, 5xx) is a new
-//! delayed job honouring the provider's `retry-after`; other failures are final and
-//! recorded with the provider's answer.
+//! delayed job honouring the provider's `retry-after`, and the row's `next_attempt_at`
+//! says when, so the sweeper can restart a retry whose job was lost; other failures are
+//! final and recorded with the provider's answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,24 @@ use crate::Ctx;
 pub const MAX_ATTEMPTS: i32 = 6;
 const MAX_DELAY: Duration = Duration::from_secs(300);
 
+/// What one attempt came to.
+struct Outcome {
+    result: Result<Sent, SendError>,
+    /// The template sent instead of the text (outside the 24-hour window).
+    template: Option<String>,
+    ms: i32,
+}
+
+impl Outcome {
+    fn refused(why: String) -> Self {
+        Self {
+            result: Err(SendError::Config(why)),
+            template: None,
+            ms: 0,
+        }
+    }
+}
+
 pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
     let Some(o) = outbox::get(&ctx.pool, job.outbox_id).await? else {
         return Ok(());
@@ -24,50 +43,64 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
     if o.status != "pending" || o.attempts >= job.attempt {
         return Ok(()); // sent, failed, or this attempt already ran
     }
-    let template_used = std::sync::Mutex::new(None::<String>);
-    let record = |outcome: &'static str, code: Option<u16>, ms: i32, id: Option<String>, err: Option<String>| {
-        let pool = ctx.pool.clone();
-        let template = template_used.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        async move {
-            let a = outbox::Attempt {
-                attempt: job.attempt,
-                status_code: code.map(i32::from),
-                duration_ms: ms,
-                outcome,
-                provider_message_id: id.as_deref(),
-                error: err.as_deref(),
-                template: template.as_deref(),
-            };
-            outbox::record_attempt(&pool, job.outbox_id, &a).await
+    let outcome = attempt(&ctx, &o).await?;
+    let (state, retry_in) = match &outcome.result {
+        Ok(_) => ("sent", None),
+        Err(e) if e.retryable() && job.attempt < MAX_ATTEMPTS => {
+            let delay = e
+                .retry_after()
+                .unwrap_or_else(|| jittered_backoff(job.attempt as u32, Duration::from_secs(1), MAX_DELAY))
+                .min(MAX_DELAY);
+            tracing::warn!(outbox_id = %o.id, attempt = job.attempt, ?delay, error = %e, "send failed; retrying");
+            ("pending", Some(delay))
+        }
+        Err(e) => {
+            tracing::warn!(outbox_id = %o.id, attempt = job.attempt, error = %e, "send failed for good");
+            ("failed", None)
         }
     };
+    let (sent, err) = match &outcome.result {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e)),
+    };
+    let error = err.map(|e| e.to_string());
+    let a = outbox::Attempt {
+        attempt: job.attempt,
+        status_code: sent
+            .map(|s| s.status)
+            .or_else(|| err.and_then(SendError::status))
+            .map(i32::from),
+        duration_ms: outcome.ms,
+        outcome: state,
+        provider_message_id: sent.and_then(|s| s.provider_message_id.as_deref()),
+        error: error.as_deref(),
+        template: outcome.template.as_deref(),
+        retry_in,
+    };
+    outbox::record_attempt(&ctx.pool, o.id, &a).await?;
+    if let Some(delay) = retry_in {
+        let next = SendMessage {
+            outbox_id: o.id,
+            attempt: job.attempt + 1,
+        };
+        ctx.queues.enqueue(&next, delay).await?;
+    }
+    Ok(())
+}
+
+/// Resolves channel, credentials and recipient, and sends: free-form text, or the
+/// channel's template outside official WhatsApp's 24-hour window.
+async fn attempt(ctx: &Ctx, o: &outbox::Outgoing) -> anyhow::Result<Outcome> {
     let Some(ch) = channels::find(&ctx.pool, o.tenant_id, o.channel_id).await? else {
-        record("failed", None, 0, None, Some("the channel was deleted".into())).await?;
-        return Ok(());
+        return Ok(Outcome::refused("the channel was deleted".into()));
     };
     let Some(provider) = Provider::parse(&ch.provider) else {
-        record(
-            "failed",
-            None,
-            0,
-            None,
-            Some(format!("unknown provider {}", ch.provider)),
-        )
-        .await?;
-        return Ok(());
+        return Ok(Outcome::refused(format!("unknown provider {}", ch.provider)));
     };
     let creds = channels::credentials(&ctx.pool, &ctx.master_key, ch.id).await?;
     if let Some(base) = creds.get("base_url") {
         if let Err(e) = ctx.ssrf.check_url(base).await {
-            record(
-                "failed",
-                None,
-                0,
-                None,
-                Some(format!("credentials.base_url refused: {e}")),
-            )
-            .await?;
-            return Ok(());
+            return Ok(Outcome::refused(format!("credentials.base_url refused: {e}")));
         }
     }
     let mut to = Recipient::default();
@@ -79,50 +112,31 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
             _ => {}
         }
     }
-    let started = Instant::now();
     let in_window = !provider.has_24h_window()
         || lead_channels::last_inbound(&ctx.pool, o.lead_id, ch.id)
             .await?
             .is_some_and(|t| chrono::Utc::now() < t + chrono::Duration::hours(24));
-    let result: Result<Sent, SendError> = if in_window {
-        send_text(&ctx.guarded, provider, &creds, &to, &o.content).await
+    let started = Instant::now();
+    let (result, template) = if in_window {
+        (send_text(&ctx.guarded, provider, &creds, &to, &o.content).await, None)
     } else {
         // Official WhatsApp refuses free-form text 24 h after the lead's last message.
         match send_template(&ctx.guarded, provider, &creds, &to).await {
-            Ok(Some((name, sent))) => {
-                *template_used.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
-                Ok(sent)
-            }
-            Ok(None) => Err(SendError::Config(
-                "outside WhatsApp's 24-hour window, and the channel has no approved template configured \
-                 (credentials.template_name for Meta Cloud, credentials.template_id for Gupshup)"
-                    .into(),
-            )),
-            Err(e) => Err(e),
+            Ok(Some((name, sent))) => (Ok(sent), Some(name)),
+            Ok(None) => (
+                Err(SendError::Config(
+                    "outside WhatsApp's 24-hour window, and the channel has no approved template configured \
+                     (credentials.template_name for Meta Cloud, credentials.template_id for Gupshup)"
+                        .into(),
+                )),
+                None,
+            ),
+            Err(e) => (Err(e), None),
         }
     };
-    let ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-    match result {
-        Ok(sent) => {
-            record("sent", Some(sent.status), ms, sent.provider_message_id, None).await?;
-        }
-        Err(e) if e.retryable() && job.attempt < MAX_ATTEMPTS => {
-            let delay = e
-                .retry_after()
-                .unwrap_or_else(|| jittered_backoff(job.attempt as u32, Duration::from_secs(1), MAX_DELAY))
-                .min(MAX_DELAY);
-            tracing::warn!(outbox_id = %o.id, attempt = job.attempt, ?delay, error = %e, "send failed; retrying");
-            record("pending", e.status(), ms, None, Some(e.to_string())).await?;
-            let next = SendMessage {
-                outbox_id: o.id,
-                attempt: job.attempt + 1,
-            };
-            ctx.queues.enqueue(&next, delay).await?;
-        }
-        Err(e) => {
-            tracing::warn!(outbox_id = %o.id, attempt = job.attempt, error = %e, "send failed for good");
-            record("failed", e.status(), ms, None, Some(e.to_string())).await?;
-        }
-    }
-    Ok(())
+    Ok(Outcome {
+        result,
+        template,
+        ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+    })
 }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::{bursts, deliveries, inbound, media};
-use leadflow_shared::queue::{DeliverPostback, GenerateReply, ProcessInbound, ProcessMedia, Sweep};
+use leadflow_shared::db::{bursts, deliveries, inbound, media, outbox};
+use leadflow_shared::queue::{DeliverPostback, GenerateReply, ProcessInbound, ProcessMedia, SendMessage, Sweep};
 
 use crate::jobs::{ai_reply, flush};
 use crate::Ctx;
@@ -65,11 +65,21 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
             )
             .await?;
     }
-    if !(overdue.is_empty() && stale.is_empty() && pending.is_empty() && orphaned.is_empty() && events.is_empty()) {
+    let sends = outbox::overdue_pending(&ctx.pool, 10_000, BATCH).await?;
+    for (outbox_id, attempt) in &sends {
+        let job = SendMessage {
+            outbox_id: *outbox_id,
+            attempt: *attempt,
+        };
+        ctx.queues.enqueue(&job, Duration::ZERO).await?;
+    }
+    let quiet = overdue.is_empty() && stale.is_empty() && pending.is_empty();
+    if !(quiet && orphaned.is_empty() && events.is_empty() && sends.is_empty()) {
         tracing::warn!(
             bursts = overdue.len(),
             media = orphaned.len(),
             inbound = events.len(),
+            sends = sends.len(),
             generations = stale.len(),
             deliveries = pending.len(),
             "sweeper re-enqueued lost work"
