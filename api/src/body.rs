@@ -12,17 +12,42 @@ use crate::error::ApiError;
 
 pub struct JsonObject(pub Map<String, Value>);
 
+/// A body that may be left out entirely (an empty body reads as `{}`), for actions whose
+/// fields are all optional.
+pub struct OptionalJsonObject(pub JsonObject);
+
+async fn bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::invalid("body", e.body_text())
+        }
+    })
+}
+
+impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(JsonObject(Map::new())));
+        }
+        JsonObject::from_bytes(&bytes).map(Self)
+    }
+}
+
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::invalid("body", e.body_text())
-            }
-        })?;
+        Self::from_bytes(&bytes(req, state).await?)
+    }
+}
+
+impl JsonObject {
+    fn from_bytes(bytes: &[u8]) -> Result<Self, ApiError> {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(Self(map)),
             Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),

@@ -14,13 +14,13 @@ const ZAPI_FROM_ME: &str = include_str!("../fixtures/providers/zapi/webhook-rece
 const TELEGRAM_TEXT: &str = include_str!("../fixtures/providers/telegram/update-text.json");
 const LEAD_TEXT: &str = "Oi! Vi o anúncio do apartamento na Vila Mariana. Ainda está disponível?";
 
-struct Channel {
-    id: String,
-    path: String,
-    token: String,
+pub(crate) struct Channel {
+    pub id: String,
+    pub path: String,
+    pub token: String,
 }
 
-async fn channel(app: &TestApp, body: Value) -> Channel {
+pub(crate) async fn channel(app: &TestApp, body: Value) -> Channel {
     let (status, ch) = app.post("/backend/channels", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{ch}");
     let path = ch["webhook_path"].as_str().unwrap().to_string();
@@ -32,7 +32,7 @@ async fn channel(app: &TestApp, body: Value) -> Channel {
     }
 }
 
-async fn webhook(app: &TestApp, path: &str, body: &Value, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+pub(crate) async fn webhook(app: &TestApp, path: &str, body: &Value, headers: &[(&str, &str)]) -> (StatusCode, Value) {
     let mut req = app.http.post(format!("{}{path}", app.base)).json(body);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -113,11 +113,11 @@ async fn zapi_text_in_one_reply_out_through_zapi() {
     let (status, _) = webhook(&app, &ch.path, &echo, &[]).await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let paused: bool = sqlx::query_scalar("SELECT COALESCE(paused_until > now(), false) FROM leads")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert!(!paused, "the bot's own echo never pauses it");
+    let (_, chans) = app.get("/backend/leads/+5511987654321/channels").await;
+    assert!(
+        chans["data"][0]["paused_until"].is_null(),
+        "the bot's own echo never pauses it: {chans}"
+    );
 
     // A human typing on the phone (fromMe, not in the outbox): the AI steps back.
     let mut human = echo.clone();
@@ -141,6 +141,8 @@ async fn zapi_text_in_one_reply_out_through_zapi() {
         .map(|m| m["role"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["user", "assistant", "human", "user"]);
+    let (_, chans) = app.get("/backend/leads/+5511987654321/channels").await;
+    assert!(chans["data"][0]["paused_until"].is_string(), "{chans}");
     app.stop().await;
 }
 

@@ -9,6 +9,7 @@ mod channels;
 mod debounce;
 mod inbound;
 mod media;
+mod multichannel;
 mod official;
 mod postbacks;
 mod resilience;

@@ -6,7 +6,7 @@
 //!   assistant's `human_pause_minutes` and a pending burst is dropped), goes out through the
 //!   provider via the outbox, and the operator becomes an attendant;
 //! - `GET /backend/leads/{lead_id}/attendants`;
-//! - `POST /backend/leads/{lead_id}/release`: the AI answers again now.
+//! - `POST /backend/leads/{lead_id}/release` (optional `channel_id`): the AI answers again now.
 
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::refs::{self, Kind};
 use super::TenantQuery;
 use crate::auth::Caller;
-use crate::body::{path_uuid, JsonObject};
+use crate::body::{path_uuid, JsonObject, OptionalJsonObject};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -167,6 +167,7 @@ pub async fn send(
     };
     let outbox_id = outbox::create_manual(&state.pool, tenant, ch.id, lead, user_id, content).await?;
     lead_channels::touch(&state.pool, tenant, lead, ch.id, false).await?;
+    lead_channels::attend(&state.pool, lead, ch.id, Some(user_id)).await?;
     // The outbox row is durable; a lost job is found by the sweeper.
     if let Err(e) = state
         .queues
@@ -192,13 +193,24 @@ pub async fn attendants(
     Ok(Json(json!({"success": true, "data": items})))
 }
 
+/// Body (optional): `channel_id` to release one lead channel; without it, every pause
+/// on the lead ends.
 pub async fn release(
     State(state): State<AppState>,
     caller: Caller,
     Path(lead_id): Path<String>,
     Query(q): Query<TenantQuery>,
+    body: OptionalJsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, lead) = lead(&state, &caller, &q, &lead_id).await?;
-    leads::release(&state.pool, lead).await?;
-    Ok(Json(json!({"success": true, "paused_until": null})))
+    let (tenant, lead) = lead(&state, &caller, &q, &lead_id).await?;
+    let channel = body.0.opt_uuid("channel_id")?;
+    if let Some(c) = channel {
+        channels::find(&state.pool, tenant, c)
+            .await?
+            .ok_or_else(|| ApiError::invalid("channel_id", "no such channel for this tenant"))?;
+    }
+    leads::release(&state.pool, lead, channel).await?;
+    Ok(Json(
+        json!({"success": true, "channel_id": channel, "paused_until": null}),
+    ))
 }

@@ -54,11 +54,13 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Burst>, DbError> {
 }
 
 #[tracing::instrument(skip(pool))]
-pub async fn lead_of(pool: &PgPool, id: Uuid) -> Result<Option<Uuid>, DbError> {
-    Ok(sqlx::query_scalar(r#"SELECT lead_id FROM bursts WHERE id = $1"#)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
+pub async fn lead_of(pool: &PgPool, id: Uuid) -> Result<Option<(Uuid, Option<Uuid>)>, DbError> {
+    Ok(
+        sqlx::query_as(r#"SELECT lead_id, channel_id FROM bursts WHERE id = $1"#)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// Whether the lead's generation slot is taken for `burst`: another of its bursts is

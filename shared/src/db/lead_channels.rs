@@ -22,6 +22,8 @@ pub struct LeadChannel {
     pub is_primary: bool,
     pub message_count: i32,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// A human took over on this channel: the AI stays quiet until then.
+    pub paused_until: Option<DateTime<Utc>>,
 }
 
 /// Counts one message of `lead_id` on `channel_id`, creating the lead channel (with the
@@ -83,7 +85,10 @@ pub async fn last_inbound(pool: &PgPool, lead_id: Uuid, channel_id: Uuid) -> Res
 pub async fn for_lead(pool: &PgPool, lead_id: Uuid) -> Result<Vec<LeadChannel>, DbError> {
     Ok(sqlx::query_as::<_, LeadChannel>(
         r#"SELECT lc.id, lc.lead_id, lc.channel_id, lc.assistant_id, c.name AS channel_name, c.type AS channel_type,
-                  lc.department_id, lc.assigned_user_id, lc.is_primary, lc.message_count, lc.last_used_at
+                  lc.department_id, lc.assigned_user_id, lc.is_primary, lc.message_count, lc.last_used_at,
+                  (SELECT GREATEST(l.paused_until, cp.paused_until) FROM leads l
+                   LEFT JOIN channel_pauses cp ON cp.lead_id = l.id AND cp.channel_id = lc.channel_id
+                   WHERE l.id = lc.lead_id AND GREATEST(l.paused_until, cp.paused_until) > now()) AS paused_until
            FROM lead_channels lc JOIN channels c ON c.id = lc.channel_id
            WHERE lc.lead_id = $1 ORDER BY lc.created_at"#,
     )
@@ -137,35 +142,58 @@ pub async fn update(pool: &PgPool, lead_id: Uuid, id: Uuid, f: &LeadChannelField
     Ok(())
 }
 
-/// An operator who has written to the lead, per channel (Leavo's attendants).
+/// A human who has written to the lead, per channel (Leavo's attendants): an operator
+/// through Leadflow, or someone on the business's phone (`source: "phone"`; the user is
+/// the lead channel's assigned user, if any, since the phone does not say who held it).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Attendant {
-    pub user_id: Uuid,
-    pub user_name: String,
+    pub user_id: Option<Uuid>,
+    pub user_name: Option<String>,
+    pub channel_id: Uuid,
     pub channel_name: String,
     pub channel_type: String,
     pub assistant_name: Option<String>,
     pub department_name: Option<String>,
+    pub source: String,
     pub last_message_at: DateTime<Utc>,
-    pub message_count: i64,
+    pub message_count: i32,
+}
+
+/// Counts one human message on the lead channel: `user_id` for an operator's message,
+/// `None` for a reply typed on the phone (credited to the lead channel's assigned user).
+#[tracing::instrument(skip(pool))]
+pub async fn attend(pool: &PgPool, lead_id: Uuid, channel_id: Uuid, user_id: Option<Uuid>) -> Result<(), DbError> {
+    sqlx::query(
+        r#"INSERT INTO attendances AS a (lead_id, channel_id, user_id, source, message_count, last_message_at)
+           SELECT $1, $2, COALESCE($3, (SELECT lc.assigned_user_id FROM lead_channels lc
+                                         WHERE lc.lead_id = $1 AND lc.channel_id = $2)),
+                  CASE WHEN $3 IS NULL THEN 'phone' ELSE 'leadflow' END, 1, now()
+           ON CONFLICT (lead_id, channel_id, COALESCE(user_id, '00000000-0000-0000-0000-000000000000'::uuid), source)
+           DO UPDATE SET message_count = a.message_count + 1, last_message_at = now()"#,
+    )
+    .bind(lead_id)
+    .bind(channel_id)
+    .bind(user_id)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 #[tracing::instrument(skip(pool))]
 pub async fn attendants(pool: &PgPool, lead_id: Uuid) -> Result<Vec<Attendant>, DbError> {
     Ok(sqlx::query_as::<_, Attendant>(
-        r#"SELECT o.operator_id AS user_id, op.name AS user_name, c.name AS channel_name, c.type AS channel_type,
-                  a.name AS assistant_name, d.name AS department_name,
-                  max(o.created_at) AS last_message_at, count(*) AS message_count
-           FROM outbox o
-           JOIN operators op ON op.id = o.operator_id
-           JOIN channels c ON c.id = o.channel_id
-           LEFT JOIN lead_channels lc ON lc.lead_id = o.lead_id AND lc.channel_id = o.channel_id
+        r#"SELECT at.user_id, op.name AS user_name, c.id AS channel_id, c.name AS channel_name, c.type AS channel_type,
+                  a.name AS assistant_name, d.name AS department_name, at.source,
+                  at.last_message_at, at.message_count
+           FROM attendances at
+           LEFT JOIN operators op ON op.id = at.user_id
+           JOIN channels c ON c.id = at.channel_id
+           LEFT JOIN lead_channels lc ON lc.lead_id = at.lead_id AND lc.channel_id = at.channel_id
            LEFT JOIN assistants a ON a.id = COALESCE(lc.assistant_id, c.assistant_id,
                (SELECT x.id FROM assistants x WHERE x.tenant_id = c.tenant_id AND x.is_default))
            LEFT JOIN departments d ON d.id = COALESCE(lc.department_id, c.department_id)
-           WHERE o.lead_id = $1
-           GROUP BY o.operator_id, op.name, c.name, c.type, a.name, d.name
-           ORDER BY last_message_at DESC"#,
+           WHERE at.lead_id = $1
+           ORDER BY at.last_message_at DESC"#,
     )
     .bind(lead_id)
     .fetch_all(pool)

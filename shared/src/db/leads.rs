@@ -125,15 +125,20 @@ pub async fn accept(pool: &PgPool, m: &Incoming<'_>) -> Result<Accepted, DbError
 }
 
 /// Locks the lead row for the transaction (serialises decisions about one lead) and
-/// says whether a human has paused the AI for it.
+/// says whether a human has paused the AI for it: on the lead as a whole, or on the
+/// channel the burst came through.
 #[tracing::instrument(skip(conn))]
-pub async fn lock(conn: &mut sqlx::PgConnection, lead_id: Uuid) -> Result<bool, DbError> {
-    Ok(
-        sqlx::query_scalar(r#"SELECT COALESCE(paused_until > now(), false) FROM leads WHERE id = $1 FOR UPDATE"#)
-            .bind(lead_id)
-            .fetch_one(conn)
-            .await?,
+pub async fn lock(conn: &mut sqlx::PgConnection, lead_id: Uuid, channel_id: Option<Uuid>) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT COALESCE(l.paused_until > now(), false)
+                  OR EXISTS (SELECT 1 FROM channel_pauses cp
+                             WHERE cp.lead_id = l.id AND cp.channel_id = $2 AND cp.paused_until > now())
+           FROM leads l WHERE l.id = $1 FOR UPDATE"#,
     )
+    .bind(lead_id)
+    .bind(channel_id)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// The integrator's id of a lead.
@@ -156,12 +161,22 @@ pub async fn find_id(pool: &PgPool, tenant_id: Uuid, external_id: &str) -> Resul
     )
 }
 
-/// Ends a human takeover now: the AI answers the lead's next messages again.
+/// Ends a human takeover now: the AI answers the lead's next messages again, on
+/// `channel_id` only, or everywhere when it is `None`.
 #[tracing::instrument(skip(pool))]
-pub async fn release(pool: &PgPool, lead_id: Uuid) -> Result<(), DbError> {
-    sqlx::query(r#"UPDATE leads SET paused_until = NULL WHERE id = $1"#)
+pub async fn release(pool: &PgPool, lead_id: Uuid, channel_id: Option<Uuid>) -> Result<(), DbError> {
+    let mut tx = pool.begin().await?;
+    if channel_id.is_none() {
+        sqlx::query(r#"UPDATE leads SET paused_until = NULL WHERE id = $1"#)
+            .bind(lead_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(r#"DELETE FROM channel_pauses WHERE lead_id = $1 AND ($2::uuid IS NULL OR channel_id = $2)"#)
         .bind(lead_id)
-        .execute(pool)
+        .bind(channel_id)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(())
 }

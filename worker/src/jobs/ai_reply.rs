@@ -187,7 +187,7 @@ async fn finish(
     let mut tx = ctx.pool.begin().await?;
     // Lead, then burst: the accept path's lock order (no deadlock), and a human message
     // cannot slip in between the pause check below and this commit.
-    let paused = leads::lock(&mut tx, seen.lead_id).await?;
+    let paused = leads::lock(&mut tx, seen.lead_id, seen.channel_id).await?;
     let Some(b) = bursts::lock(&mut tx, seen.id).await? else {
         return Ok(());
     };

@@ -26,13 +26,13 @@ enum Next {
 }
 
 pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
-    let Some(lead_id) = bursts::lead_of(&ctx.pool, job.burst_id).await? else {
+    let Some((lead_id, channel_id)) = bursts::lead_of(&ctx.pool, job.burst_id).await? else {
         return Ok(());
     };
     let mut tx = ctx.pool.begin().await?;
     // Lead first, then burst — the accept path's order, so the two never deadlock — so
     // every flush decision for one lead is serialised ("one generation per lead").
-    let paused = leads::lock(&mut tx, lead_id).await?;
+    let paused = leads::lock(&mut tx, lead_id, channel_id).await?;
     let Some(b) = bursts::lock(&mut tx, job.burst_id).await? else {
         return Ok(());
     };

@@ -130,6 +130,11 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
             (MessageType::Text, None, note.trim().to_string())
         }
         Content::Unsupported { what } => {
+            // Not answered, but what it tells about the lead is kept: a Telegram lead
+            // sharing their own contact card links the chat to their WhatsApp lead.
+            if let Some(lead) = leads::find_id(&ctx.pool, ch.tenant_id, &external).await? {
+                identities::attach(&ctx.pool, ch.tenant_id, lead, &ids).await?;
+            }
             tracing::info!(channel_id = %ch.id, what = %what, "unsupported inbound message; recorded and skipped");
             inbound::finish(&ctx.pool, ev.id, "ignored", Some(&format!("unsupported: {what}"))).await?;
             return Ok(());
@@ -185,6 +190,9 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     identities::attach(&ctx.pool, ch.tenant_id, lead_id, &ids).await?;
     if !matches!(accepted, Accepted::Duplicate { .. }) {
         lead_channels::touch(&ctx.pool, ch.tenant_id, lead_id, ch.id, role == Role::User).await?;
+        if role == Role::Human {
+            lead_channels::attend(&ctx.pool, lead_id, ch.id, None).await?;
+        }
     }
     if let Accepted::Queued {
         burst_id,

@@ -1,0 +1,123 @@
+-- Human takeover per lead channel (Leavo's model): a human answering on WhatsApp pauses
+-- the AI on that WhatsApp channel, not on the lead's Telegram. A pause on the lead itself
+-- (a `human` message through /ai/process, which has no channel) still pauses everything.
+
+CREATE TABLE channel_pauses (
+    lead_id      uuid NOT NULL REFERENCES leads (id),
+    channel_id   uuid NOT NULL REFERENCES channels (id),
+    paused_until timestamptz NOT NULL,
+    PRIMARY KEY (lead_id, channel_id)
+);
+
+CREATE OR REPLACE FUNCTION leadflow_accept(
+    p_tenant uuid, p_lead_ext text, p_role text, p_content text, p_type text, p_url text,
+    p_debounce boolean, p_postback text, p_key text,
+    p_assistant uuid, p_debounce_s float8, p_max_wait_s float8, p_pause_min integer,
+    p_message_id uuid, p_new_lead_id uuid, p_new_burst_id uuid, p_channel uuid)
+RETURNS TABLE (outcome text, message_id uuid, burst_id uuid, new_burst boolean, due_in_ms bigint,
+               paused_until timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_lead uuid;
+    v_paused timestamptz;
+    v_claimed integer;
+    v_existing uuid;
+    v_burst uuid;
+    v_due bigint;
+BEGIN
+    INSERT INTO leads AS l (id, tenant_id, external_id) VALUES (p_new_lead_id, p_tenant, p_lead_ext)
+    ON CONFLICT (tenant_id, external_id) DO UPDATE SET external_id = EXCLUDED.external_id
+    RETURNING l.id, CASE WHEN l.paused_until > now() THEN l.paused_until END INTO v_lead, v_paused;
+    IF p_channel IS NOT NULL THEN
+        v_paused := GREATEST(v_paused, (SELECT cp.paused_until FROM channel_pauses cp
+                                        WHERE cp.lead_id = v_lead AND cp.channel_id = p_channel
+                                          AND cp.paused_until > now()));
+    END IF;
+
+    IF p_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys AS k (tenant_id, key, message_id) VALUES (p_tenant, p_key, p_message_id)
+        ON CONFLICT (tenant_id, key) DO UPDATE SET message_id = EXCLUDED.message_id, created_at = now()
+            WHERE k.created_at < now() - interval '24 hours';
+        GET DIAGNOSTICS v_claimed = ROW_COUNT;
+        IF v_claimed = 0 THEN
+            SELECT k.message_id INTO v_existing FROM idempotency_keys k WHERE k.tenant_id = p_tenant AND k.key = p_key;
+            RETURN QUERY SELECT 'duplicate'::text, v_existing,
+                (SELECT m.burst_id FROM messages m WHERE m.id = v_existing), false, 0::bigint, NULL::timestamptz;
+            RETURN;
+        END IF;
+    END IF;
+
+    IF p_role = 'human' AND p_channel IS NULL THEN
+        UPDATE leads SET paused_until = now() + make_interval(mins => p_pause_min) WHERE id = v_lead
+        RETURNING leads.paused_until INTO v_paused;
+    ELSIF p_role = 'human' THEN
+        -- A human on one channel pauses the AI on that channel only.
+        INSERT INTO channel_pauses AS cp (lead_id, channel_id, paused_until)
+        VALUES (v_lead, p_channel, now() + make_interval(mins => p_pause_min))
+        ON CONFLICT (lead_id, channel_id) DO UPDATE SET paused_until = EXCLUDED.paused_until
+        RETURNING GREATEST(v_paused, cp.paused_until) INTO v_paused;
+    END IF;
+
+    IF p_role <> 'user' OR v_paused IS NOT NULL THEN
+        INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, url, external_id, status)
+        VALUES (p_message_id, p_tenant, v_lead, p_role, p_content, p_type, p_url, p_key,
+                CASE WHEN p_role = 'user' THEN 'paused' ELSE 'recorded' END);
+        RETURN QUERY SELECT CASE WHEN p_role = 'user' THEN 'paused' ELSE 'recorded' END,
+            p_message_id, NULL::uuid, false, 0::bigint, v_paused;
+        RETURN;
+    END IF;
+
+    IF p_debounce THEN
+        UPDATE bursts b SET version = b.version + 1, last_at = now(), updated_at = now(),
+               due_at = LEAST(now() + make_interval(secs => p_debounce_s), b.deadline_at),
+               postback_url = COALESCE(p_postback, b.postback_url)
+        WHERE b.id = (SELECT x.id FROM bursts x
+                      WHERE x.lead_id = v_lead AND x.assistant_id = p_assistant AND x.mode = 'debounce'
+                        AND x.channel_id IS NOT DISTINCT FROM p_channel
+                        AND x.status IN ('open', 'generating') AND x.deadline_at > now()
+                      ORDER BY x.created_at DESC LIMIT 1
+                      FOR UPDATE)
+        RETURNING b.id, (EXTRACT(EPOCH FROM (b.due_at - clock_timestamp())) * 1000)::bigint INTO v_burst, v_due;
+    END IF;
+
+    IF v_burst IS NULL THEN
+        v_burst := p_new_burst_id;
+        INSERT INTO bursts AS b (id, tenant_id, lead_id, assistant_id, mode, postback_url, status,
+                                 first_at, last_at, due_at, deadline_at, channel_id)
+        VALUES (v_burst, p_tenant, v_lead, p_assistant, CASE WHEN p_debounce THEN 'debounce' ELSE 'sync' END,
+                p_postback, 'open', now(), now(),
+                now() + make_interval(secs => CASE WHEN p_debounce THEN p_debounce_s ELSE 0 END),
+                now() + make_interval(secs => CASE WHEN p_debounce THEN GREATEST(p_max_wait_s, p_debounce_s) ELSE 0 END),
+                p_channel)
+        RETURNING (EXTRACT(EPOCH FROM (b.due_at - clock_timestamp())) * 1000)::bigint INTO v_due;
+        INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, url, external_id, burst_id, status)
+        VALUES (p_message_id, p_tenant, v_lead, p_role, p_content, p_type, p_url, p_key, v_burst, 'pending');
+        RETURN QUERY SELECT 'queued'::text, p_message_id, v_burst, true, v_due, NULL::timestamptz;
+        RETURN;
+    END IF;
+
+    INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, url, external_id, burst_id, status)
+    VALUES (p_message_id, p_tenant, v_lead, p_role, p_content, p_type, p_url, p_key, v_burst, 'pending');
+    RETURN QUERY SELECT 'queued'::text, p_message_id, v_burst, false, v_due, NULL::timestamptz;
+END;
+$$;
+
+-- Who attended a lead on a channel: operators writing through Leadflow, and humans
+-- answering on the business's phone (WhatsApp `fromMe` that is not our own send). The
+-- phone does not say who held it: the lead channel's assigned user when there is one,
+-- else the attendance has no user.
+CREATE TABLE attendances (
+    lead_id         uuid NOT NULL REFERENCES leads (id),
+    channel_id      uuid NOT NULL REFERENCES channels (id),
+    user_id         uuid REFERENCES operators (id),
+    -- 'leadflow' (POST /backend/leads/{id}/messages) or 'phone' (typed on the device)
+    source          text NOT NULL CHECK (source IN ('leadflow', 'phone')),
+    message_count   integer NOT NULL DEFAULT 0,
+    last_message_at timestamptz NOT NULL
+);
+CREATE UNIQUE INDEX attendances_key
+    ON attendances (lead_id, channel_id, COALESCE(user_id, '00000000-0000-0000-0000-000000000000'::uuid), source);
+
+INSERT INTO attendances (lead_id, channel_id, user_id, source, message_count, last_message_at)
+SELECT lead_id, channel_id, operator_id, 'leadflow', count(*), max(created_at)
+FROM outbox WHERE operator_id IS NOT NULL GROUP BY lead_id, channel_id, operator_id;
