@@ -48,7 +48,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 
 impl JsonObject {
     fn from_bytes(bytes: &[u8]) -> Result<Self, ApiError> {
-        match serde_json::from_slice::<Value>(&bytes) {
+        match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(map)) => Ok(Self(map)),
             Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
             Err(e) => Err(ApiError::invalid("body", format!("the body is not valid JSON: {e}"))),
