@@ -23,7 +23,7 @@ enum Command {
     Api,
     /// Queue consumers.
     Worker {
-        /// Comma-separated queues to consume (flush, ai, media, postback, inbound, send, scheduled); default all.
+        /// Comma-separated queues to consume (flush, ai, media, postback, inbound, send, scheduled, mail); default all.
         #[arg(long, value_delimiter = ',')]
         queues: Vec<String>,
         /// Jobs in flight per queue (default LEADFLOW_WORKER_CONCURRENCY).

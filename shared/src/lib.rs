@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod inbound;
+pub mod mail;
 pub mod notify;
 pub mod queue;
 pub mod signing;

@@ -327,6 +327,17 @@ impl Policy {
         }
     }
 
+    /// Whether a mail server (SMTP, IMAP) at `host:port` may be contacted: the same
+    /// address rules as for URLs.
+    pub async fn check_host(&self, host: &str, port: u16) -> Result<(), SsrfError> {
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        self.check_url(&format!("http://{host}:{port}/")).await.map(drop)
+    }
+
     /// [`check_url`] under this policy.
     pub async fn check_url(&self, url: &str) -> Result<Url, SsrfError> {
         match self.exception(url) {

@@ -7,6 +7,7 @@
 pub mod ai;
 pub mod channels;
 pub mod jobs;
+pub mod mail;
 pub mod media;
 pub mod runtime;
 

@@ -6,18 +6,22 @@
 //!
 //! Verification: Telegram's `X-Telegram-Bot-Api-Secret-Token` (set to the channel's
 //! webhook secret when the webhook is registered); Meta's `X-Hub-Signature-256` over the
-//! raw body with the app secret (and `GET` answers the `hub.challenge` handshake); every
-//! other provider carries the secret in the URL (`?token=`).
+//! raw body with the app secret (and `GET` answers the `hub.challenge` handshake);
+//! Twilio's `X-Twilio-Signature` (HMAC-SHA1 with the auth token over the URL it called
+//! and its form fields; that URL is `LEADFLOW_PUBLIC_URL` + path when set, else rebuilt
+//! from `Host`/`X-Forwarded-Proto`); every other provider carries the secret in the URL
+//! (`?token=`).
 
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leadflow_shared::channel::{meta_signature_ok, secrets_match, Provider};
 use leadflow_shared::db::{channels, inbound};
+use leadflow_shared::inbound::twilio;
 use leadflow_shared::queue::ProcessInbound;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -72,15 +76,30 @@ pub async fn verify(
     }
 }
 
+/// The URL the provider called, as it saw it (Twilio signs it).
+fn called_url(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Some(origin) = &state.cfg.channels.public_url {
+        return format!("{origin}{path}");
+    }
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let proto = header("x-forwarded-proto").unwrap_or("http");
+    let host = header("x-forwarded-host").or_else(|| header("host")).unwrap_or("localhost");
+    format!("{proto}://{host}{path}")
+}
+
 pub async fn receive(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<WebhookQuery>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (ch, provider) = channel(&state, &id).await?;
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    // Twilio posts forms; they are stored as a flat JSON object of strings.
+    let form = (provider == Provider::Twilio).then(|| leadflow_shared::inbound::form_fields(&body));
     let verified = match provider {
         Provider::TelegramBot => {
             header("x-telegram-bot-api-secret-token").is_some_and(|t| secrets_match(t, &ch.webhook_secret))
@@ -89,13 +108,23 @@ pub async fn receive(
             Some(secret) => meta_signature_ok(&secret, &body, header("x-hub-signature-256")),
             None => false,
         },
+        Provider::Twilio => match (credential(&state, &ch, "auth_token").await?, &form) {
+            (Some(token), Some(fields)) => {
+                let expected = twilio::signature(&token, &called_url(&state, &headers, &uri), fields);
+                header("x-twilio-signature").is_some_and(|given| secrets_match(given, &expected))
+            }
+            _ => false,
+        },
         _ => q.token.as_deref().is_some_and(|t| secrets_match(t, &ch.webhook_secret)),
     };
     if !verified {
         return Err(ApiError::Unauthorized);
     }
-    let payload: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?;
+    let payload: Value = match &form {
+        Some(fields) => leadflow_shared::inbound::form_to_json(fields),
+        None => serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?,
+    };
     let parsed =
         leadflow_shared::inbound::parse(provider, &payload).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     // Only message ids are needed here; the worker parses the stored payload again.
@@ -106,7 +135,8 @@ pub async fn receive(
             .phone
             .as_deref()
             .or(id.wa_lid.as_deref())
-            .or(id.telegram_chat.as_deref());
+            .or(id.telegram_chat.as_deref())
+            .or(id.email.as_deref());
         keys.push((format!("msg:{}", m.provider_message_id), i as i32, sender));
     }
     for (i, s) in parsed.statuses.iter().enumerate() {
@@ -128,6 +158,15 @@ pub async fn receive(
     }
     if keys.is_empty() {
         tracing::debug!(channel_id = %ch.id, ignored = ?parsed.ignored, connection = ?parsed.connection, "webhook without messages");
+    }
+    if provider == Provider::Twilio {
+        // Twilio reads the answer as TwiML: an empty <Response> sends nothing back.
+        return Ok((
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "text/xml")],
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#,
+        )
+            .into_response());
     }
     Ok((
         StatusCode::OK,

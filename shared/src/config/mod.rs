@@ -12,7 +12,9 @@ use secrecy::SecretString;
 
 use crate::crypto::MasterKey;
 
+mod channels;
 mod media;
+pub use channels::ChannelsConfig;
 pub use media::{parse_size, MediaConfig};
 
 /// Every setting Leadflow reads, with its default. File keys are the names without the
@@ -52,6 +54,10 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_MEDIA_CONCURRENCY", Some("32")),
     ("LEADFLOW_PDF_MAX_PAGES", Some("30")),
     ("LEADFLOW_PDF_MAX_CHARS", Some("30000")),
+    ("LEADFLOW_PUBLIC_URL", None),
+    ("LEADFLOW_MAIL_POLL_INTERVAL", Some("30s")),
+    ("LEADFLOW_CHANNEL_SEND_RATE", Some("5")),
+    ("LEADFLOW_TYPING_DELAY", Some("1.5s")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +101,7 @@ pub struct Config {
     /// internal media store; tests' local fakes). Literal addresses only.
     pub allow_private_addrs: Vec<SocketAddr>,
     pub media: MediaConfig,
+    pub channels: ChannelsConfig,
     pub postback_retry_schedule: Vec<Duration>,
     pub postback_timeout: Duration,
     pub sync_timeout: Duration,
@@ -272,6 +279,7 @@ impl Config {
                     .map_err(|_| format!("{s:?} is not an ip:port address"))
             })?,
             media: MediaConfig::parse(l)?,
+            channels: ChannelsConfig::parse(l)?,
             postback_retry_schedule: schedule,
             postback_timeout: l.duration("LEADFLOW_POSTBACK_TIMEOUT")?,
             sync_timeout: l.duration("LEADFLOW_SYNC_TIMEOUT")?,

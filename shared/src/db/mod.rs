@@ -12,6 +12,7 @@ pub mod identities;
 pub mod inbound;
 pub mod lead_channels;
 pub mod leads;
+pub mod mailboxes;
 pub mod media;
 pub mod messages;
 pub mod operators;

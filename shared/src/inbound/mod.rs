@@ -20,8 +20,10 @@
 
 pub mod evolution;
 pub mod gupshup;
+pub mod http_sms;
 pub mod meta;
 pub mod telegram;
+pub mod twilio;
 pub mod zapi;
 
 #[cfg(test)]
@@ -55,6 +57,8 @@ pub struct Identity {
     pub wa_lid: Option<String>,
     /// Telegram chat id as a string.
     pub telegram_chat: Option<String>,
+    /// E-mail address, lowercased.
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,11 +123,26 @@ pub fn parse(provider: crate::channel::Provider, body: &Value) -> Result<Parsed,
         P::Gupshup => gupshup::parse(body),
         P::MetaCloud => meta::parse(body),
         P::TelegramBot => telegram::parse(body),
-        P::SmtpImap | P::Twilio | P::HttpSms => Err(ParseError::Shape {
-            provider: provider.as_str(),
-            reason: "inbound webhooks for this provider are not supported yet".into(),
-        }),
+        P::Twilio => twilio::parse(body),
+        P::HttpSms => http_sms::parse(body),
+        P::SmtpImap => crate::mail::parse_stored(body),
     }
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body, in order.
+pub fn form_fields(raw: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw).into_owned().collect()
+}
+
+/// A form as a flat JSON object of strings (what is stored for form-posting providers);
+/// a repeated field keeps its last value.
+pub fn form_to_json(fields: &[(String, String)]) -> Value {
+    Value::Object(
+        fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 /// Digits of a phone number to E.164 ("+" + digits), or None if it does not look like one (fewer than 8 or more than 15 digits).
@@ -247,7 +266,7 @@ impl Identity {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.phone.is_none() && self.wa_lid.is_none() && self.telegram_chat.is_none()
+        self.phone.is_none() && self.wa_lid.is_none() && self.telegram_chat.is_none() && self.email.is_none()
     }
 }
 

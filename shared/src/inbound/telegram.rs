@@ -90,8 +90,8 @@ fn message(m: &Value, edited: bool, out: &mut Parsed) {
         from_api: false,
         identity: Identity {
             phone,
-            wa_lid: None,
             telegram_chat: Some(chat_id),
+            ..Default::default()
         },
         name: full_name(from).or_else(|| full_name(chat)),
         content,

@@ -60,3 +60,8 @@ pub(crate) fn media(
         file_name: file_name.map(str::to_owned),
     }
 }
+
+/// A form-encoded fixture (Twilio) as the webhook handler stores it.
+pub(crate) fn form(raw: &str) -> Value {
+    super::form_to_json(&super::form_fields(raw.trim().as_bytes()))
+}

@@ -232,7 +232,7 @@ mod tests {
         Identity {
             phone: Some(PHONE.into()),
             wa_lid: Some(LID.into()),
-            telegram_chat: None,
+            ..Default::default()
         }
     }
 

@@ -156,3 +156,19 @@ impl Job for Noop {
         format!("noop.{}.{}", self.run.simple(), self.n)
     }
 }
+
+/// Check one e-mail channel's mailbox for new mail. `slot` is the poll interval the
+/// check belongs to, so sweeps within one interval enqueue one poll.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollMailbox {
+    pub channel_id: Uuid,
+    pub slot: i64,
+}
+
+impl Job for PollMailbox {
+    const QUEUE: QueueKind = QueueKind::Mail;
+    const NAME: &'static str = "poll-mailbox";
+    fn job_id(&self) -> String {
+        format!("mail.{}.{}", self.channel_id.simple(), self.slot)
+    }
+}

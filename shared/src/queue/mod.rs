@@ -20,7 +20,9 @@ use bullmq::{JobOptions, Queue, QueueOptions};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use jobs::{DeliverPostback, FlushBurst, GenerateReply, Noop, ProcessInbound, ProcessMedia, SendMessage, Sweep};
+pub use jobs::{
+    DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound, ProcessMedia, SendMessage, Sweep,
+};
 
 /// One queue per kind of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,12 +41,14 @@ pub enum QueueKind {
     Send,
     /// Periodic housekeeping ticks enqueued by the scheduler.
     Scheduled,
+    /// Polls e-mail channels' IMAP mailboxes (slow remote servers get their own pool).
+    Mail,
     /// No-op jobs for measuring the queue layer (`leadflow bench`); never in `ALL`.
     Bench,
 }
 
 impl QueueKind {
-    pub const ALL: [QueueKind; 7] = [
+    pub const ALL: [QueueKind; 8] = [
         Self::Flush,
         Self::Ai,
         Self::Media,
@@ -52,6 +56,7 @@ impl QueueKind {
         Self::Inbound,
         Self::Send,
         Self::Scheduled,
+        Self::Mail,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +68,7 @@ impl QueueKind {
             Self::Inbound => "inbound",
             Self::Send => "send",
             Self::Scheduled => "scheduled",
+            Self::Mail => "mail",
             Self::Bench => "bench",
         }
     }

@@ -4,8 +4,14 @@
 //! Evolution `POST /message/sendText/{instance}` → `201 {"key": {"id"}}`; Meta Cloud
 //! `POST /{version}/{phone_number_id}/messages` → `{"messages": [{"id": "wamid…"}]}`;
 //! Gupshup form posts to `/wa/api/v1/msg` and `/template/msg` → `{"status": "submitted",
-//! "messageId"}`. Every request
-//! is recorded; statuses can be scripted to test retries.
+//! "messageId"}`; Twilio `POST /2010-04-01/Accounts/{sid}/Messages.json` → `201 {"sid"}`;
+//! a generic SMS gateway `POST /sms/send` → `{"id"}`. Every send is recorded; statuses can
+//! be scripted to test retries (with a `Retry-After`, as providers send with 429).
+//!
+//! Media behind provider handles, as the providers serve it: Telegram `getFile` →
+//! `{"result": {"file_path"}}` then `GET /file/bot{token}/{file_path}`; Meta
+//! `GET /{version}/{media_id}` (bearer) → `{"url", "mime_type", "file_size"}`, whose URL
+//! also wants the bearer token. Files are registered with [`FakeProviders::host_file`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +35,11 @@ pub struct Sent {
 #[derive(Debug, Default)]
 struct Inner {
     sent: Vec<Sent>,
-    script: VecDeque<u16>,
+    script: VecDeque<(u16, Option<u64>)>,
+    /// Provider media handle → fixture file name (tests/fixtures/media).
+    files: std::collections::HashMap<String, String>,
+    /// Media API calls and downloads, by path.
+    media_requests: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +70,23 @@ impl FakeProviders {
 
     /// The next send answers with this HTTP status instead of success.
     pub fn push_status(&self, status: u16) {
-        self.lock().script.push_back(status);
+        self.lock().script.push_back((status, None));
+    }
+
+    /// The next send answers with this status and a `Retry-After` of `secs`.
+    pub fn push_status_retry_after(&self, status: u16, secs: u64) {
+        self.lock().script.push_back((status, Some(secs)));
+    }
+
+    /// Serves fixture `file` for the provider media handle `handle` (a Telegram `file_id`
+    /// or a Meta media id).
+    pub fn host_file(&self, handle: &str, file: &str) {
+        self.lock().files.insert(handle.to_string(), file.to_string());
+    }
+
+    /// Paths of the media API calls and downloads made so far.
+    pub fn media_requests(&self) -> Vec<String> {
+        self.lock().media_requests.clone()
     }
 
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Sent> {
@@ -80,9 +106,67 @@ impl FakeProviders {
     }
 }
 
+/// Telegram's and Meta's media endpoints; `None` for anything else.
+fn media(state: &Mutex<Inner>, path: &str, query: &str, headers: &HeaderMap) -> Option<Response> {
+    let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
+    let bearer_ok = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+    let fixture = |name: &str| crate::support::media_server::fixture(name);
+    if path.starts_with("/bot") && path.ends_with("/getFile") {
+        inner.media_requests.push(path.to_string());
+        let id = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "file_id")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        return Some(match inner.files.get(&id) {
+            Some(name) => Json(json!({"ok": true, "result": {"file_id": id, "file_unique_id": "AgADcQUAAoOKCEY",
+                                       "file_size": fixture(name).len(), "file_path": format!("documents/{name}")}}))
+            .into_response(),
+            None => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"ok": false, "error_code": 400, "description": "Bad Request: invalid file_id"})),
+            )
+                .into_response(),
+        });
+    }
+    if let Some(rest) = path.strip_prefix("/file/bot") {
+        inner.media_requests.push(path.to_string());
+        let name = rest.rsplit('/').next().unwrap_or_default();
+        return Some(fixture(name).into_response());
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segments.len() == 2 && segments[0].starts_with('v') && segments[1].chars().all(|c| c.is_ascii_digit()) {
+        inner.media_requests.push(path.to_string());
+        if !bearer_ok {
+            return Some((StatusCode::UNAUTHORIZED, Json(json!({"error": {"code": 190}}))).into_response());
+        }
+        let name = inner.files.get(segments[1])?.clone();
+        let mime = if name.ends_with(".ogg") { "audio/ogg" } else if name.ends_with(".pdf") { "application/pdf" } else { "image/jpeg" };
+        let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
+        return Some(
+            Json(json!({"messaging_product": "whatsapp", "url": format!("http://{host}/lookaside/{name}"),
+                        "mime_type": mime, "file_size": fixture(&name).len(), "id": segments[1]}))
+            .into_response(),
+        );
+    }
+    if let Some(name) = path.strip_prefix("/lookaside/") {
+        inner.media_requests.push(path.to_string());
+        if !bearer_ok {
+            return Some(StatusCode::UNAUTHORIZED.into_response());
+        }
+        return Some(fixture(name).into_response());
+    }
+    None
+}
+
 async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
+    if let Some(resp) = media(&state, &path, req.uri().query().unwrap_or_default(), &headers) {
+        return resp;
+    }
     let bytes = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
     let form = headers
         .get("content-type")
@@ -112,10 +196,29 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             id: id.to_string(),
         });
     };
-    if let Some(status) = scripted {
+    if let Some((status, retry_after)) = scripted {
         record("");
         let status = StatusCode::from_u16(status).expect("status");
-        return (status, Json(json!({"error": "scripted failure"}))).into_response();
+        let mut resp = (status, Json(json!({"error": "scripted failure"}))).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert("retry-after", secs.to_string().parse().expect("header"));
+        }
+        return resp;
+    }
+    if path.starts_with("/2010-04-01/Accounts/") && path.ends_with("/Messages.json") {
+        let sid = format!("SM{n:032x}");
+        record(&sid);
+        return (
+            StatusCode::CREATED,
+            Json(json!({"sid": sid, "status": "queued", "to": body["To"], "from": body["From"], "body": body["Body"],
+                        "num_segments": "1", "api_version": "2010-04-01"})),
+        )
+            .into_response();
+    }
+    if path == "/sms/send" {
+        let gw = format!("gw-out-{n}");
+        record(&gw);
+        return Json(json!({"id": gw, "status": "accepted"})).into_response();
     }
     if path.ends_with("/send-text") && path.starts_with("/instances/") {
         record(&id);

@@ -4,10 +4,13 @@
 //! 5xx are worth another try (with the provider's `retry-after` when it gives one),
 //! other 4xx are final.
 
+pub mod email;
 pub mod evolution;
 pub mod gupshup;
+pub mod http_sms;
 pub mod meta;
 pub mod telegram;
+pub mod twilio;
 pub mod zapi;
 
 use std::time::Duration;
@@ -22,6 +25,9 @@ pub struct Recipient {
     pub phone: Option<String>,
     pub wa_lid: Option<String>,
     pub telegram_chat: Option<String>,
+    pub email: Option<String>,
+    /// For e-mail: the conversation a reply belongs to.
+    pub thread: Option<email::Thread>,
 }
 
 #[derive(Debug)]
@@ -42,12 +48,15 @@ pub enum SendError {
     },
     #[error("request failed: {0}")]
     Network(String),
+    /// A final refusal outside HTTP (an SMTP 5yz reply).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl SendError {
     pub fn retryable(&self) -> bool {
         match self {
-            Self::Config(_) => false,
+            Self::Config(_) | Self::Refused(_) => false,
             Self::Network(_) => true,
             Self::Http { status, .. } => *status >= 500 || matches!(status, 408 | 425 | 429),
         }
@@ -80,8 +89,12 @@ async fn post_json(
     req: reqwest::RequestBuilder,
     body: &serde_json::Value,
 ) -> Result<(u16, serde_json::Value), SendError> {
+    exchange(req.json(body)).await
+}
+
+/// Sends a prepared request and returns the status and parsed answer, or a sorted error.
+async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), SendError> {
     let resp = req
-        .json(body)
         .send()
         .await
         .map_err(|e| SendError::Network(e.to_string()))?;
@@ -125,10 +138,9 @@ pub async fn send_text(
         Provider::TelegramBot => telegram::send_text(http, creds, to, text).await,
         Provider::MetaCloud => meta::send_text(http, creds, to, text).await,
         Provider::Gupshup => gupshup::send_text(http, creds, to, text).await,
-        other => Err(SendError::Config(format!(
-            "sending through {} is not implemented yet",
-            other.as_str()
-        ))),
+        Provider::Twilio => twilio::send_text(http, creds, to, text).await,
+        Provider::HttpSms => http_sms::send_text(http, creds, to, text).await,
+        Provider::SmtpImap => email::send_text(creds, to, text).await,
     }
 }
 

@@ -17,6 +17,7 @@ use leadflow_shared::domain::{MessageType, Role};
 use leadflow_shared::inbound::{Content, Identity, MediaKind};
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, ProcessInbound, ProcessMedia};
 
+use crate::media::resolve::handle_url;
 use crate::Ctx;
 
 /// `(kind, value)` identities of a payload, most stable first.
@@ -31,6 +32,9 @@ fn keys(id: &Identity) -> identities::Keys {
     if let Some(t) = &id.telegram_chat {
         k.push(("telegram", t.clone()));
     }
+    if let Some(e) = &id.email {
+        k.push(("email", e.clone()));
+    }
     k
 }
 
@@ -40,6 +44,15 @@ fn new_external_id(id: &Identity) -> Option<String> {
         .clone()
         .or_else(|| id.wa_lid.clone())
         .or_else(|| id.telegram_chat.as_ref().map(|c| format!("tg:{c}")))
+        .or_else(|| id.email.clone())
+}
+
+fn media_type(kind: MediaKind) -> MessageType {
+    match kind {
+        MediaKind::Image => MessageType::Image,
+        MediaKind::Audio => MessageType::Audio,
+        MediaKind::Pdf => MessageType::Pdf,
+    }
 }
 
 pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
@@ -109,6 +122,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     let existing = identities::find_lead(&ctx.pool, ch.tenant_id, &ids).await?;
     let external = existing.unwrap_or(fresh_id);
 
+    let resolved: String;
     let (message_type, url, content): (MessageType, Option<&str>, String) = match &m.content {
         Content::Text(t) => (MessageType::Text, None, t.clone()),
         Content::Media {
@@ -117,18 +131,21 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
             caption,
             ..
         } => {
-            let t = match kind {
-                MediaKind::Image => MessageType::Image,
-                MediaKind::Audio => MessageType::Audio,
-                MediaKind::Pdf => MessageType::Pdf,
-            };
-            (t, Some(url.as_str()), caption.clone())
+            (media_type(*kind), Some(url.as_str()), caption.clone())
         }
-        Content::Media { kind, caption, .. } => {
-            // A provider handle (Telegram file_id, Meta media id) still needs resolving.
-            let note = format!("[{kind:?} received; it cannot be downloaded from this provider yet] {caption}");
-            (MessageType::Text, None, note.trim().to_string())
-        }
+        Content::Media {
+            kind, caption, file_ref, ..
+        } => match file_ref.as_deref().and_then(|r| handle_url(provider, ch.id, r)) {
+            // A provider handle (Telegram file_id, Meta media id): the media job resolves it.
+            Some(url) => {
+                resolved = url;
+                (media_type(*kind), Some(resolved.as_str()), caption.clone())
+            }
+            None => {
+                let note = format!("[{kind:?} received without a downloadable link] {caption}");
+                (MessageType::Text, None, note.trim().to_string())
+            }
+        },
         Content::Unsupported { what } => {
             // Not answered, but what it tells about the lead is kept: a Telegram lead
             // sharing their own contact card links the chat to their WhatsApp lead.

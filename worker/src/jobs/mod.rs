@@ -3,6 +3,7 @@
 pub mod ai_reply;
 pub mod flush;
 pub mod inbound;
+pub mod mail;
 pub mod media;
 pub mod postback;
 pub mod send;
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::queue::{
-    DeliverPostback, FlushBurst, GenerateReply, Noop, ProcessInbound, ProcessMedia, QueueKind, SendMessage, Sweep,
+    DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound, ProcessMedia, QueueKind, SendMessage,
+    Sweep,
 };
 
 use crate::runtime::Pool;
@@ -53,6 +55,12 @@ pub async fn start(ctx: &Arc<Ctx>, queues: &[QueueKind], concurrency: usize) -> 
             }
             QueueKind::Scheduled => {
                 pool.spawn::<Sweep, _, _>(ctx, 1, Duration::from_secs(120), sweep::handle)
+                    .await?
+            }
+            QueueKind::Mail => {
+                // One poll per mailbox at a time is plenty; a bounded pool keeps many
+                // slow IMAP servers from holding every connection.
+                pool.spawn::<PollMailbox, _, _>(ctx, concurrency.min(16), Duration::from_secs(300), mail::handle)
                     .await?
             }
             QueueKind::Bench => {

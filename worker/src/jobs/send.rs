@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::db::{channels, identities, lead_channels, outbox};
+use leadflow_shared::db::{channels, identities, lead_channels, mailboxes, outbox};
 use leadflow_shared::queue::{jittered_backoff, SendMessage};
 
 use crate::channels::{send_template, send_text, Recipient, SendError, Sent};
@@ -98,9 +98,21 @@ async fn attempt(ctx: &Ctx, o: &outbox::Outgoing) -> anyhow::Result<Outcome> {
         return Ok(Outcome::refused(format!("unknown provider {}", ch.provider)));
     };
     let creds = channels::credentials(&ctx.pool, &ctx.master_key, ch.id).await?;
-    if let Some(base) = creds.get("base_url") {
-        if let Err(e) = ctx.ssrf.check_url(base).await {
-            return Ok(Outcome::refused(format!("credentials.base_url refused: {e}")));
+    // Every address a tenant gave is checked like a postback URL.
+    for key in ["base_url", "send_url"] {
+        if let Some(url) = creds.get(key) {
+            if let Err(e) = ctx.ssrf.check_url(url).await {
+                return Ok(Outcome::refused(format!("credentials.{key} refused: {e}")));
+            }
+        }
+    }
+    if provider == Provider::SmtpImap {
+        let (host, port) = match crate::channels::email::smtp_server(&creds) {
+            Ok(server) => server,
+            Err(e) => return Ok(Outcome::refused(e.to_string())),
+        };
+        if let Err(e) = ctx.ssrf.check_host(&host, port).await {
+            return Ok(Outcome::refused(format!("credentials.smtp_host refused: {e}")));
         }
     }
     let mut to = Recipient::default();
@@ -109,7 +121,13 @@ async fn attempt(ctx: &Ctx, o: &outbox::Outgoing) -> anyhow::Result<Outcome> {
             "phone" => to.phone = to.phone.or(Some(value)),
             "wa_lid" => to.wa_lid = to.wa_lid.or(Some(value)),
             "telegram" => to.telegram_chat = to.telegram_chat.or(Some(value)),
+            "email" => to.email = to.email.or(Some(value)),
             _ => {}
+        }
+    }
+    if provider == Provider::SmtpImap {
+        if let Some(address) = &to.email {
+            to.thread = mailboxes::last_thread(&ctx.pool, ch.id, address).await?;
         }
     }
     let in_window = !provider.has_24h_window()

@@ -7,8 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::{bursts, deliveries, inbound, media, outbox};
-use leadflow_shared::queue::{DeliverPostback, GenerateReply, ProcessInbound, ProcessMedia, SendMessage, Sweep};
+use leadflow_shared::db::{bursts, deliveries, inbound, mailboxes, media, outbox};
+use leadflow_shared::queue::{
+    DeliverPostback, GenerateReply, PollMailbox, ProcessInbound, ProcessMedia, SendMessage, Sweep,
+};
 
 use crate::jobs::{ai_reply, flush};
 use crate::Ctx;
@@ -72,6 +74,13 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
             attempt: *attempt,
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
+    }
+    // Mailboxes are polled on the sweep's clock: one poll per channel per interval (the
+    // job id carries the interval's number), however often the sweep runs.
+    let interval_ms = ctx.cfg.channels.mail_poll_interval.as_millis().max(1) as i64;
+    let slot = chrono::Utc::now().timestamp_millis() / interval_ms;
+    for channel_id in mailboxes::channels(&ctx.pool).await? {
+        ctx.queues.enqueue(&PollMailbox { channel_id, slot }, Duration::ZERO).await?;
     }
     let quiet = overdue.is_empty() && stale.is_empty() && pending.is_empty();
     if !(quiet && orphaned.is_empty() && events.is_empty() && sends.is_empty()) {

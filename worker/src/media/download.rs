@@ -54,11 +54,26 @@ pub async fn fetch(
     url: &str,
     limit: u64,
 ) -> Result<Downloaded, DownloadError> {
+    fetch_with(client, policy, url, limit, None).await
+}
+
+/// [`fetch`], with the provider's bearer token where its media needs one (Meta).
+pub async fn fetch_with(
+    client: &reqwest::Client,
+    policy: &Policy,
+    url: &str,
+    limit: u64,
+    bearer: Option<&str>,
+) -> Result<Downloaded, DownloadError> {
     let checked = policy
         .check_url(url)
         .await
         .map_err(|e| DownloadError::Refused(e.to_string()))?;
-    let mut resp = client.get(checked.clone()).send().await.map_err(|e| {
+    let mut req = client.get(checked.clone());
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let mut resp = req.send().await.map_err(|e| {
         if e.is_redirect() {
             DownloadError::Refused(error_chain(&e))
         } else {

@@ -8,6 +8,7 @@
 
 pub mod download;
 pub mod pdf;
+pub mod resolve;
 pub mod sniff;
 
 use std::sync::Arc;
@@ -77,7 +78,7 @@ pub async fn process(ctx: &Ctx, claim: &Claim, settings: &AssistantSettings) -> 
         "pdf" => limits.max_pdf_bytes,
         _ => limits.max_image_bytes,
     };
-    let file = download::fetch(&ctx.media_http, &ctx.ssrf, &claim.url, limit).await?;
+    let file = resolve::fetch(ctx, &claim.url, limit).await?;
     let sniffed = match claim.kind.as_str() {
         "audio" => sniff::audio(&file.bytes),
         "pdf" => sniff::pdf(&file.bytes),

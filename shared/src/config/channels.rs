@@ -1,0 +1,50 @@
+//! Settings of the messaging channels: the public URL providers call (Twilio signs the
+//! exact URL it requested, so behind a proxy Leadflow must know it), how often e-mail
+//! mailboxes are polled, how fast one channel may send (providers limit per number), and
+//! the pause between the parts of a reply split on paragraph breaks.
+
+use std::time::Duration;
+
+use super::{invalid, ConfigError, Layers};
+
+#[derive(Debug, Clone)]
+pub struct ChannelsConfig {
+    /// `https://leadflow.example.com`: the origin providers post webhooks to. Without it,
+    /// the origin is rebuilt from the request's `Host` and `X-Forwarded-Proto`.
+    pub public_url: Option<String>,
+    /// How often each e-mail channel's IMAP mailbox is checked for new mail.
+    pub mail_poll_interval: Duration,
+    /// Messages per second one channel may send (a burst of the same size is allowed).
+    pub send_rate: f64,
+    /// The pause between parts of a split reply, so they read like typing.
+    pub typing_delay: Duration,
+}
+
+impl ChannelsConfig {
+    pub(super) fn parse(l: &Layers) -> Result<Self, ConfigError> {
+        let public_url = match l.get("LEADFLOW_PUBLIC_URL") {
+            None => None,
+            Some(u) => {
+                let parsed = url::Url::parse(u).map_err(|e| invalid("LEADFLOW_PUBLIC_URL", e.to_string()))?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                    return Err(invalid("LEADFLOW_PUBLIC_URL", "must be an http(s) origin"));
+                }
+                Some(u.trim_end_matches('/').to_string())
+            }
+        };
+        let send_rate: f64 = l
+            .req("LEADFLOW_CHANNEL_SEND_RATE")?
+            .trim()
+            .parse()
+            .map_err(|_| invalid("LEADFLOW_CHANNEL_SEND_RATE", "must be a number of messages per second"))?;
+        if !(send_rate > 0.0 && send_rate.is_finite()) {
+            return Err(invalid("LEADFLOW_CHANNEL_SEND_RATE", "must be above 0"));
+        }
+        Ok(Self {
+            public_url,
+            mail_poll_interval: l.duration("LEADFLOW_MAIL_POLL_INTERVAL")?,
+            send_rate,
+            typing_delay: l.duration("LEADFLOW_TYPING_DELAY")?,
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! E-mail channels' mailboxes: the polling watermark (UIDVALIDITY + last UID seen), the
+//! attachments of received mail, and the thread a reply answers.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::DbError;
+use crate::mail::{StoredMail, Thread};
+
+/// Active e-mail channels, for the poller.
+#[tracing::instrument(skip(pool))]
+pub async fn channels(pool: &PgPool) -> Result<Vec<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT id FROM channels WHERE provider = 'smtp-imap' AND status = 'active' AND deleted_at IS NULL"#,
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// `(uid_validity, last_uid)` of the channel's mailbox; `None` before its first poll.
+#[tracing::instrument(skip(pool))]
+pub async fn watermark(pool: &PgPool, channel_id: Uuid) -> Result<Option<(i64, i64)>, DbError> {
+    Ok(
+        sqlx::query_as(r#"SELECT uid_validity, last_uid FROM mailboxes WHERE channel_id = $1"#)
+            .bind(channel_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Moves the watermark forward (never back: two polls may overlap), or resets it when
+/// the mailbox's UIDVALIDITY changed.
+#[tracing::instrument(skip(pool))]
+pub async fn advance(pool: &PgPool, channel_id: Uuid, uid_validity: i64, last_uid: i64) -> Result<(), DbError> {
+    sqlx::query(
+        r#"INSERT INTO mailboxes AS m (channel_id, uid_validity, last_uid) VALUES ($1, $2, $3)
+           ON CONFLICT (channel_id) DO UPDATE
+               SET last_uid = CASE WHEN m.uid_validity = $2 THEN GREATEST(m.last_uid, $3) ELSE $3 END,
+                   uid_validity = $2, last_polled_at = now(), last_error = NULL"#,
+    )
+    .bind(channel_id)
+    .bind(uid_validity)
+    .bind(last_uid)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Keeps the last polling failure where operators can see it.
+#[tracing::instrument(skip(pool))]
+pub async fn record_error(pool: &PgPool, channel_id: Uuid, error: &str) -> Result<(), DbError> {
+    sqlx::query(r#"UPDATE mailboxes SET last_error = $2, last_polled_at = now() WHERE channel_id = $1"#)
+        .bind(channel_id)
+        .bind(error)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip(pool, data))]
+pub async fn store_attachment(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    file_name: Option<&str>,
+    mime: Option<&str>,
+    data: &[u8],
+) -> Result<Uuid, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"INSERT INTO mail_attachments (id, tenant_id, channel_id, file_name, mime, data)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"#,
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant_id)
+    .bind(channel_id)
+    .bind(file_name)
+    .bind(mime)
+    .bind(data)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// An attachment's bytes, file name and type, if at most `limit` bytes (`Err(size)` if not).
+#[tracing::instrument(skip(pool))]
+pub async fn attachment(
+    pool: &PgPool,
+    id: Uuid,
+    limit: u64,
+) -> Result<Option<Result<(Vec<u8>, Option<String>, Option<String>), i64>>, DbError> {
+    let row: Option<(i64, Option<Vec<u8>>, Option<String>, Option<String>)> = sqlx::query_as(
+        r#"SELECT octet_length(data)::bigint, CASE WHEN octet_length(data) <= $2 THEN data END, file_name, mime
+           FROM mail_attachments WHERE id = $1"#,
+    )
+    .bind(id)
+    .bind(limit as i64)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(size, data, name, mime)| data.map(|d| (d, name, mime)).ok_or(size)))
+}
+
+/// What a reply to `address` on this channel answers: the lead's last e-mail there.
+#[tracing::instrument(skip(pool))]
+pub async fn last_thread(pool: &PgPool, channel_id: Uuid, address: &str) -> Result<Option<Thread>, DbError> {
+    let payload: Option<serde_json::Value> = sqlx::query_scalar(
+        r#"SELECT payload FROM inbound_events
+           WHERE channel_id = $1 AND sender = $2 AND dedupe_key LIKE 'msg:%'
+           ORDER BY created_at DESC LIMIT 1"#,
+    )
+    .bind(channel_id)
+    .bind(address)
+    .fetch_optional(pool)
+    .await?;
+    Ok(payload
+        .and_then(|p| serde_json::from_value::<StoredMail>(p).ok())
+        .map(|m| Thread {
+            subject: m.subject,
+            in_reply_to: Some(m.message_id),
+            references: m.references,
+        }))
+}
