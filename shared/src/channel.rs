@@ -119,9 +119,19 @@ impl Provider {
             Self::Gupshup => &["base_url", "template_id"],
             Self::MetaCloud => &["base_url", "api_version", "template_name", "template_language"],
             Self::TelegramBot => &["base_url"],
-            Self::SmtpImap => &["smtp_port", "imap_host", "imap_port"],
+            Self::SmtpImap => &[
+                "smtp_port",
+                "smtp_security",
+                "subject",
+                "imap_host",
+                "imap_port",
+                "imap_security",
+                "imap_mailbox",
+                "imap_username",
+                "imap_password",
+            ],
             Self::Twilio => &["base_url"],
-            Self::HttpSms => &["api_key"],
+            Self::HttpSms => &["api_key", "from"],
         }
     }
 }

@@ -14,5 +14,6 @@ mod official;
 mod postbacks;
 mod resilience;
 mod scheduler;
+mod sms;
 mod sync;
 mod validation;
