@@ -4,8 +4,9 @@
 
 CREATE TABLE mailboxes (
     channel_id     uuid PRIMARY KEY REFERENCES channels (id),
-    uid_validity   bigint NOT NULL,
-    last_uid       bigint NOT NULL,
+    -- both NULL until a poll succeeds (a failing first poll still records its error)
+    uid_validity   bigint,
+    last_uid       bigint,
     last_polled_at timestamptz NOT NULL DEFAULT now(),
     last_error     text
 );

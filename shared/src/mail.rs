@@ -63,7 +63,8 @@ pub fn parse_stored(body: &Value) -> Result<Parsed, ParseError> {
     })?;
     let mut out = Parsed::default();
     if mail.automatic {
-        out.ignored.push(format!("automatic e-mail {} from {}", mail.message_id, mail.from));
+        out.ignored
+            .push(format!("automatic e-mail {} from {}", mail.message_id, mail.from));
         return Ok(out);
     }
     let identity = Identity {
@@ -80,7 +81,10 @@ pub fn parse_stored(body: &Value) -> Result<Parsed, ParseError> {
         timestamp_ms: mail.date_ms,
     };
     if !mail.text.trim().is_empty() || mail.attachments.is_empty() {
-        out.messages.push(message(mail.message_id.clone(), Content::Text(mail.text.trim().to_owned())));
+        out.messages.push(message(
+            mail.message_id.clone(),
+            Content::Text(mail.text.trim().to_owned()),
+        ));
     }
     for (i, a) in mail.attachments.iter().enumerate() {
         let url = format!("{ATTACHMENT_SCHEME}{}", a.id);
@@ -112,7 +116,10 @@ pub fn strip_quoted(text: &str) -> String {
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim();
         let intro = (t.ends_with("wrote:") || t.ends_with("escreveu:") || t.ends_with("escribió:"))
-            && lines[i + 1..].iter().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_start().starts_with('>'));
+            && lines[i + 1..]
+                .iter()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.trim_start().starts_with('>'));
         if t.starts_with('>') || intro || t.starts_with("-----Original Message-----") {
             end = i;
             break;
@@ -177,6 +184,9 @@ mod tests {
         assert_eq!(strip_quoted(reply), "Sim, pode ligar amanhã.");
         assert_eq!(strip_quoted("Oi\n> citado"), "Oi");
         assert_eq!(strip_quoted("Oi\n-----Original Message-----\nFrom: x"), "Oi");
-        assert_eq!(strip_quoted("Só texto,\nsem citação: wrote: nada"), "Só texto,\nsem citação: wrote: nada");
+        assert_eq!(
+            strip_quoted("Só texto,\nsem citação: wrote: nada"),
+            "Só texto,\nsem citação: wrote: nada"
+        );
     }
 }

@@ -7,6 +7,7 @@ mod admin;
 mod ai_errors;
 mod channels;
 mod debounce;
+mod email;
 mod inbound;
 mod media;
 mod multichannel;

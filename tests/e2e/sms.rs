@@ -17,7 +17,9 @@ const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
 fn fields(form: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(form.trim().as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(form.trim().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 fn encode(fields: &[(String, String)]) -> String {
@@ -77,7 +79,10 @@ async fn twilio_signed_sms_in_reply_out_through_the_messages_api() {
 
     let (status, body) = twilio_post(&app, &path, &sms, TOKEN).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("<Response></Response>"), "empty TwiML, no auto-reply: {body}");
+    assert!(
+        body.contains("<Response></Response>"),
+        "empty TwiML, no auto-reply: {body}"
+    );
     // Twilio retries a webhook it thinks failed: still one message.
     twilio_post(&app, &path, &sms, TOKEN).await;
 
@@ -106,12 +111,16 @@ async fn twilio_signed_sms_in_reply_out_through_the_messages_api() {
     }
     let (status, _) = twilio_post(&app, &path, &report, TOKEN).await;
     assert_eq!(status, StatusCode::OK);
-    let error: String = eventually(Duration::from_secs(10), "the outbox message is marked failed", || async {
-        sqlx::query_scalar::<_, String>("SELECT error FROM outbox WHERE status = 'failed'")
-            .fetch_optional(&app.pool)
-            .await
-            .unwrap()
-    })
+    let error: String = eventually(
+        Duration::from_secs(10),
+        "the outbox message is marked failed",
+        || async {
+            sqlx::query_scalar::<_, String>("SELECT error FROM outbox WHERE status = 'failed'")
+                .fetch_optional(&app.pool)
+                .await
+                .unwrap()
+        },
+    )
     .await;
     assert!(error.contains("30007"), "{error}");
     app.stop().await;
@@ -143,7 +152,10 @@ async fn a_generic_gateway_takes_json_in_and_out_with_its_bearer_key() {
     assert_eq!(sent[0].headers["authorization"], "Bearer gw-key-0123456789");
     assert_eq!(sent[0].body["to"], json!("+5511987654321"));
     assert_eq!(sent[0].body["from"], json!("LEADFLOW"));
-    assert!(sent[0].body["text"].as_str().unwrap().starts_with("reply to: Oi! Vi o anúncio"));
+    assert!(sent[0].body["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("reply to: Oi! Vi o anúncio"));
     let provider_id: Option<String> = sqlx::query_scalar("SELECT provider_message_id FROM outbox")
         .fetch_one(&app.pool)
         .await

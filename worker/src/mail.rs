@@ -105,8 +105,8 @@ impl Server {
             .map_err(|e| self.fail(e))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.host.clone())
-                .map_err(|e| self.fail(e))?;
+            let name =
+                tokio_rustls::rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| self.fail(e))?;
             let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
                 .connect(name, tcp)
                 .await

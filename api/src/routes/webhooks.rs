@@ -84,7 +84,9 @@ fn called_url(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> S
     }
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let proto = header("x-forwarded-proto").unwrap_or("http");
-    let host = header("x-forwarded-host").or_else(|| header("host")).unwrap_or("localhost");
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .unwrap_or("localhost");
     format!("{proto}://{host}{path}")
 }
 

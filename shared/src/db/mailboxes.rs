@@ -20,12 +20,12 @@ pub async fn channels(pool: &PgPool) -> Result<Vec<Uuid>, DbError> {
 /// `(uid_validity, last_uid)` of the channel's mailbox; `None` before its first poll.
 #[tracing::instrument(skip(pool))]
 pub async fn watermark(pool: &PgPool, channel_id: Uuid) -> Result<Option<(i64, i64)>, DbError> {
-    Ok(
-        sqlx::query_as(r#"SELECT uid_validity, last_uid FROM mailboxes WHERE channel_id = $1"#)
-            .bind(channel_id)
-            .fetch_optional(pool)
-            .await?,
+    Ok(sqlx::query_as(
+        r#"SELECT uid_validity, last_uid FROM mailboxes WHERE channel_id = $1 AND uid_validity IS NOT NULL"#,
     )
+    .bind(channel_id)
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// Moves the watermark forward (never back: two polls may overlap), or resets it when
@@ -49,11 +49,14 @@ pub async fn advance(pool: &PgPool, channel_id: Uuid, uid_validity: i64, last_ui
 /// Keeps the last polling failure where operators can see it.
 #[tracing::instrument(skip(pool))]
 pub async fn record_error(pool: &PgPool, channel_id: Uuid, error: &str) -> Result<(), DbError> {
-    sqlx::query(r#"UPDATE mailboxes SET last_error = $2, last_polled_at = now() WHERE channel_id = $1"#)
-        .bind(channel_id)
-        .bind(error)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        r#"INSERT INTO mailboxes (channel_id, last_error) VALUES ($1, $2)
+           ON CONFLICT (channel_id) DO UPDATE SET last_error = $2, last_polled_at = now()"#,
+    )
+    .bind(channel_id)
+    .bind(error)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn a_gateway_message_and_a_report() {
         let m = one(parse(&fixture(TEXT)));
-        assert_eq!((m.provider_message_id.as_str(), m.identity.phone.as_deref()), ("gw-88412", Some(PHONE)));
+        assert_eq!(
+            (m.provider_message_id.as_str(), m.identity.phone.as_deref()),
+            ("gw-88412", Some(PHONE))
+        );
         assert_eq!(m.content, said(FIRST_TEXT));
         let alias = serde_json::json!({"message_id": 7, "from": "5511987654321", "body": "Oi"});
         assert_eq!(one(parse(&alias)).provider_message_id, "7");

@@ -36,7 +36,9 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
         out.ignored.push(format!("twilio message {sid} without a phone sender"));
         return Ok(out);
     };
-    let media_count = text(body, "NumMedia").and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+    let media_count = text(body, "NumMedia")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
     let caption = text(body, "Body").unwrap_or_default();
     let mut contents = Vec::new();
     for i in 0..media_count {
@@ -110,7 +112,10 @@ mod tests {
         let m = one(parse(&form(SMS)));
         assert_eq!(m.provider_message_id, "SM1f0e8ae6ade43cb3c0ce4525424e404f");
         assert_eq!(m.identity.phone.as_deref(), Some("+5511987654321"));
-        assert_eq!(m.content, Content::Text("Oi! Vi o anúncio do apartamento. Ainda está disponível?".into()));
+        assert_eq!(
+            m.content,
+            Content::Text("Oi! Vi o anúncio do apartamento. Ainda está disponível?".into())
+        );
     }
 
     #[test]
@@ -121,9 +126,14 @@ mod tests {
             panic!("{:?}", p.messages[0]);
         };
         assert_eq!(*kind, MediaKind::Image);
-        assert!(url.as_deref().unwrap().ends_with("/Media/ME0b4e4a8e0e1c2a3b4c5d6e7f8a9b0c1d"));
+        assert!(url
+            .as_deref()
+            .unwrap()
+            .ends_with("/Media/ME0b4e4a8e0e1c2a3b4c5d6e7f8a9b0c1d"));
         assert_eq!(caption, "Segue a foto da fachada");
-        assert!(matches!(&p.messages[1].content, Content::Media { kind: MediaKind::Pdf, caption, .. } if caption.is_empty()));
+        assert!(
+            matches!(&p.messages[1].content, Content::Media { kind: MediaKind::Pdf, caption, .. } if caption.is_empty())
+        );
         assert_ne!(p.messages[0].provider_message_id, p.messages[1].provider_message_id);
     }
 

@@ -121,8 +121,10 @@ fn media(state: &Mutex<Inner>, path: &str, query: &str, headers: &HeaderMap) -> 
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         return Some(match inner.files.get(&id) {
-            Some(name) => Json(json!({"ok": true, "result": {"file_id": id, "file_unique_id": "AgADcQUAAoOKCEY",
-                                       "file_size": fixture(name).len(), "file_path": format!("documents/{name}")}}))
+            Some(name) => Json(
+                json!({"ok": true, "result": {"file_id": id, "file_unique_id": "AgADcQUAAoOKCEY",
+                                       "file_size": fixture(name).len(), "file_path": format!("documents/{name}")}}),
+            )
             .into_response(),
             None => (
                 StatusCode::BAD_REQUEST,
@@ -143,11 +145,19 @@ fn media(state: &Mutex<Inner>, path: &str, query: &str, headers: &HeaderMap) -> 
             return Some((StatusCode::UNAUTHORIZED, Json(json!({"error": {"code": 190}}))).into_response());
         }
         let name = inner.files.get(segments[1])?.clone();
-        let mime = if name.ends_with(".ogg") { "audio/ogg" } else if name.ends_with(".pdf") { "application/pdf" } else { "image/jpeg" };
+        let mime = if name.ends_with(".ogg") {
+            "audio/ogg"
+        } else if name.ends_with(".pdf") {
+            "application/pdf"
+        } else {
+            "image/jpeg"
+        };
         let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
         return Some(
-            Json(json!({"messaging_product": "whatsapp", "url": format!("http://{host}/lookaside/{name}"),
-                        "mime_type": mime, "file_size": fixture(&name).len(), "id": segments[1]}))
+            Json(
+                json!({"messaging_product": "whatsapp", "url": format!("http://{host}/lookaside/{name}"),
+                        "mime_type": mime, "file_size": fixture(&name).len(), "id": segments[1]}),
+            )
             .into_response(),
         );
     }
@@ -201,7 +211,8 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         let status = StatusCode::from_u16(status).expect("status");
         let mut resp = (status, Json(json!({"error": "scripted failure"}))).into_response();
         if let Some(secs) = retry_after {
-            resp.headers_mut().insert("retry-after", secs.to_string().parse().expect("header"));
+            resp.headers_mut()
+                .insert("retry-after", secs.to_string().parse().expect("header"));
         }
         return resp;
     }
@@ -210,8 +221,10 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         record(&sid);
         return (
             StatusCode::CREATED,
-            Json(json!({"sid": sid, "status": "queued", "to": body["To"], "from": body["From"], "body": body["Body"],
-                        "num_segments": "1", "api_version": "2010-04-01"})),
+            Json(
+                json!({"sid": sid, "status": "queued", "to": body["To"], "from": body["From"], "body": body["Body"],
+                        "num_segments": "1", "api_version": "2010-04-01"}),
+            ),
         )
             .into_response();
     }

@@ -46,7 +46,10 @@ fn transport(creds: &Credentials) -> Result<AsyncSmtpTransport<Tokio1Executor>, 
     .map_err(|e| SendError::Config(format!("SMTP server {host}: {e}")))?;
     Ok(builder
         .port(port)
-        .credentials(Login::new(need(creds, "username")?.into(), need(creds, "password")?.into()))
+        .credentials(Login::new(
+            need(creds, "username")?.into(),
+            need(creds, "password")?.into(),
+        ))
         .timeout(Some(Duration::from_secs(30)))
         .build())
 }

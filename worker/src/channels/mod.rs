@@ -94,10 +94,7 @@ async fn post_json(
 
 /// Sends a prepared request and returns the status and parsed answer, or a sorted error.
 async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), SendError> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| SendError::Network(e.to_string()))?;
+    let resp = req.send().await.map_err(|e| SendError::Network(e.to_string()))?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()

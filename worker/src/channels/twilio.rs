@@ -24,7 +24,11 @@ pub async fn send_text(
         .as_deref()
         .ok_or_else(|| SendError::Config("the lead has no phone number".into()))?;
     let from = need(creds, "from")?;
-    let from_field = if from.starts_with("MG") { "MessagingServiceSid" } else { "From" };
+    let from_field = if from.starts_with("MG") {
+        "MessagingServiceSid"
+    } else {
+        "From"
+    };
     let body: String = text.chars().take(MAX_CHARS).collect();
     let form = [("To", phone), (from_field, from), ("Body", body.as_str())];
     let req = http

@@ -130,11 +130,12 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
             url: Some(url),
             caption,
             ..
-        } => {
-            (media_type(*kind), Some(url.as_str()), caption.clone())
-        }
+        } => (media_type(*kind), Some(url.as_str()), caption.clone()),
         Content::Media {
-            kind, caption, file_ref, ..
+            kind,
+            caption,
+            file_ref,
+            ..
         } => match file_ref.as_deref().and_then(|r| handle_url(provider, ch.id, r)) {
             // A provider handle (Telegram file_id, Meta media id): the media job resolves it.
             Some(url) => {

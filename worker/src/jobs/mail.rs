@@ -100,7 +100,12 @@ fn address_of(mailbox: &str) -> String {
 
 /// Stores the attachments the media pipeline may read (within its size caps), then one
 /// inbound event per message the e-mail becomes.
-async fn store(ctx: &Ctx, ch: &WebhookChannel, mut mail: StoredMail, attachments: Vec<Attachment>) -> anyhow::Result<()> {
+async fn store(
+    ctx: &Ctx,
+    ch: &WebhookChannel,
+    mut mail: StoredMail,
+    attachments: Vec<Attachment>,
+) -> anyhow::Result<()> {
     if !mail.automatic {
         let caps = &ctx.cfg.media;
         for a in attachments {
@@ -116,9 +121,15 @@ async fn store(ctx: &Ctx, ch: &WebhookChannel, mut mail: StoredMail, attachments
                 tracing::info!(channel_id = %ch.id, file = ?a.file_name, size = a.data.len(), "attachment over its cap; not kept");
                 continue;
             }
-            let id =
-                mailboxes::store_attachment(&ctx.pool, ch.tenant_id, ch.id, a.file_name.as_deref(), a.mime.as_deref(), &a.data)
-                    .await?;
+            let id = mailboxes::store_attachment(
+                &ctx.pool,
+                ch.tenant_id,
+                ch.id,
+                a.file_name.as_deref(),
+                a.mime.as_deref(),
+                &a.data,
+            )
+            .await?;
             mail.attachments.push(StoredAttachment {
                 id,
                 file_name: a.file_name,
@@ -136,7 +147,11 @@ async fn store(ctx: &Ctx, ch: &WebhookChannel, mut mail: StoredMail, attachments
         let key = format!("msg:{}", m.provider_message_id);
         if let Some(event_id) = inbound::insert(&ctx.pool, ch, &key, i as i32, Some(&mail.from), &payload).await? {
             // Stored is what matters: the sweeper enqueues events whose job was lost.
-            if let Err(e) = ctx.queues.enqueue(&ProcessInbound { event_id, wait: 0 }, Duration::ZERO).await {
+            if let Err(e) = ctx
+                .queues
+                .enqueue(&ProcessInbound { event_id, wait: 0 }, Duration::ZERO)
+                .await
+            {
                 tracing::error!(%event_id, error = %e, "inbound job not enqueued; the sweeper will pick it up");
             }
         }
@@ -148,7 +163,10 @@ async fn store(ctx: &Ctx, ch: &WebhookChannel, mut mail: StoredMail, attachments
 mod tests {
     #[test]
     fn addresses_out_of_mailboxes() {
-        assert_eq!(super::address_of("Imobiliária <Vendas@Imob.example>"), "vendas@imob.example");
+        assert_eq!(
+            super::address_of("Imobiliária <Vendas@Imob.example>"),
+            "vendas@imob.example"
+        );
         assert_eq!(super::address_of(" vendas@imob.example "), "vendas@imob.example");
     }
 }

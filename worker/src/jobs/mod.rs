@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::queue::{
-    DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound, ProcessMedia, QueueKind, SendMessage,
-    Sweep,
+    DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound, ProcessMedia, QueueKind,
+    SendMessage, Sweep,
 };
 
 use crate::runtime::Pool;

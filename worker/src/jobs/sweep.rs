@@ -80,7 +80,9 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
     let interval_ms = ctx.cfg.channels.mail_poll_interval.as_millis().max(1) as i64;
     let slot = chrono::Utc::now().timestamp_millis() / interval_ms;
     for channel_id in mailboxes::channels(&ctx.pool).await? {
-        ctx.queues.enqueue(&PollMailbox { channel_id, slot }, Duration::ZERO).await?;
+        ctx.queues
+            .enqueue(&PollMailbox { channel_id, slot }, Duration::ZERO)
+            .await?;
     }
     let quiet = overdue.is_empty() && stale.is_empty() && pending.is_empty();
     if !(quiet && orphaned.is_empty() && events.is_empty() && sends.is_empty()) {

@@ -60,19 +60,33 @@ pub async fn fetch(ctx: &Ctx, url: &str, limit: u64) -> Result<Downloaded, Downl
         let base = creds.get("base_url").map_or("https://api.telegram.org", String::as_str);
         let base = base.trim_end_matches('/');
         let token = creds.get("bot_token").map_or("", String::as_str);
-        let answer = api(ctx, ctx.guarded.get(format!("{base}/bot{token}/getFile")).query(&[("file_id", file_id)])).await?;
+        let answer = api(
+            ctx,
+            ctx.guarded
+                .get(format!("{base}/bot{token}/getFile"))
+                .query(&[("file_id", file_id)]),
+        )
+        .await?;
         let path = answer
             .pointer("/result/file_path")
             .and_then(|v| v.as_str())
             .ok_or_else(|| DownloadError::Refused(format!("Telegram getFile gave no file_path: {answer}")))?;
-        let mut file = download::fetch(&ctx.media_http, &ctx.ssrf, &format!("{base}/file/bot{token}/{path}"), limit).await?;
+        let mut file = download::fetch(
+            &ctx.media_http,
+            &ctx.ssrf,
+            &format!("{base}/file/bot{token}/{path}"),
+            limit,
+        )
+        .await?;
         file.file_name = path.rsplit('/').next().map(str::to_string);
         return Ok(file);
     }
     if let Some(rest) = url.strip_prefix(META) {
         let (channel, media_id) = split(rest)?;
         let creds = credentials(ctx, channel).await?;
-        let base = creds.get("base_url").map_or("https://graph.facebook.com", String::as_str);
+        let base = creds
+            .get("base_url")
+            .map_or("https://graph.facebook.com", String::as_str);
         let version = creds.get("api_version").map_or("v23.0", String::as_str);
         let token = creds.get("access_token").map_or("", String::as_str);
         let req = ctx
@@ -87,7 +101,9 @@ pub async fn fetch(ctx: &Ctx, url: &str, limit: u64) -> Result<Downloaded, Downl
             .as_str()
             .ok_or_else(|| DownloadError::Refused(format!("Meta gave no media url: {answer}")))?;
         let mut file = download::fetch_with(&ctx.media_http, &ctx.ssrf, media_url, limit, Some(token)).await?;
-        file.content_type = file.content_type.or_else(|| answer["mime_type"].as_str().map(str::to_string));
+        file.content_type = file
+            .content_type
+            .or_else(|| answer["mime_type"].as_str().map(str::to_string));
         return Ok(file);
     }
     download::fetch(&ctx.media_http, &ctx.ssrf, url, limit).await
