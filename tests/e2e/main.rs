@@ -13,6 +13,7 @@ mod media;
 mod multichannel;
 mod official;
 mod postbacks;
+mod provider_media;
 mod resilience;
 mod scheduler;
 mod sms;

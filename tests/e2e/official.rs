@@ -13,15 +13,15 @@ use crate::support::TestApp;
 
 const META_TEXT: &str = include_str!("../fixtures/providers/meta-cloud/webhook-text.json");
 const GUPSHUP_TEXT: &str = include_str!("../fixtures/providers/gupshup/v2-inbound-text.json");
-const APP_SECRET: &str = "6f1d2c3b4a5e6f7a8b9c0d1e2f3a4b5c";
+pub(crate) const APP_SECRET: &str = "6f1d2c3b4a5e6f7a8b9c0d1e2f3a4b5c";
 
-fn sign(body: &[u8]) -> String {
+pub(crate) fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn post_raw(app: &TestApp, path: &str, body: &[u8], headers: &[(&str, String)]) -> StatusCode {
+pub(crate) async fn post_raw(app: &TestApp, path: &str, body: &[u8], headers: &[(&str, String)]) -> StatusCode {
     let mut req = app
         .http
         .post(format!("{}{path}", app.base))
