@@ -110,6 +110,8 @@ pub struct AssistantSettings {
     pub image_inline: bool,
     /// Also send each PDF itself as a `file` part, for models that read PDFs.
     pub pdf_as_file: bool,
+    /// Channel replies go out one paragraph per message, with a typing pause between.
+    pub split_replies: bool,
 }
 
 impl Default for AssistantSettings {
@@ -131,6 +133,7 @@ impl Default for AssistantSettings {
             image_detail: "auto".into(),
             image_inline: true,
             pdf_as_file: false,
+            split_replies: false,
         }
     }
 }

@@ -62,7 +62,7 @@ async fn mail_polled_over_imap_is_answered_over_smtp_in_the_same_thread() {
         .start()
         .await;
     app.set_assistant(json!({"debounce_seconds": 0.3})).await;
-    let ch = channel(
+    channel(
         &app,
         json!({"name": "E-mail vendas", "type": "email", "provider": "smtp-imap",
                "credentials": {"smtp_host": mailer.host, "smtp_port": mailer.smtp_port.to_string(),

@@ -16,6 +16,7 @@ mod postbacks;
 mod provider_media;
 mod resilience;
 mod scheduler;
+mod sending;
 mod sms;
 mod sync;
 mod validation;

@@ -39,7 +39,10 @@ async fn a_telegram_voice_note_is_fetched_by_file_id_and_transcribed() {
     .await;
     assert_eq!(status, StatusCode::OK);
     let sent = providers.wait_for(1, Duration::from_secs(20)).await;
-    let expected = format!("[voice note] transcript of a {}-byte ogg voice note", fixture("voice.ogg").len());
+    let expected = format!(
+        "[voice note] transcript of a {}-byte ogg voice note",
+        fixture("voice.ogg").len()
+    );
     assert_eq!(last_user_turn(&app.ai.requests()[0].body), expected);
     assert_eq!(sent[0].body["text"], json!(format!("reply to: {expected}")));
     assert_eq!(
@@ -86,7 +89,10 @@ async fn a_meta_image_is_fetched_by_media_id_with_the_bearer_token() {
         .unwrap_or_else(|| panic!("an image part: {parts}"));
     use base64::Engine;
     let inlined = base64::engine::general_purpose::STANDARD.encode(fixture("photo.jpg"));
-    assert_eq!(image["image_url"]["url"], json!(format!("data:image/jpeg;base64,{inlined}")));
+    assert_eq!(
+        image["image_url"]["url"],
+        json!(format!("data:image/jpeg;base64,{inlined}"))
+    );
     assert_eq!(
         providers.media_requests(),
         ["/v23.0/2129384756012345", "/lookaside/photo.jpg"],

@@ -361,3 +361,33 @@ async fn postgres_down_is_a_503_and_accepted_work_resumes_when_it_is_back() {
     assert_eq!(app.receiver.successful().len(), 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_webhook_taken_while_redis_is_down_is_answered_once_it_is_back() {
+    let mut redis = OwnRedis::new().await;
+    let providers = crate::support::fake_providers::FakeProviders::start().await;
+    let app = TestApp::builder().env("LEADFLOW_REDIS_URL", &redis.url()).start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let ch = crate::inbound::channel(
+        &app,
+        json!({"name": "WhatsApp", "type": "whatsapp", "provider": "z-api",
+               "credentials": {"instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
+                               "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F", "base_url": providers.base_url}}),
+    )
+    .await;
+    redis.crash();
+    // The provider gets its 2xx (stored in PostgreSQL) and does not retry for hours.
+    let payload: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/providers/zapi/webhook-received-text.json")).unwrap();
+    let t = Instant::now();
+    let (status, out) = crate::inbound::webhook(&app, &ch.path, &payload, &[]).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{out}");
+    assert!(t.elapsed() < Duration::from_secs(5), "answering took {:?}", t.elapsed());
+    redis.restart().await;
+    // The sweeper enqueues the stored event; it is processed and answered once.
+    let sent = providers.wait_for(1, Duration::from_secs(40)).await;
+    assert!(sent[0].body["message"].as_str().unwrap().starts_with("reply to: Oi!"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(providers.sent().len(), 1, "answered once");
+    app.stop().await;
+}

@@ -167,6 +167,9 @@ fn merge(mut s: AssistantSettings, body: &JsonObject) -> Result<AssistantSetting
     if let Some(v) = body.opt_bool("pdf_as_file")? {
         s.pdf_as_file = v;
     }
+    if let Some(v) = body.opt_bool("split_replies")? {
+        s.split_replies = v;
+    }
     if s.max_wait_seconds < s.debounce_seconds {
         return Err(ApiError::invalid(
             "max_wait_seconds",

@@ -171,7 +171,14 @@ pub async fn send(
     // The outbox row is durable; a lost job is found by the sweeper.
     if let Err(e) = state
         .queues
-        .enqueue(&SendMessage { outbox_id, attempt: 1 }, Duration::ZERO)
+        .enqueue(
+            &SendMessage {
+                outbox_id,
+                attempt: 1,
+                wait: 0,
+            },
+            Duration::ZERO,
+        )
         .await
     {
         tracing::error!(%outbox_id, error = %e, "send job not enqueued");

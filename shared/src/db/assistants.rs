@@ -10,11 +10,11 @@ use crate::domain::{Assistant, AssistantSettings};
 
 const COLUMNS: &str = r#"id, tenant_id, name, model, system_prompt, temperature, max_tokens, debounce_seconds,
     max_wait_seconds, history_limit, human_pause_minutes, is_default, transcription_model, transcription_language,
-    transcription_prompt, image_detail, image_inline, pdf_as_file, created_at, updated_at"#;
+    transcription_prompt, image_detail, image_inline, pdf_as_file, split_replies, created_at, updated_at"#;
 
 type AssistantQuery<'q> = QueryAs<'q, Postgres, Assistant, PgArguments>;
 
-/// Binds the settings as the next sixteen parameters, in column order.
+/// Binds the settings as the next seventeen parameters, in column order.
 fn bind_settings<'q>(q: AssistantQuery<'q>, s: &'q AssistantSettings) -> AssistantQuery<'q> {
     q.bind(&s.name)
         .bind(&s.model)
@@ -32,6 +32,7 @@ fn bind_settings<'q>(q: AssistantQuery<'q>, s: &'q AssistantSettings) -> Assista
         .bind(&s.image_detail)
         .bind(s.image_inline)
         .bind(s.pdf_as_file)
+        .bind(s.split_replies)
 }
 
 #[tracing::instrument(skip(conn, s))]
@@ -43,8 +44,8 @@ pub async fn insert(conn: &mut PgConnection, tenant_id: Uuid, s: &AssistantSetti
         r#"INSERT INTO assistants (id, tenant_id, name, model, system_prompt, temperature, max_tokens,
                debounce_seconds, max_wait_seconds, history_limit, human_pause_minutes, is_default,
                transcription_model, transcription_language, transcription_prompt, image_detail, image_inline,
-               pdf_as_file)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+               pdf_as_file, split_replies)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
            RETURNING {COLUMNS}"#
     );
     let q = sqlx::query_as::<_, Assistant>(&sql)
@@ -114,7 +115,7 @@ pub async fn update(pool: &PgPool, tenant_id: Uuid, id: Uuid, s: &AssistantSetti
                debounce_seconds = $8, max_wait_seconds = $9, history_limit = $10, human_pause_minutes = $11,
                is_default = $12, transcription_model = $13, transcription_language = $14,
                transcription_prompt = $15, image_detail = $16, image_inline = $17, pdf_as_file = $18,
-               updated_at = now()
+               split_replies = $19, updated_at = now()
            WHERE tenant_id = $1 AND id = $2
            RETURNING {COLUMNS}"#
     );

@@ -83,22 +83,28 @@ pub async fn store_attachment(
     .await?)
 }
 
-/// An attachment's bytes, file name and type, if at most `limit` bytes (`Err(size)` if not).
+/// A stored attachment, as the media pipeline reads it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StoredFile {
+    pub size: i64,
+    /// `None` when the file is over the limit asked for (it is not loaded then).
+    pub data: Option<Vec<u8>>,
+    pub file_name: Option<String>,
+    pub mime: Option<String>,
+}
+
+/// An attachment, its bytes loaded only if at most `limit` bytes.
 #[tracing::instrument(skip(pool))]
-pub async fn attachment(
-    pool: &PgPool,
-    id: Uuid,
-    limit: u64,
-) -> Result<Option<Result<(Vec<u8>, Option<String>, Option<String>), i64>>, DbError> {
-    let row: Option<(i64, Option<Vec<u8>>, Option<String>, Option<String>)> = sqlx::query_as(
-        r#"SELECT octet_length(data)::bigint, CASE WHEN octet_length(data) <= $2 THEN data END, file_name, mime
+pub async fn attachment(pool: &PgPool, id: Uuid, limit: u64) -> Result<Option<StoredFile>, DbError> {
+    Ok(sqlx::query_as::<_, StoredFile>(
+        r#"SELECT octet_length(data)::bigint AS size, CASE WHEN octet_length(data) <= $2 THEN data END AS data,
+                  file_name, mime
            FROM mail_attachments WHERE id = $1"#,
     )
     .bind(id)
     .bind(limit as i64)
     .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(size, data, name, mime)| data.map(|d| (d, name, mime)).ok_or(size)))
+    .await?)
 }
 
 /// What a reply to `address` on this channel answers: the lead's last e-mail there.

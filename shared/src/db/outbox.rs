@@ -19,30 +19,70 @@ pub struct Outgoing {
     pub attempts: i32,
 }
 
-/// The AI reply of `burst_id`, to send through `channel_id` (one per burst).
-#[tracing::instrument(skip(conn, content))]
+/// The AI reply of `burst_id`, to send through `channel_id` (one per burst), as one
+/// row per part: the first is due now, each next one once the one before is sent.
+/// Returns the first part's id (None if the reply was already stored).
+#[tracing::instrument(skip(conn, parts))]
 pub async fn create_reply(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     channel_id: Uuid,
     lead_id: Uuid,
     burst_id: Uuid,
-    content: &str,
+    parts: &[String],
 ) -> Result<Option<Uuid>, DbError> {
-    Ok(sqlx::query_scalar(
-        r#"INSERT INTO outbox (id, tenant_id, channel_id, lead_id, burst_id, content, status, next_attempt_at)
-           VALUES ($1, $2, $3, $4, $5, $6, 'pending', now())
-           ON CONFLICT (burst_id) DO NOTHING
-           RETURNING id"#,
+    let ids: Vec<Uuid> = parts.iter().map(|_| Uuid::now_v7()).collect();
+    let first = sqlx::query_scalar::<_, Option<Uuid>>(
+        r#"INSERT INTO outbox (id, tenant_id, channel_id, lead_id, burst_id, part, content, status, next_attempt_at)
+           SELECT p.id, $2, $3, $4, $5, (p.n - 1)::int, p.content, 'pending', CASE WHEN p.n = 1 THEN now() END
+           FROM unnest($1::uuid[], $6::text[]) WITH ORDINALITY AS p(id, content, n)
+           ON CONFLICT (burst_id, part) DO NOTHING
+           RETURNING CASE WHEN part = 0 THEN id END"#,
     )
-    .bind(Uuid::now_v7())
+    .bind(&ids)
     .bind(tenant_id)
     .bind(channel_id)
     .bind(lead_id)
     .bind(burst_id)
-    .bind(content)
-    .fetch_optional(conn)
+    .bind(parts)
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .flatten()
+    .next();
+    Ok(first)
+}
+
+/// After part `id` of a reply was sent: the next part, now due after `delay`.
+#[tracing::instrument(skip(pool))]
+pub async fn next_part(pool: &PgPool, id: Uuid, delay: std::time::Duration) -> Result<Option<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"UPDATE outbox n SET next_attempt_at = now() + $2
+           FROM outbox o
+           WHERE o.id = $1 AND o.burst_id IS NOT NULL AND n.burst_id = o.burst_id AND n.part = o.part + 1
+             AND n.status = 'pending' AND n.attempts = 0
+           RETURNING n.id"#,
+    )
+    .bind(id)
+    .bind(delay)
+    .fetch_optional(pool)
     .await?)
+}
+
+/// After part `id` failed for good, the parts after it are not sent either (a reply with
+/// a hole in it would read wrong).
+#[tracing::instrument(skip(pool))]
+pub async fn fail_later_parts(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
+    sqlx::query(
+        r#"UPDATE outbox n SET status = 'failed', error = 'an earlier part of this reply could not be sent'
+           FROM outbox o
+           WHERE o.id = $1 AND o.burst_id IS NOT NULL AND n.burst_id = o.burst_id AND n.part > o.part
+             AND n.status = 'pending'"#,
+    )
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// A message an operator typed in Leadflow, to send through `channel_id`.
@@ -74,12 +114,12 @@ pub async fn create_manual(
 /// commit and the enqueue).
 #[tracing::instrument(skip(pool))]
 pub async fn unstarted_for_burst(pool: &PgPool, burst_id: Uuid) -> Result<Option<Uuid>, DbError> {
-    Ok(
-        sqlx::query_scalar(r#"SELECT id FROM outbox WHERE burst_id = $1 AND status = 'pending' AND attempts = 0"#)
-            .bind(burst_id)
-            .fetch_optional(pool)
-            .await?,
+    Ok(sqlx::query_scalar(
+        r#"SELECT id FROM outbox WHERE burst_id = $1 AND part = 0 AND status = 'pending' AND attempts = 0"#,
     )
+    .bind(burst_id)
+    .fetch_optional(pool)
+    .await?)
 }
 
 #[tracing::instrument(skip(pool))]

@@ -117,13 +117,19 @@ impl Job for ProcessInbound {
 pub struct SendMessage {
     pub outbox_id: Uuid,
     pub attempt: i32,
+    /// How many times this attempt already waited for the channel's send rate.
+    #[serde(default)]
+    pub wait: u32,
 }
 
 impl Job for SendMessage {
     const QUEUE: QueueKind = QueueKind::Send;
     const NAME: &'static str = "send-message";
     fn job_id(&self) -> String {
-        format!("send.{}.{}", self.outbox_id.simple(), self.attempt)
+        match self.wait {
+            0 => format!("send.{}.{}", self.outbox_id.simple(), self.attempt),
+            w => format!("send.{}.{}.r{w}", self.outbox_id.simple(), self.attempt),
+        }
     }
 }
 

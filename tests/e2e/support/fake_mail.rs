@@ -101,7 +101,6 @@ struct State {
     next_uid: u32,
     logins_ok: usize,
     logins_failed: usize,
-    imap_down: bool,
 }
 
 impl State {
@@ -223,11 +222,6 @@ impl FakeMail {
             .filter(|m| m.has("\\Seen"))
             .map(|m| m.uid)
             .collect()
-    }
-
-    /// While down, new IMAP connections get `* BYE unavailable` and are closed.
-    pub fn set_imap_down(&self, down: bool) {
-        self.lock().imap_down = down;
     }
 }
 
@@ -697,10 +691,6 @@ fn imap_reply(state: &Mutex<State>, sess: &mut Session, tag: &str, cmd: &str, ui
 async fn imap_session(stream: TcpStream, state: Arc<Mutex<State>>) -> io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
-    let down = lock(&state).imap_down;
-    if down {
-        return send(&mut w, "* BYE unavailable\r\n").await;
-    }
     send(&mut w, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake-mail ready\r\n").await?;
     let mut sess = Session::default();
     while let Some(tokens) = read_command(&mut r, &mut w).await? {

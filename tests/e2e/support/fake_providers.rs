@@ -30,6 +30,8 @@ pub struct Sent {
     pub body: Value,
     /// The message id the fake answered with.
     pub id: String,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -204,6 +206,7 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             headers: headers.clone(),
             body: body.clone(),
             id: id.to_string(),
+            at: Instant::now(),
         });
     };
     if let Some((status, retry_after)) = scripted {

@@ -121,6 +121,28 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Valu
     Ok((status, json))
 }
 
+/// Most parts a reply is split into; the rest stays in the last part.
+const MAX_PARTS: usize = 6;
+
+/// A reply as messages, one per paragraph (blank-line separated), like a person typing.
+pub fn split_reply(content: &str) -> Vec<String> {
+    let normalized = content.replace("\r\n", "\n");
+    let mut parts: Vec<String> = normalized
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    if parts.len() > MAX_PARTS {
+        let rest = parts.split_off(MAX_PARTS - 1).join("\n\n");
+        parts.push(rest);
+    }
+    if parts.is_empty() {
+        parts.push(content.trim().to_string());
+    }
+    parts
+}
+
 /// Sends `text` to `to` through the channel's provider.
 pub async fn send_text(
     http: &reqwest::Client,
@@ -161,4 +183,22 @@ pub async fn send_template(
         _ => return Ok(None),
     };
     Ok(Some((creds.get(key).cloned().unwrap_or_default(), sent)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reply;
+
+    #[test]
+    fn replies_split_on_blank_lines_with_a_cap() {
+        assert_eq!(
+            split_reply("Olá!\r\n\r\nTemos sim.\n\n\n\nQuer visitar?"),
+            ["Olá!", "Temos sim.", "Quer visitar?"]
+        );
+        assert_eq!(split_reply("Uma linha\nsó"), ["Uma linha\nsó"]);
+        let many = (1..=8).map(|i| i.to_string()).collect::<Vec<_>>().join("\n\n");
+        let parts = split_reply(&many);
+        assert_eq!(parts.len(), 6);
+        assert_eq!(parts[5], "6\n\n7\n\n8");
+    }
 }

@@ -42,7 +42,14 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
             }
             if let Some(outbox_id) = outbox::unstarted_for_burst(&ctx.pool, b.id).await? {
                 ctx.queues
-                    .enqueue(&SendMessage { outbox_id, attempt: 1 }, Duration::ZERO)
+                    .enqueue(
+                        &SendMessage {
+                            outbox_id,
+                            attempt: 1,
+                            wait: 0,
+                        },
+                        Duration::ZERO,
+                    )
                     .await?;
             }
         }
@@ -275,13 +282,22 @@ async fn finish(
     // A burst that came through a channel is answered through it.
     let send = match (&outcome, b.channel_id) {
         (Ok(reply), Some(channel)) if !reply.content.trim().is_empty() => {
-            outbox::create_reply(&mut tx, b.tenant_id, channel, b.lead_id, b.id, &reply.content).await?
+            let parts = if assistant.settings.split_replies {
+                crate::channels::split_reply(&reply.content)
+            } else {
+                vec![reply.content.clone()]
+            };
+            outbox::create_reply(&mut tx, b.tenant_id, channel, b.lead_id, b.id, &parts).await?
         }
         _ => None,
     };
     tx.commit().await?;
     if let Some(outbox_id) = send {
-        let job = SendMessage { outbox_id, attempt: 1 };
+        let job = SendMessage {
+            outbox_id,
+            attempt: 1,
+            wait: 0,
+        };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
 

@@ -3,6 +3,11 @@
 //! delayed job honouring the provider's `retry-after`, and the row's `next_attempt_at`
 //! says when, so the sweeper can restart a retry whose job was lost; other failures are
 //! final and recorded with the provider's answer.
+//!
+//! Providers limit how fast one number may send, so each channel has a send rate
+//! (`LEADFLOW_CHANNEL_SEND_RATE` per second, a fixed window in Redis shared by every
+//! worker): a message over it waits for the next window as a new delayed job. The parts
+//! of a split reply go out in order, each `LEADFLOW_TYPING_DELAY` after the one before.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +48,14 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
     if o.status != "pending" || o.attempts >= job.attempt {
         return Ok(()); // sent, failed, or this attempt already ran
     }
+    if let Some(delay) = throttle(&ctx, o.channel_id).await {
+        let later = SendMessage {
+            wait: job.wait + 1,
+            ..job
+        };
+        ctx.queues.enqueue(&later, delay).await?;
+        return Ok(());
+    }
     let outcome = attempt(&ctx, &o).await?;
     let (state, retry_in) = match &outcome.result {
         Ok(_) => ("sent", None),
@@ -82,10 +95,59 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
         let next = SendMessage {
             outbox_id: o.id,
             attempt: job.attempt + 1,
+            wait: 0,
         };
         ctx.queues.enqueue(&next, delay).await?;
     }
+    match state {
+        "sent" => {
+            let typing = ctx.cfg.channels.typing_delay;
+            if let Some(next) = outbox::next_part(&ctx.pool, o.id, typing).await? {
+                let job = SendMessage {
+                    outbox_id: next,
+                    attempt: 1,
+                    wait: 0,
+                };
+                ctx.queues.enqueue(&job, typing).await?;
+            }
+        }
+        "failed" => outbox::fail_later_parts(&ctx.pool, o.id).await?,
+        _ => {}
+    }
     Ok(())
+}
+
+/// Counts this send against the channel's rate; `Some(wait)` when the current window is
+/// full. Redis trouble lets the send through: the provider's own 429 is the backstop.
+async fn throttle(ctx: &Ctx, channel_id: uuid::Uuid) -> Option<Duration> {
+    let rate = ctx.cfg.channels.send_rate;
+    let (window_ms, limit) = if rate >= 1.0 {
+        (1000, rate.floor() as i64)
+    } else {
+        ((1000.0 / rate) as i64, 1)
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let window = now / window_ms;
+    let key = format!("{}:rate:{}:{window}", ctx.cfg.queue_prefix, channel_id.simple());
+    let mut conn = ctx.redis.clone();
+    let counted: redis::RedisResult<(i64,)> = redis::pipe()
+        .incr(&key, 1)
+        .pexpire(&key, window_ms * 2)
+        .ignore()
+        .query_async(&mut conn)
+        .await;
+    match counted {
+        Ok((n,)) if n > limit => {
+            // Spread the waiting sends over the next window instead of waking them at once.
+            let spread = (n - limit - 1).max(0) * window_ms / limit.max(1);
+            Some(Duration::from_millis(((window + 1) * window_ms - now + spread) as u64))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(%channel_id, error = %e, "send rate not checked");
+            None
+        }
+    }
 }
 
 /// Resolves channel, credentials and recipient, and sends: free-form text, or the

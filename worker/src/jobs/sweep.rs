@@ -72,6 +72,7 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
         let job = SendMessage {
             outbox_id: *outbox_id,
             attempt: *attempt,
+            wait: 0,
         };
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }

@@ -44,15 +44,16 @@ fn split(rest: &str) -> Result<(Uuid, &str), DownloadError> {
 pub async fn fetch(ctx: &Ctx, url: &str, limit: u64) -> Result<Downloaded, DownloadError> {
     if let Some(id) = url.strip_prefix(ATTACHMENT_SCHEME) {
         let id = Uuid::from_str(id).map_err(|_| DownloadError::Refused("malformed attachment id".into()))?;
-        return match mailboxes::attachment(&ctx.pool, id, limit).await.map_err(internal)? {
-            Some(Ok((bytes, file_name, content_type))) => Ok(Downloaded {
-                bytes,
-                content_type,
-                file_name,
-            }),
-            Some(Err(_)) => Err(DownloadError::TooLarge { limit }),
-            None => Err(DownloadError::Status { status: 404 }),
-        };
+        let file = mailboxes::attachment(&ctx.pool, id, limit)
+            .await
+            .map_err(internal)?
+            .ok_or(DownloadError::Status { status: 404 })?;
+        let bytes = file.data.ok_or(DownloadError::TooLarge { limit })?;
+        return Ok(Downloaded {
+            bytes,
+            content_type: file.mime,
+            file_name: file.file_name,
+        });
     }
     if let Some(rest) = url.strip_prefix(TELEGRAM) {
         let (channel, file_id) = split(rest)?;
