@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::inbound::{channel, webhook};
 use crate::support::fake_providers::FakeProviders;
-use crate::support::TestApp;
+use crate::support::{eventually, TestApp};
 
 const ZAPI_TEXT: &str = include_str!("../fixtures/providers/zapi/webhook-received-text.json");
 const LEAD: &str = "/backend/leads/+5511987654321";
@@ -48,10 +48,14 @@ async fn a_long_reply_goes_out_one_paragraph_at_a_time_in_order() {
         let gap = pair[1].at - pair[0].at;
         assert!(gap >= Duration::from_millis(350), "typing pause between parts: {gap:?}");
     }
-    let parts: Vec<(i32, String)> = sqlx::query_as("SELECT part, status FROM outbox ORDER BY part")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let parts = eventually(Duration::from_secs(5), "every part recorded as sent", || async {
+        let rows: Vec<(i32, String)> = sqlx::query_as("SELECT part, status FROM outbox ORDER BY part")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+        rows.iter().all(|(_, s)| s == "sent").then_some(rows)
+    })
+    .await;
     assert_eq!(parts, [(0, "sent".into()), (1, "sent".into()), (2, "sent".into())]);
     // Not split when the assistant does not ask for it.
     app.set_assistant(json!({"split_replies": false})).await;
@@ -109,13 +113,18 @@ async fn a_channel_never_sends_faster_than_its_rate_and_honours_retry_after() {
         "retried after {gap:?}, not after Retry-After"
     );
     assert_eq!(sent[7].body["message"], json!("depois do 429"));
-    let attempts: Vec<(i32, Option<i32>)> = sqlx::query_as(
-        "SELECT a.attempt, a.status_code FROM outbox_attempts a JOIN outbox o ON o.id = a.outbox_id
-         WHERE o.content = 'depois do 429' ORDER BY a.attempt",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    // Every attempt is a row (the second is recorded once the provider's answer is in).
+    let attempts = eventually(Duration::from_secs(5), "both attempts recorded", || async {
+        let rows: Vec<(i32, Option<i32>)> = sqlx::query_as(
+            "SELECT a.attempt, a.status_code FROM outbox_attempts a JOIN outbox o ON o.id = a.outbox_id
+             WHERE o.content = 'depois do 429' ORDER BY a.attempt",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        (rows.len() == 2).then_some(rows)
+    })
+    .await;
     assert_eq!(attempts, [(1, Some(429)), (2, Some(200))]);
     app.stop().await;
 }

@@ -156,10 +156,14 @@ async fn a_generic_gateway_takes_json_in_and_out_with_its_bearer_key() {
         .as_str()
         .unwrap()
         .starts_with("reply to: Oi! Vi o anúncio"));
-    let provider_id: Option<String> = sqlx::query_scalar("SELECT provider_message_id FROM outbox")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(provider_id.as_deref(), Some(sent[0].id.as_str()));
+    // The gateway's id is kept once the send's answer is recorded.
+    let provider_id: String = eventually(Duration::from_secs(5), "the send to be recorded", || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT provider_message_id FROM outbox")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(provider_id, sent[0].id);
     app.stop().await;
 }

@@ -109,7 +109,7 @@ impl FakeProviders {
 }
 
 /// Telegram's and Meta's media endpoints; `None` for anything else.
-fn media(state: &Mutex<Inner>, path: &str, query: &str, headers: &HeaderMap) -> Option<Response> {
+fn media(state: &Mutex<Inner>, path: &str, query: &str, headers: &HeaderMap, body: &Value) -> Option<Response> {
     let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
     let bearer_ok = headers
         .get("authorization")
@@ -163,6 +163,40 @@ fn media(state: &Mutex<Inner>, path: &str, query: &str, headers: &HeaderMap) -> 
             .into_response(),
         );
     }
+    if path.starts_with("/chat/getBase64FromMediaMessage/") {
+        inner.media_requests.push(path.to_string());
+        if headers.get("apikey").is_none() {
+            return Some(StatusCode::UNAUTHORIZED.into_response());
+        }
+        let key = body
+            .pointer("/message/key/id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(name) = inner.files.get(key).cloned() else {
+            return Some(
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"status": 400, "error": "Bad Request",
+                "response": {"message": ["Message not found"]}})),
+                )
+                    .into_response(),
+            );
+        };
+        use base64::Engine;
+        let mime = if name.ends_with(".ogg") {
+            "audio/ogg; codecs=opus"
+        } else {
+            "application/octet-stream"
+        };
+        return Some(
+            (
+                StatusCode::CREATED,
+                Json(json!({"mediaType": "audioMessage", "fileName": name, "mimetype": mime,
+                "base64": base64::engine::general_purpose::STANDARD.encode(fixture(&name))})),
+            )
+                .into_response(),
+        );
+    }
     if let Some(name) = path.strip_prefix("/lookaside/") {
         inner.media_requests.push(path.to_string());
         if !bearer_ok {
@@ -176,9 +210,7 @@ fn media(state: &Mutex<Inner>, path: &str, query: &str, headers: &HeaderMap) -> 
 async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
-    if let Some(resp) = media(&state, &path, req.uri().query().unwrap_or_default(), &headers) {
-        return resp;
-    }
+    let query = req.uri().query().unwrap_or_default().to_string();
     let bytes = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
     let form = headers
         .get("content-type")
@@ -194,6 +226,9 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     } else {
         serde_json::from_slice(&bytes).unwrap_or(Value::Null)
     };
+    if let Some(resp) = media(&state, &path, &query, &headers, &body) {
+        return resp;
+    }
     let (n, scripted) = {
         let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
         (inner.sent.len() + 1, inner.script.pop_front())

@@ -7,6 +7,8 @@
 //!   `{base}/file/bot<token>/<file_path>`;
 //! - `meta-media:<channel>:<media_id>`: Graph `GET /{version}/{media_id}` for a
 //!   short-lived URL, downloaded with the same bearer token;
+//! - `evolution-media:<channel>:<key_id>`: Evolution's `getBase64FromMediaMessage` (its
+//!   webhook URLs point at WhatsApp's encrypted CDN);
 //! - `leadflow-attachment:<id>`: an e-mail attachment stored with its message;
 //! - anything else is an ordinary URL.
 //!
@@ -24,6 +26,7 @@ use crate::Ctx;
 
 const TELEGRAM: &str = "telegram-file:";
 const META: &str = "meta-media:";
+const EVOLUTION: &str = "evolution-media:";
 
 /// The internal URL for a provider's media handle, or `None` when the provider's handles
 /// cannot be resolved (the message then says so in the prompt).
@@ -31,6 +34,7 @@ pub fn handle_url(provider: Provider, channel_id: Uuid, file_ref: &str) -> Optio
     match provider {
         Provider::TelegramBot => Some(format!("{TELEGRAM}{}:{file_ref}", channel_id.simple())),
         Provider::MetaCloud => Some(format!("{META}{}:{file_ref}", channel_id.simple())),
+        Provider::Evolution => Some(format!("{EVOLUTION}{}:{file_ref}", channel_id.simple())),
         _ => None,
     }
 }
@@ -106,6 +110,34 @@ pub async fn fetch(ctx: &Ctx, url: &str, limit: u64) -> Result<Downloaded, Downl
             .content_type
             .or_else(|| answer["mime_type"].as_str().map(str::to_string));
         return Ok(file);
+    }
+    if let Some(rest) = url.strip_prefix(EVOLUTION) {
+        let (channel, key_id) = split(rest)?;
+        let creds = credentials(ctx, channel).await?;
+        let base = creds.get("base_url").map_or("", String::as_str).trim_end_matches('/');
+        let instance = creds.get("instance").map_or("", String::as_str);
+        let req = ctx
+            .guarded
+            .post(format!("{base}/chat/getBase64FromMediaMessage/{instance}"))
+            .header("apikey", creds.get("api_key").map_or("", String::as_str))
+            .json(&serde_json::json!({"message": {"key": {"id": key_id}}, "convertToMp4": false}));
+        let answer = api(ctx, req).await?;
+        let encoded = answer["base64"]
+            .as_str()
+            .ok_or_else(|| DownloadError::Refused("Evolution returned no base64".into()))?;
+        // Base64 is 4/3 of the bytes: refuse before decoding what could not fit.
+        if (encoded.len() as u64) / 4 * 3 > limit + 3 {
+            return Err(DownloadError::TooLarge { limit });
+        }
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| DownloadError::Refused(format!("Evolution's base64 is invalid: {e}")))?;
+        return Ok(Downloaded {
+            bytes,
+            content_type: answer["mimetype"].as_str().map(str::to_string),
+            file_name: answer["fileName"].as_str().map(str::to_string),
+        });
     }
     download::fetch(&ctx.media_http, &ctx.ssrf, url, limit).await
 }
