@@ -184,13 +184,7 @@ async fn evolution_gupshup_and_twilio_media_reach_the_pipeline() {
                                "from": "+551140028922", "base_url": providers.base_url}}),
     )
     .await;
-    let mut form: Vec<(String, String)> = url::form_urlencoded::parse(
-        include_str!("../fixtures/providers/twilio/inbound-mms.form")
-            .trim()
-            .as_bytes(),
-    )
-    .into_owned()
-    .collect();
+    let mut form = crate::sms::fields(include_str!("../fixtures/providers/twilio/inbound-mms.form"));
     for (k, v) in form.iter_mut() {
         match k.as_str() {
             "MediaUrl0" => *v = files.put("/tw/photo", fixture("photo.jpg"), Some("image/jpeg")),
@@ -198,21 +192,9 @@ async fn evolution_gupshup_and_twilio_media_reach_the_pipeline() {
             _ => {}
         }
     }
-    let url = format!("{}/webhooks/{}", app.base, ch.id);
-    let signature = leadflow_shared::inbound::twilio::signature("tw-token-0123456789", &url, &form);
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&form)
-        .finish();
-    let resp = app
-        .http
-        .post(&url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("X-Twilio-Signature", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let path = format!("/webhooks/{}", ch.id);
+    let (status, _) = crate::sms::twilio_post(&app, &path, &form, "tw-token-0123456789").await;
+    assert_eq!(status, StatusCode::OK);
     providers.wait_for(3, Duration::from_secs(20)).await;
     let (text, images) = turn(&app);
     assert!(text.contains("[image; caption: \"Segue a foto da fachada\"]"), "{text}");

@@ -16,7 +16,7 @@ const GATEWAY_TEXT: &str = include_str!("../fixtures/providers/http-sms/inbound-
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
-fn fields(form: &str) -> Vec<(String, String)> {
+pub(crate) fn fields(form: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(form.trim().as_bytes())
         .into_owned()
         .collect()
@@ -29,7 +29,12 @@ fn encode(fields: &[(String, String)]) -> String {
 }
 
 /// Posts a form the way Twilio does: signed over the URL it calls and the fields.
-async fn twilio_post(app: &TestApp, path: &str, fields: &[(String, String)], token: &str) -> (StatusCode, String) {
+pub(crate) async fn twilio_post(
+    app: &TestApp,
+    path: &str,
+    fields: &[(String, String)],
+    token: &str,
+) -> (StatusCode, String) {
     let url = format!("{}{path}", app.base);
     let signature = leadflow_shared::inbound::twilio::signature(token, &url, fields);
     let resp = app
