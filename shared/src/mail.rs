@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::inbound::{Content, Identity, Inbound, MediaKind, MediaParts, ParseError, Parsed};
+use crate::inbound::{Content, Identity, Inbound, MediaParts, ParseError, Parsed};
 
 /// The URL scheme of an attachment stored with its e-mail.
 pub const ATTACHMENT_SCHEME: &str = "leadflow-attachment:";
@@ -94,15 +94,8 @@ pub fn parse_stored(body: &Value) -> Result<Parsed, ParseError> {
             file_name: a.file_name.as_deref(),
             ..Default::default()
         };
-        let mime = a.mime.as_deref().unwrap_or_default();
-        let content = if mime.starts_with("image/") {
-            parts.media(MediaKind::Image)
-        } else if mime.starts_with("audio/") {
-            parts.media(MediaKind::Audio)
-        } else {
-            parts.document()
-        };
-        out.messages.push(message(format!("{}#{i}", mail.message_id), content));
+        out.messages
+            .push(message(format!("{}#{i}", mail.message_id), parts.by_mime()));
     }
     Ok(out)
 }
@@ -131,6 +124,7 @@ pub fn strip_quoted(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inbound::MediaKind;
 
     fn stored(text: &str, attachments: Vec<StoredAttachment>) -> Value {
         serde_json::to_value(StoredMail {

@@ -32,6 +32,14 @@ pub(crate) async fn channel(app: &TestApp, body: Value) -> Channel {
     }
 }
 
+/// Z-API's text webhook with another message id and text (the same lead).
+pub(crate) fn zapi_text(id: &str, text: &str) -> Value {
+    let mut p: Value = serde_json::from_str(ZAPI_TEXT).unwrap();
+    p["messageId"] = json!(id);
+    p["text"]["message"] = json!(text);
+    p
+}
+
 pub(crate) async fn webhook(app: &TestApp, path: &str, body: &Value, headers: &[(&str, &str)]) -> (StatusCode, Value) {
     let mut req = app.http.post(format!("{}{path}", app.base)).json(body);
     for (k, v) in headers {

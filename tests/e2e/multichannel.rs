@@ -7,21 +7,13 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::inbound::{channel, webhook};
+use crate::inbound::{channel, webhook, zapi_text};
 use crate::support::fake_providers::FakeProviders;
 use crate::support::TestApp;
 
-const ZAPI_TEXT: &str = include_str!("../fixtures/providers/zapi/webhook-received-text.json");
 const ZAPI_FROM_ME: &str = include_str!("../fixtures/providers/zapi/webhook-received-fromme-api.json");
 const TELEGRAM_TEXT: &str = include_str!("../fixtures/providers/telegram/update-text.json");
 const LEAD: &str = "/backend/leads/+5511987654321";
-
-fn zapi(id: &str, text: &str) -> Value {
-    let mut p: Value = serde_json::from_str(ZAPI_TEXT).unwrap();
-    p["messageId"] = json!(id);
-    p["text"]["message"] = json!(text);
-    p
-}
 
 fn telegram(message_id: i64, extra: Value) -> Value {
     let mut p: Value = serde_json::from_str(TELEGRAM_TEXT).unwrap();
@@ -84,7 +76,7 @@ async fn a_lead_on_whatsapp_and_telegram_gets_two_lead_channels_each_with_its_as
     let tg_secret = [("X-Telegram-Bot-Api-Secret-Token", tg.token.as_str())];
 
     // WhatsApp first: answered by the WhatsApp assistant through Z-API.
-    webhook(&app, &wa.path, &zapi("3EB0MC0001", "Oi, vim pelo WhatsApp"), &[]).await;
+    webhook(&app, &wa.path, &zapi_text("3EB0MC0001", "Oi, vim pelo WhatsApp"), &[]).await;
     providers.wait_for(1, Duration::from_secs(15)).await;
     // On Telegram the lead shares their own contact card (the only way Telegram reveals a
     // phone): the chat joins the WhatsApp lead. Then they write there.
@@ -142,7 +134,7 @@ async fn a_lead_on_whatsapp_and_telegram_gets_two_lead_channels_each_with_its_as
     human["text"]["message"] = json!("Oi Mariana, é a Ana. Te ligo já.");
     webhook(&app, &wa.path, &human, &[]).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    webhook(&app, &wa.path, &zapi("3EB0MC0002", "Ok, aguardo"), &[]).await;
+    webhook(&app, &wa.path, &zapi_text("3EB0MC0002", "Ok, aguardo"), &[]).await;
     webhook(
         &app,
         &tg_path,
@@ -193,7 +185,7 @@ async fn a_lead_on_whatsapp_and_telegram_gets_two_lead_channels_each_with_its_as
         .post(&format!("{LEAD}/release"), &json!({"channel_id": wa.id}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    webhook(&app, &wa.path, &zapi("3EB0MC0003", "Alguém aí?"), &[]).await;
+    webhook(&app, &wa.path, &zapi_text("3EB0MC0003", "Alguém aí?"), &[]).await;
     providers.wait_for(4, Duration::from_secs(15)).await;
     let out = sends(&providers);
     assert!(out[3].0.ends_with("/send-text"));

@@ -7,24 +7,16 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::inbound::{channel, webhook};
+use crate::inbound::{channel, webhook, zapi_text};
 use crate::support::fake_providers::FakeProviders;
 use crate::support::{eventually, TestApp};
 
-const ZAPI_TEXT: &str = include_str!("../fixtures/providers/zapi/webhook-received-text.json");
 const LEAD: &str = "/backend/leads/+5511987654321";
 
 fn zapi_channel(providers: &FakeProviders) -> Value {
     json!({"name": "WhatsApp vendas", "type": "whatsapp", "provider": "z-api",
            "credentials": {"instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
                            "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F", "base_url": providers.base_url}})
-}
-
-fn zapi(id: &str, text: &str) -> Value {
-    let mut p: Value = serde_json::from_str(ZAPI_TEXT).unwrap();
-    p["messageId"] = json!(id);
-    p["text"]["message"] = json!(text);
-    p
 }
 
 #[tokio::test]
@@ -37,7 +29,7 @@ async fn a_long_reply_goes_out_one_paragraph_at_a_time_in_order() {
     webhook(
         &app,
         &ch.path,
-        &zapi("3EB0SPLIT01", "Tem garagem?\n\nAceita pet?\n\nQual o condomínio?"),
+        &zapi_text("3EB0SPLIT01", "Tem garagem?\n\nAceita pet?\n\nQual o condomínio?"),
         &[],
     )
     .await;
@@ -59,7 +51,7 @@ async fn a_long_reply_goes_out_one_paragraph_at_a_time_in_order() {
     assert_eq!(parts, [(0, "sent".into()), (1, "sent".into()), (2, "sent".into())]);
     // Not split when the assistant does not ask for it.
     app.set_assistant(json!({"split_replies": false})).await;
-    webhook(&app, &ch.path, &zapi("3EB0SPLIT02", "Um\n\nDois"), &[]).await;
+    webhook(&app, &ch.path, &zapi_text("3EB0SPLIT02", "Um\n\nDois"), &[]).await;
     let sent = providers.wait_for(4, Duration::from_secs(15)).await;
     assert_eq!(sent[3].body["message"], json!("reply to: Um\n\nDois"));
     app.stop().await;
@@ -72,7 +64,7 @@ async fn a_channel_never_sends_faster_than_its_rate_and_honours_retry_after() {
     app.set_assistant(json!({"debounce_seconds": 0.2})).await;
     let ch = channel(&app, zapi_channel(&providers)).await;
     let (_, user) = app.post("/backend/users", &json!({"name": "Ana Lima"})).await;
-    webhook(&app, &ch.path, &zapi("3EB0RATE01", "Oi"), &[]).await;
+    webhook(&app, &ch.path, &zapi_text("3EB0RATE01", "Oi"), &[]).await;
     providers.wait_for(1, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 

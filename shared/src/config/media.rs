@@ -25,6 +25,16 @@ pub struct MediaConfig {
 }
 
 impl MediaConfig {
+    /// The download cap for a medium of this kind.
+    pub fn max_bytes(&self, kind: crate::inbound::MediaKind) -> u64 {
+        use crate::inbound::MediaKind;
+        match kind {
+            MediaKind::Audio => self.max_audio_bytes,
+            MediaKind::Pdf => self.max_pdf_bytes,
+            MediaKind::Image => self.max_image_bytes,
+        }
+    }
+
     pub(super) fn parse(l: &Layers) -> Result<Self, ConfigError> {
         let c = Self {
             max_audio_bytes: l.size("LEADFLOW_MEDIA_MAX_AUDIO_BYTES")?,

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{e164, scalar, text, Content, Identity, Inbound, MediaKind, MediaParts, ParseError, Parsed, StatusUpdate};
+use super::{e164, scalar, text, Content, Identity, Inbound, MediaParts, ParseError, Parsed, StatusUpdate};
 
 const PROVIDER: &str = "http-sms";
 
@@ -40,18 +40,13 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
         .unwrap_or_default();
     let content = match text(body, "media_url") {
         Some(url) => {
-            let mime = text(body, "media_type");
             let parts = MediaParts {
                 url: Some(url),
                 caption: Some(said),
-                mime,
+                mime: text(body, "media_type"),
                 ..Default::default()
             };
-            match mime.unwrap_or_default() {
-                m if m.starts_with("image/") => parts.media(MediaKind::Image),
-                m if m.starts_with("audio/") => parts.media(MediaKind::Audio),
-                _ => parts.document(),
-            }
+            parts.by_mime()
         }
         None if said.is_empty() => Content::Unsupported {
             what: "empty message".into(),

@@ -180,6 +180,19 @@ pub fn is_pdf(mime: Option<&str>, file_name: Option<&str>) -> bool {
     mime_says || file_name.is_some_and(|n| n.trim().to_ascii_lowercase().ends_with(".pdf"))
 }
 
+/// `Image` or `Audio` for `image/*` and `audio/*` MIME types; PDFs are told apart by
+/// [`is_pdf`], which also looks at the file name.
+pub fn kind_of_mime(mime: &str) -> Option<MediaKind> {
+    let m = mime.trim().to_ascii_lowercase();
+    if m.starts_with("image/") {
+        Some(MediaKind::Image)
+    } else if m.starts_with("audio/") {
+        Some(MediaKind::Audio)
+    } else {
+        None
+    }
+}
+
 /// The pieces of a media attachment, as borrowed from the payload.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct MediaParts<'a> {
@@ -199,6 +212,15 @@ impl MediaParts<'_> {
             caption: self.caption.unwrap_or_default().to_owned(),
             mime: self.mime.map(str::to_owned),
             file_name: self.file_name.map(str::to_owned),
+        }
+    }
+
+    /// Judged by the declared MIME type alone (SMS gateways and e-mail attachments say
+    /// nothing else): an image, a voice note, or else a document.
+    pub(crate) fn by_mime(self) -> Content {
+        match self.mime.and_then(kind_of_mime) {
+            Some(kind) => self.media(kind),
+            None => self.document(),
         }
     }
 

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{e164, text, Content, Identity, Inbound, MediaKind, MediaParts, ParseError, Parsed, StatusUpdate};
+use super::{e164, text, Content, Identity, Inbound, MediaParts, ParseError, Parsed, StatusUpdate};
 
 const PROVIDER: &str = "twilio";
 
@@ -50,14 +50,7 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
             mime,
             ..Default::default()
         };
-        let essence = mime.unwrap_or_default().to_ascii_lowercase();
-        contents.push(if essence.starts_with("image/") {
-            parts.media(MediaKind::Image)
-        } else if essence.starts_with("audio/") {
-            parts.media(MediaKind::Audio)
-        } else {
-            parts.document()
-        });
+        contents.push(parts.by_mime());
     }
     if contents.is_empty() {
         contents.push(Content::Text(caption.to_owned()));
@@ -102,6 +95,7 @@ pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> St
 mod tests {
     use super::*;
     use crate::inbound::testing::{form, one};
+    use crate::inbound::MediaKind;
 
     const SMS: &str = include_str!("../../../tests/fixtures/providers/twilio/inbound-sms.form");
     const MMS: &str = include_str!("../../../tests/fixtures/providers/twilio/inbound-mms.form");

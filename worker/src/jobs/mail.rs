@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use leadflow_shared::db::inbound::WebhookChannel;
 use leadflow_shared::db::{channels, inbound, mailboxes};
+use leadflow_shared::inbound::{kind_of_mime, MediaKind};
 use leadflow_shared::mail::{parse_stored, StoredAttachment, StoredMail};
 use leadflow_shared::queue::{PollMailbox, ProcessInbound};
 
@@ -109,14 +110,9 @@ async fn store(
     if !mail.automatic {
         let caps = &ctx.cfg.media;
         for a in attachments {
-            let mime = a.mime.as_deref().unwrap_or_default();
-            let cap = if mime.starts_with("image/") {
-                caps.max_image_bytes
-            } else if mime.starts_with("audio/") {
-                caps.max_audio_bytes
-            } else {
-                caps.max_pdf_bytes
-            };
+            // What is neither image nor audio can only be read as a PDF.
+            let kind = a.mime.as_deref().and_then(kind_of_mime).unwrap_or(MediaKind::Pdf);
+            let cap = caps.max_bytes(kind);
             if a.data.len() as u64 > cap {
                 tracing::info!(channel_id = %ch.id, file = ?a.file_name, size = a.data.len(), "attachment over its cap; not kept");
                 continue;

@@ -77,13 +77,19 @@ pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
     // Mailboxes are polled on the sweep's clock: one poll per channel per interval (the
-    // job id carries the interval's number), however often the sweep runs.
+    // job id carries the interval's number). Only the first sweep of an interval lists the
+    // channels, so a short sweep interval does not re-enqueue the same polls every tick
+    // (a sweep running a whole interval late costs one interval's delay, never mail).
     let interval_ms = ctx.cfg.channels.mail_poll_interval.as_millis().max(1) as i64;
-    let slot = chrono::Utc::now().timestamp_millis() / interval_ms;
-    for channel_id in mailboxes::channels(&ctx.pool).await? {
-        ctx.queues
-            .enqueue(&PollMailbox { channel_id, slot }, Duration::ZERO)
-            .await?;
+    let sweep_ms = ctx.cfg.sweep_interval.as_millis() as i64;
+    let now = chrono::Utc::now().timestamp_millis();
+    let slot = now / interval_ms;
+    if (now - sweep_ms) / interval_ms != slot {
+        for channel_id in mailboxes::channels(&ctx.pool).await? {
+            ctx.queues
+                .enqueue(&PollMailbox { channel_id, slot }, Duration::ZERO)
+                .await?;
+        }
     }
     let quiet = overdue.is_empty() && stale.is_empty() && pending.is_empty();
     if !(quiet && orphaned.is_empty() && events.is_empty() && sends.is_empty()) {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use leadflow_shared::db::media::{Claim, Outcome};
 use leadflow_shared::db::tenants;
 use leadflow_shared::domain::AssistantSettings;
+use leadflow_shared::inbound::MediaKind;
 
 use crate::ai::transcribe::Transcription;
 use crate::ai::AiError;
@@ -73,11 +74,11 @@ impl From<AiError> for MediaError {
 pub async fn process(ctx: &Ctx, claim: &Claim, settings: &AssistantSettings) -> Result<Outcome, MediaError> {
     let started = Instant::now();
     let limits = &ctx.cfg.media;
-    let limit = match claim.kind.as_str() {
-        "audio" => limits.max_audio_bytes,
-        "pdf" => limits.max_pdf_bytes,
-        _ => limits.max_image_bytes,
-    };
+    let limit = limits.max_bytes(match claim.kind.as_str() {
+        "audio" => MediaKind::Audio,
+        "pdf" => MediaKind::Pdf,
+        _ => MediaKind::Image,
+    });
     let file = resolve::fetch(ctx, &claim.url, limit).await?;
     let sniffed = match claim.kind.as_str() {
         "audio" => sniff::audio(&file.bytes),
