@@ -142,15 +142,21 @@ pub fn secrets_match(given: &str, expected: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Meta's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>`.
-pub fn meta_signature_ok(app_secret: &str, body: &[u8], header: Option<&str>) -> bool {
+/// Meta's `X-Hub-Signature-256` value: `sha256=<hex HMAC-SHA256 of the raw body with the app secret>`.
+pub fn meta_signature(app_secret: &str, body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Whether `header` is Meta's signature of `body` (the hex digits in either case).
+pub fn meta_signature_ok(app_secret: &str, body: &[u8], header: Option<&str>) -> bool {
     let Some(given) = header.and_then(|h| h.strip_prefix("sha256=")) else {
         return false;
     };
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    secrets_match(&given.to_ascii_lowercase(), &hex::encode(mac.finalize().into_bytes()))
+    let expected = meta_signature(app_secret, body);
+    secrets_match(&given.to_ascii_lowercase(), &expected["sha256=".len()..])
 }
 
 /// A credential as shown back to the tenant: enough to recognise it, never enough to use

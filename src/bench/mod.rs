@@ -168,43 +168,86 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
         report.push((title, rows, notes));
     }
-    let md = render(&report, opts.quick);
+    // With --only, the sections not run keep their earlier figures (each says when it was measured).
+    let earlier = if opts.only.is_empty() {
+        Vec::new()
+    } else {
+        std::fs::read_to_string(&opts.out)
+            .map(|t| split_sections(&t))
+            .unwrap_or_default()
+    };
+    let mut blocks = Vec::new();
+    for (_, title) in sections {
+        if let Some((_, rows, notes)) = report.iter().find(|(t, _, _)| *t == title) {
+            blocks.push(render_section(title, rows, notes, opts.quick));
+        } else if let Some((_, block)) = earlier.iter().find(|(t, _)| t == title) {
+            blocks.push(block.clone());
+        }
+    }
+    let md = render(&blocks);
     std::fs::write(&opts.out, md)?;
     eprintln!("wrote {}", opts.out.display());
     Ok(())
 }
 
-fn render(report: &[(&str, Vec<Row>, Vec<String>)], quick: bool) -> String {
+fn render(blocks: &[String]) -> String {
     let mut md = String::new();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
-        "Produced by `scripts/bench` (which runs `cargo run --release --bin leadflow -- bench`){} on {} \
-         ({cores} cores; PostgreSQL, Redis, the fakes, the load generator and Leadflow all on this machine).\n",
-        if quick { " with `--quick`" } else { "" },
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        "Produced by `scripts/bench` (which runs `cargo run --release --bin leadflow -- bench`) on this machine \
+         ({cores} cores; PostgreSQL, Redis, the fakes, the load generator and Leadflow all on it). Each section says \
+         when it was measured; `scripts/bench --only <section>` re-measures one and keeps the others. Figures from \
+         different runs are not comparable to each other: this VM's speed varies by tens of percent between \
+         sessions, so comparisons are only made within one section.\n",
     );
-    for (title, rows, notes) in report {
-        let _ = writeln!(md, "## {title}\n");
-        if !rows.is_empty() {
-            let _ = writeln!(md, "| measure | result | goal | met |\n|---|---|---|---|");
-            for r in rows {
-                let met = match r.met {
-                    Some(true) => "yes",
-                    Some(false) => "**no**",
-                    None => "",
-                };
-                let _ = writeln!(md, "| {} | {} | {} | {met} |", r.measure, r.result, r.goal);
-            }
-            md.push('\n');
-        }
-        for n in notes {
-            let _ = writeln!(md, "- {n}");
+    for b in blocks {
+        md.push_str(b);
+    }
+    md
+}
+
+fn render_section(title: &str, rows: &[Row], notes: &[String], quick: bool) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## {title}\n");
+    let _ = writeln!(
+        md,
+        "_Measured {}{}._\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        if quick { " with `--quick`" } else { "" }
+    );
+    if !rows.is_empty() {
+        let _ = writeln!(md, "| measure | result | goal | met |\n|---|---|---|---|");
+        for r in rows {
+            let met = match r.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "",
+            };
+            let _ = writeln!(md, "| {} | {} | {} | {met} |", r.measure, r.result, r.goal);
         }
         md.push('\n');
     }
+    for n in notes {
+        let _ = writeln!(md, "- {n}");
+    }
+    md.push('\n');
     md
+}
+
+/// The `## ` sections of an earlier BENCHMARKS.md: (title, the whole block).
+fn split_sections(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if let Some(title) = line.strip_prefix("## ") {
+            out.push((title.trim_end().to_string(), String::new()));
+        }
+        if let Some((_, block)) = out.last_mut() {
+            block.push_str(line);
+        }
+    }
+    out
 }
 
 /// Resident and peak resident memory of a process, in MiB.

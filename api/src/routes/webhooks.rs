@@ -51,10 +51,8 @@ async fn channel(state: &AppState, id: &str) -> Result<(inbound::WebhookChannel,
     Ok((ch, provider))
 }
 
-async fn credential(state: &AppState, ch: &inbound::WebhookChannel, key: &str) -> Result<Option<String>, ApiError> {
-    Ok(channels::credentials(&state.pool, state.master_key()?, ch.id)
-        .await?
-        .remove(key))
+fn credential(state: &AppState, ch: &inbound::WebhookChannel, key: &str) -> Result<Option<String>, ApiError> {
+    Ok(channels::open(state.master_key()?, &ch.credentials_enc)?.remove(key))
 }
 
 /// Meta's subscription handshake: echo `hub.challenge` when the verify token matches.
@@ -65,7 +63,7 @@ pub async fn verify(
 ) -> Result<Response, ApiError> {
     let (ch, provider) = channel(&state, &id).await?;
     let expected = match provider {
-        Provider::MetaCloud => credential(&state, &ch, "verify_token").await?,
+        Provider::MetaCloud => credential(&state, &ch, "verify_token")?,
         _ => None,
     };
     match (q.hub_mode.as_deref(), q.hub_verify_token, q.hub_challenge, expected) {
@@ -106,11 +104,11 @@ pub async fn receive(
         Provider::TelegramBot => {
             header("x-telegram-bot-api-secret-token").is_some_and(|t| secrets_match(t, &ch.webhook_secret))
         }
-        Provider::MetaCloud => match credential(&state, &ch, "app_secret").await? {
+        Provider::MetaCloud => match credential(&state, &ch, "app_secret")? {
             Some(secret) => meta_signature_ok(&secret, &body, header("x-hub-signature-256")),
             None => false,
         },
-        Provider::Twilio => match (credential(&state, &ch, "auth_token").await?, &form) {
+        Provider::Twilio => match (credential(&state, &ch, "auth_token")?, &form) {
             (Some(token), Some(fields)) => {
                 let expected = twilio::signature(&token, &called_url(&state, &headers, &uri), fields);
                 header("x-twilio-signature").is_some_and(|given| secrets_match(given, &expected))

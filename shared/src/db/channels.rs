@@ -104,7 +104,12 @@ pub async fn credentials(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Cre
         .fetch_optional(pool)
         .await?
         .ok_or(DbError::NotFound("channel"))?;
-    let text = key.decrypt_string(&enc)?;
+    open(key, &enc)
+}
+
+/// Decrypts credentials read with the channel (see [`seal`]).
+pub fn open(key: &MasterKey, enc: &[u8]) -> Result<Credentials, DbError> {
+    let text = key.decrypt_string(enc)?;
     use secrecy::ExposeSecret;
     Ok(serde_json::from_str(text.expose_secret()).unwrap_or_default())
 }
