@@ -74,7 +74,7 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
             queues: queues.clone(),
             redis,
             prefix: cfg.queue_prefix.clone(),
-            sweep_interval: cfg.sweep_interval,
+            tasks: leadflow_scheduler::tasks(&cfg),
         };
         tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
     }

@@ -1,33 +1,57 @@
-//! The scheduler role decides *when*, never does the work: each tick it enqueues a job
-//! for the workers. Ticks are numbered from the epoch, and both the job id and a Redis
-//! lease carry the tick number, so several scheduler replicas still produce one run per
-//! tick.
+//! The scheduler role decides *when*, never does the work: each tick of each periodic
+//! task it enqueues a [`Tick`] for the workers. Ticks are numbered from the epoch, and
+//! both the job id and a Redis lease carry the task and tick number, so several scheduler
+//! replicas still produce one run per tick: the lease (`SET NX`) picks one enqueuer, and
+//! should two get past it anyway (a lease expired under a paused process), BullMQ ignores
+//! the second job with the same id.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
 
-use leadflow_shared::queue::{Queues, Sweep};
+use leadflow_shared::config::Config;
+use leadflow_shared::queue::{Queues, Task, Tick};
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
+
+/// Every periodic task with the interval the configuration gives it.
+pub fn tasks(cfg: &Config) -> Vec<(Task, Duration)> {
+    Task::ALL
+        .into_iter()
+        .map(|t| match t {
+            Task::Sweep => (t, cfg.sweep_interval),
+            Task::Connections => (t, cfg.scheduler.health_check_interval),
+        })
+        .collect()
+}
 
 pub struct Scheduler {
     pub queues: Queues,
     pub redis: ConnectionManager,
     pub prefix: String,
-    pub sweep_interval: Duration,
+    /// Each periodic task with its interval.
+    pub tasks: Vec<(Task, Duration)>,
 }
 
 impl Scheduler {
     /// Runs until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let interval_ms = self.sweep_interval.as_millis().max(100) as i64;
-        tracing::info!(?self.sweep_interval, "scheduler started");
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        tracing::info!(tasks = ?self.tasks, "scheduler started");
+        let loops = self
+            .tasks
+            .iter()
+            .map(|(task, every)| self.run_task(*task, *every, shutdown.clone()));
+        futures::future::join_all(loops).await;
+        tracing::info!("scheduler stopped");
+    }
+
+    async fn run_task(&self, task: Task, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let interval_ms = every.as_millis().max(100) as i64;
         loop {
             let now = chrono::Utc::now().timestamp_millis();
             let tick = now / interval_ms;
             let next_at = (tick + 1) * interval_ms;
-            if let Err(e) = self.fire(tick, interval_ms).await {
-                tracing::warn!(tick, error = %e, "could not enqueue the sweep tick; will try next tick");
+            if let Err(e) = self.fire(task, tick, interval_ms).await {
+                tracing::warn!(task = task.name(), tick, error = %e, "could not enqueue the tick; will try next tick");
             }
             let wait = Duration::from_millis((next_at - chrono::Utc::now().timestamp_millis()).max(1) as u64);
             let owner_gone = tokio::select! {
@@ -35,15 +59,15 @@ impl Scheduler {
                 changed = shutdown.changed() => changed.is_err(),
             };
             if owner_gone || *shutdown.borrow() {
-                tracing::info!("scheduler stopped");
                 return;
             }
         }
     }
 
-    /// Enqueues tick `tick` unless another replica already did.
-    pub async fn fire(&self, tick: i64, interval_ms: i64) -> anyhow::Result<bool> {
-        let lease = format!("{}:tick:sweep:{tick}", self.prefix);
+    /// Enqueues tick `tick` of `task` unless another replica already did; `true` when
+    /// this replica won it.
+    pub async fn fire(&self, task: Task, tick: i64, interval_ms: i64) -> anyhow::Result<bool> {
+        let lease = format!("{}:tick:{}:{tick}", self.prefix, task.name());
         let mut conn = self.redis.clone();
         let won: Option<String> = redis::cmd("SET")
             .arg(&lease)
@@ -56,7 +80,7 @@ impl Scheduler {
         if won.is_none() {
             return Ok(false);
         }
-        self.queues.enqueue(&Sweep { tick }, Duration::ZERO).await?;
+        self.queues.enqueue(&Tick { task, tick }, Duration::ZERO).await?;
         Ok(true)
     }
 }

@@ -8,6 +8,7 @@ mod ai_errors;
 mod channels;
 mod debounce;
 mod email;
+mod health;
 mod inbound;
 mod media;
 mod multichannel;

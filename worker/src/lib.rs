@@ -9,6 +9,7 @@ pub mod channels;
 pub mod jobs;
 pub mod mail;
 pub mod media;
+pub mod notify;
 pub mod runtime;
 
 use std::sync::Arc;

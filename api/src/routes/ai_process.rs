@@ -185,7 +185,7 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 
 /// `http(s)` URL with a host, and no literal private address (`ssrf::check_without_dns`):
 /// refused here, before anything is stored or sent; names are checked again when resolved.
-fn check_http_url(field: &str, raw: &str, policy: &leadflow_shared::ssrf::Policy) -> Result<(), ApiError> {
+pub(crate) fn check_http_url(field: &str, raw: &str, policy: &leadflow_shared::ssrf::Policy) -> Result<(), ApiError> {
     policy
         .check_without_dns(raw)
         .map(drop)

@@ -9,6 +9,7 @@ pub mod departments;
 pub mod health;
 pub mod lead_channels;
 pub mod leads;
+pub mod notification_configs;
 pub mod refs;
 pub mod users;
 pub mod webhooks;
@@ -62,6 +63,14 @@ pub fn router() -> Router<AppState> {
         .route("/backend/leads/{lead_id}/attendants", get(lead_channels::attendants))
         .route("/backend/leads/{lead_id}/release", post(lead_channels::release))
         .route("/webhooks/{channel_id}", get(webhooks::verify).post(webhooks::receive))
+        .route(
+            "/backend/notification-configs",
+            get(notification_configs::list).post(notification_configs::create),
+        )
+        .route(
+            "/backend/notification-configs/{id}",
+            get(notification_configs::show).delete(notification_configs::delete),
+        )
         .route("/backend/deliveries", get(deliveries::list))
         .route("/backend/deliveries/{id}", get(deliveries::show))
         .route("/backend/deliveries/{id}/retry", post(deliveries::retry))

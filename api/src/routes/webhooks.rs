@@ -142,6 +142,9 @@ pub async fn receive(
     for (i, s) in parsed.statuses.iter().enumerate() {
         keys.push((format!("status:{}:{}", s.provider_message_id, s.status), i as i32, None));
     }
+    if let Some(state) = &parsed.connection {
+        keys.push((leadflow_shared::inbound::connection_key(state, &body), 0, None));
+    }
     let (mut stored, mut duplicates) = (0, 0);
     for (key, item, sender) in &keys {
         match inbound::insert(&state.pool, &ch, key, *item, *sender, &payload).await? {
@@ -157,7 +160,7 @@ pub async fn receive(
         }
     }
     if keys.is_empty() {
-        tracing::debug!(channel_id = %ch.id, ignored = ?parsed.ignored, connection = ?parsed.connection, "webhook without messages");
+        tracing::debug!(channel_id = %ch.id, ignored = ?parsed.ignored, "webhook without messages");
     }
     if provider == Provider::Twilio {
         // Twilio reads the answer as TwiML: an empty <Response> sends nothing back.

@@ -14,8 +14,10 @@ use crate::crypto::MasterKey;
 
 mod channels;
 mod media;
+mod scheduler;
 pub use channels::ChannelsConfig;
 pub use media::{parse_size, MediaConfig};
+pub use scheduler::SchedulerConfig;
 
 /// Every setting Leadflow reads, with its default. File keys are the names without the
 /// `LEADFLOW_` prefix, lower-cased (`redis_url = "..."`).
@@ -58,6 +60,11 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_MAIL_POLL_INTERVAL", Some("30s")),
     ("LEADFLOW_CHANNEL_SEND_RATE", Some("5")),
     ("LEADFLOW_TYPING_DELAY", Some("1.5s")),
+    ("LEADFLOW_HEALTH_CHECK_INTERVAL", Some("60s")),
+    ("LEADFLOW_HEALTH_CHECK_CONCURRENCY", Some("50")),
+    ("LEADFLOW_HEALTH_FAILURES_TO_DISCONNECT", Some("3")),
+    ("LEADFLOW_DISCONNECTED_SEND_WAIT", Some("30m")),
+    ("LEADFLOW_NOTIFICATION_QUIET_PERIOD", Some("10m")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +109,7 @@ pub struct Config {
     pub allow_private_addrs: Vec<SocketAddr>,
     pub media: MediaConfig,
     pub channels: ChannelsConfig,
+    pub scheduler: SchedulerConfig,
     pub postback_retry_schedule: Vec<Duration>,
     pub postback_timeout: Duration,
     pub sync_timeout: Duration,
@@ -280,6 +288,7 @@ impl Config {
             })?,
             media: MediaConfig::parse(l)?,
             channels: ChannelsConfig::parse(l)?,
+            scheduler: SchedulerConfig::parse(l)?,
             postback_retry_schedule: schedule,
             postback_timeout: l.duration("LEADFLOW_POSTBACK_TIMEOUT")?,
             sync_timeout: l.duration("LEADFLOW_SYNC_TIMEOUT")?,

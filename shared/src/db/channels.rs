@@ -27,6 +27,11 @@ pub struct Channel {
     pub assistant_id: Option<Uuid>,
     pub department_id: Option<Uuid>,
     pub status: String,
+    /// WhatsApp connection: `unknown`, `connected` or `disconnected` (see `connections`).
+    pub connection: String,
+    pub connection_changed_at: Option<DateTime<Utc>>,
+    pub connection_checked_at: Option<DateTime<Utc>>,
+    pub connection_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -46,7 +51,7 @@ pub struct ChannelFields {
 }
 
 const COLUMNS: &str = r#"id, tenant_id, name, type, provider, webhook_secret, assistant_id, department_id, status,
-    created_at, updated_at"#;
+    connection, connection_changed_at, connection_checked_at, connection_error, created_at, updated_at"#;
 
 fn seal(key: &MasterKey, c: &Credentials) -> Vec<u8> {
     key.encrypt_str(&serde_json::to_string(c).expect("a map of strings serialises"))

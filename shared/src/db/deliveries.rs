@@ -14,8 +14,16 @@ pub struct Delivery {
     pub id: Uuid,
     pub webhook_id: String,
     pub tenant_id: Uuid,
-    pub burst_id: Uuid,
-    pub url: String,
+    /// A postback's burst; `None` for a notification.
+    pub burst_id: Option<Uuid>,
+    pub notification_id: Option<Uuid>,
+    /// `postback`, or a notification's `webhook`, `email` or `whatsapp`.
+    pub target: String,
+    /// Where a postback or a webhook notification goes.
+    pub url: Option<String>,
+    /// The channel an e-mail or WhatsApp notification goes out through, and to whom.
+    pub channel_id: Option<Uuid>,
+    pub recipient: Option<String>,
     #[serde(skip)]
     pub payload: String,
     pub status: String,
@@ -37,7 +45,8 @@ pub struct Attempt {
 }
 
 const COLUMNS: &str =
-    "id, webhook_id, tenant_id, burst_id, url, payload, status, attempts, next_attempt_at, last_error, created_at, updated_at";
+    "id, webhook_id, tenant_id, burst_id, notification_id, target, url, channel_id, recipient, payload, status, attempts,
+     next_attempt_at, last_error, created_at, updated_at";
 
 /// Creates the burst's delivery; `None` when it already exists (a re-run).
 #[tracing::instrument(skip(conn, payload))]

@@ -6,6 +6,7 @@
 pub mod assistants;
 pub mod bursts;
 pub mod channels;
+pub mod connections;
 pub mod deliveries;
 pub mod departments;
 pub mod identities;
@@ -15,6 +16,7 @@ pub mod leads;
 pub mod mailboxes;
 pub mod media;
 pub mod messages;
+pub mod notifications;
 pub mod operators;
 pub mod outbox;
 pub mod tenants;

@@ -134,6 +134,14 @@ pub fn form_fields(raw: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw).into_owned().collect()
 }
 
+/// The dedupe key of a connection webhook: the same delivery twice is one event, two
+/// distinct deliveries of the same state are two (the second is simply no change).
+pub fn connection_key(state: &str, raw: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(raw);
+    format!("conn:{state}:{}", hex::encode(&digest[..12]))
+}
+
 /// A form as a flat JSON object of strings (what is stored for form-posting providers);
 /// a repeated field keeps its last value.
 pub fn form_to_json(fields: &[(String, String)]) -> Value {

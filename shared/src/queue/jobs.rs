@@ -133,17 +133,40 @@ impl Job for SendMessage {
     }
 }
 
-/// One scheduler tick of the sweeper (finds work that should exist in Redis and doesn't).
+/// The periodic jobs the scheduler enqueues, one run per tick of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Finds work that should exist in Redis and doesn't; polls mailboxes on its clock.
+    Sweep,
+    /// Checks every active WhatsApp channel's connection through its provider.
+    Connections,
+}
+
+impl Task {
+    pub const ALL: [Task; 2] = [Task::Sweep, Task::Connections];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sweep => "sweep",
+            Self::Connections => "connections",
+        }
+    }
+}
+
+/// Tick number `tick` of a periodic task (ticks count intervals since the epoch, so every
+/// scheduler replica numbers them alike).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sweep {
+pub struct Tick {
+    pub task: Task,
     pub tick: i64,
 }
 
-impl Job for Sweep {
+impl Job for Tick {
     const QUEUE: QueueKind = QueueKind::Scheduled;
-    const NAME: &'static str = "sweep";
+    const NAME: &'static str = "tick";
     fn job_id(&self) -> String {
-        format!("sweep.{}", self.tick)
+        format!("{}.{}", self.task.name(), self.tick)
     }
 }
 

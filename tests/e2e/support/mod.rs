@@ -6,6 +6,7 @@
 pub mod fake_ai;
 pub mod fake_mail;
 pub mod fake_providers;
+pub mod fake_status;
 pub mod fake_transcriptions;
 pub mod media_server;
 pub mod proxy;

@@ -9,6 +9,7 @@ pub mod evolution;
 pub mod gupshup;
 pub mod http_sms;
 pub mod meta;
+pub mod status;
 pub mod telegram;
 pub mod twilio;
 pub mod zapi;

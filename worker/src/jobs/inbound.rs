@@ -88,6 +88,15 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         }
     };
     let item = ev.item as usize;
+    if ev.dedupe_key.starts_with("conn:") {
+        // The provider's own connection callback (Z-API Connected/Disconnected, Evolution
+        // connection.update): the same transition as the periodic check would record.
+        if let Some(state) = &parsed.connection {
+            crate::jobs::connections::apply(&ctx, ch.id, &ch.provider, state, "webhook", None).await?;
+        }
+        inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
+        return Ok(());
+    }
     if ev.dedupe_key.starts_with("status:") {
         if let Some(s) = parsed.statuses.get(item).filter(|s| s.status == "failed") {
             let why = format!(

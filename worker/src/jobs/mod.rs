@@ -1,6 +1,7 @@
 //! One module per job type. `start` registers the handlers of the chosen queues.
 
 pub mod ai_reply;
+pub mod connections;
 pub mod flush;
 pub mod inbound;
 pub mod mail;
@@ -8,13 +9,14 @@ pub mod media;
 pub mod postback;
 pub mod send;
 pub mod sweep;
+pub mod tick;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::queue::{
     DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound, ProcessMedia, QueueKind,
-    SendMessage, Sweep,
+    SendMessage, Tick,
 };
 
 use crate::runtime::Pool;
@@ -54,7 +56,9 @@ pub async fn start(ctx: &Arc<Ctx>, queues: &[QueueKind], concurrency: usize) -> 
                     .await?
             }
             QueueKind::Scheduled => {
-                pool.spawn::<Sweep, _, _>(ctx, 1, Duration::from_secs(120), sweep::handle)
+                // One run per task at a time is enough; two lets a long connection check
+                // run beside the sweep.
+                pool.spawn::<Tick, _, _>(ctx, 2, Duration::from_secs(300), tick::handle)
                     .await?
             }
             QueueKind::Mail => {

@@ -1,18 +1,23 @@
-//! Postback delivery: one HTTP attempt per job, signed with Standard Webhooks headers
+//! Postback and notification delivery: one attempt per job. A postback or a webhook
+//! notification is an HTTP POST signed with Standard Webhooks headers
 //! (`webhook-id` stable across attempts, a fresh `webhook-timestamp` each time). Success
 //! is a 2xx within the timeout; redirects are not followed; `410 Gone` stops; otherwise
 //! the next attempt is a new delayed job per `LEADFLOW_POSTBACK_RETRY_SCHEDULE` (±20 %
-//! jitter, at least the receiver's `Retry-After`, clamped). Every attempt is a row.
+//! jitter, at least the receiver's `Retry-After`, clamped). Every attempt is a row. An
+//! e-mail or WhatsApp notification goes out as text through the tenant's channel, on the
+//! same schedule. A postback that fails for good raises `postback.exhausted`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use leadflow_shared::channel::Provider;
 use leadflow_shared::db::deliveries::{self, AttemptRecord, Outcome};
-use leadflow_shared::db::tenants;
+use leadflow_shared::db::{channels, tenants};
 use leadflow_shared::queue::DeliverPostback;
 use leadflow_shared::signing;
 use rand::Rng;
 
+use crate::channels::{send_text, Recipient};
 use crate::Ctx;
 
 /// How much of the receiver's response body an attempt row keeps.
@@ -79,7 +84,14 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
     match outcome {
         Outcome::Delivered => tracing::info!(delivery = %d.id, attempt = job.attempt, "postback delivered"),
         Outcome::Failed => {
-            tracing::warn!(delivery = %d.id, attempt = job.attempt, error = ?error, "postback failed for good")
+            tracing::warn!(delivery = %d.id, attempt = job.attempt, error = ?error, "postback failed for good");
+            if d.target == "postback" && !job.manual {
+                let data = serde_json::json!({
+                    "delivery_id": d.id, "burst_id": d.burst_id, "url": d.url,
+                    "attempts": job.attempt, "last_error": error,
+                });
+                crate::notify::raise(&ctx, d.tenant_id, "postback.exhausted", &d.id.to_string(), data).await;
+            }
         }
         Outcome::RetryInMs(ms) => {
             tracing::info!(delivery = %d.id, attempt = job.attempt, retry_in_ms = ms, error = ?error, "postback will retry");
@@ -101,9 +113,13 @@ struct Sent {
     retry_after: Option<Duration>,
 }
 
-/// One attempt. `Err` carries a short reason (`refused:` when the URL is not allowed).
+/// One attempt. `Err` carries a short reason (`refused:` when it must not be retried).
 async fn send(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
-    let url = ctx.ssrf.check_url(&d.url).await.map_err(|e| format!("refused: {e}"))?;
+    if matches!(d.target.as_str(), "email" | "whatsapp") {
+        return send_through_channel(ctx, d).await;
+    }
+    let url = d.url.as_deref().ok_or("refused: the delivery has no URL")?;
+    let url = ctx.ssrf.check_url(url).await.map_err(|e| format!("refused: {e}"))?;
     let secret = tenants::postback_secret(&ctx.pool, &ctx.master_key, d.tenant_id)
         .await
         .map_err(|e| format!("signing secret unavailable: {e}"))?;
@@ -130,6 +146,52 @@ async fn send(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
         body,
         retry_after,
     })
+}
+
+/// A notification as text through one of the tenant's channels.
+async fn send_through_channel(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
+    let (Some(channel_id), Some(to)) = (d.channel_id, d.recipient.clone()) else {
+        return Err("refused: the delivery has no channel or recipient".into());
+    };
+    let ch = channels::find(&ctx.pool, d.tenant_id, channel_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("refused: the channel was deleted")?;
+    let provider = Provider::parse(&ch.provider).ok_or("refused: unknown provider")?;
+    let creds = channels::credentials(&ctx.pool, &ctx.master_key, ch.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(why) = crate::jobs::send::refused_address(ctx, provider, &creds).await {
+        return Err(format!("refused: {why}"));
+    }
+    let recipient = if d.target == "email" {
+        Recipient {
+            email: Some(to),
+            ..Recipient::default()
+        }
+    } else {
+        Recipient {
+            phone: Some(to),
+            ..Recipient::default()
+        }
+    };
+    match send_text(
+        &ctx.guarded,
+        provider,
+        &creds,
+        &recipient,
+        &crate::notify::text(&d.payload),
+    )
+    .await
+    {
+        Ok(sent) => Ok(Sent {
+            status: sent.status,
+            body: sent.provider_message_id.unwrap_or_default(),
+            retry_after: None,
+        }),
+        Err(e) if e.retryable() => Err(e.to_string()),
+        Err(e) => Err(format!("refused: {e}")),
+    }
 }
 
 async fn read_capped(mut resp: reqwest::Response) -> String {

@@ -8,12 +8,14 @@
 //! (`LEADFLOW_CHANNEL_SEND_RATE` per second, a fixed window in Redis shared by every
 //! worker): a message over it waits for the next window as a new delayed job. The parts
 //! of a split reply go out in order, each `LEADFLOW_TYPING_DELAY` after the one before.
+//! A disconnected WhatsApp channel's messages wait for it to come back, up to
+//! `LEADFLOW_DISCONNECTED_SEND_WAIT`, then fail with that reason.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::db::{channels, identities, lead_channels, mailboxes, outbox};
+use leadflow_shared::db::{channels, connections, identities, lead_channels, mailboxes, outbox};
 use leadflow_shared::queue::{jittered_backoff, SendMessage};
 
 use crate::channels::{send_template, send_text, Recipient, SendError, Sent};
@@ -48,15 +50,22 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
     if o.status != "pending" || o.attempts >= job.attempt {
         return Ok(()); // sent, failed, or this attempt already ran
     }
-    if let Some(delay) = throttle(&ctx, o.channel_id).await {
-        let later = SendMessage {
-            wait: job.wait + 1,
-            ..job
-        };
-        ctx.queues.enqueue(&later, delay).await?;
-        return Ok(());
-    }
-    let outcome = attempt(&ctx, &o).await?;
+    let gate = match disconnected(&ctx, o.channel_id).await? {
+        Gate::Open => throttle(&ctx, o.channel_id).await.map(Gate::Wait).unwrap_or(Gate::Open),
+        other => other,
+    };
+    let outcome = match gate {
+        Gate::Wait(delay) => {
+            let later = SendMessage {
+                wait: job.wait + 1,
+                ..job
+            };
+            ctx.queues.enqueue(&later, delay).await?;
+            return Ok(());
+        }
+        Gate::Closed(why) => Outcome::refused(why),
+        Gate::Open => attempt(&ctx, &o).await?,
+    };
     let (state, retry_in) = match &outcome.result {
         Ok(_) => ("sent", None),
         Err(e) if e.retryable() && job.attempt < MAX_ATTEMPTS => {
@@ -117,6 +126,35 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
     Ok(())
 }
 
+enum Gate {
+    Open,
+    Wait(Duration),
+    Closed(String),
+}
+
+const RECHECK_DISCONNECTED: Duration = Duration::from_secs(3);
+
+/// A disconnected channel's messages wait for it (looking again every few seconds) up to `LEADFLOW_DISCONNECTED_SEND_WAIT` after it went down, then fail.
+async fn disconnected(ctx: &Ctx, channel_id: uuid::Uuid) -> anyhow::Result<Gate> {
+    let Some((state, since)) = connections::state(&ctx.pool, channel_id).await? else {
+        return Ok(Gate::Open);
+    };
+    if state != "disconnected" {
+        return Ok(Gate::Open);
+    }
+    let since = since.unwrap_or_else(chrono::Utc::now);
+    let wait = ctx.cfg.scheduler.disconnected_send_wait;
+    let left = (since + chrono::Duration::from_std(wait)?) - chrono::Utc::now();
+    Ok(match left.to_std() {
+        // Looked at again every few seconds, so a reconnection releases it promptly.
+        Ok(left) if !left.is_zero() => Gate::Wait(left.min(RECHECK_DISCONNECTED)),
+        _ => Gate::Closed(format!(
+            "the channel has been disconnected since {} (waited LEADFLOW_DISCONNECTED_SEND_WAIT = {wait:?} for it)",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+    })
+}
+
 /// Counts this send against the channel's rate; `Some(wait)` when the current window is
 /// full. Redis trouble lets the send through: the provider's own 429 is the backstop.
 async fn throttle(ctx: &Ctx, channel_id: uuid::Uuid) -> Option<Duration> {
@@ -150,6 +188,28 @@ async fn throttle(ctx: &Ctx, channel_id: uuid::Uuid) -> Option<Duration> {
     }
 }
 
+/// Every address a tenant gave is checked like a postback URL; `Some(why)` when one is
+/// refused.
+pub async fn refused_address(ctx: &Ctx, provider: Provider, creds: &channels::Credentials) -> Option<String> {
+    for key in ["base_url", "send_url"] {
+        if let Some(url) = creds.get(key) {
+            if let Err(e) = ctx.ssrf.check_url(url).await {
+                return Some(format!("credentials.{key} refused: {e}"));
+            }
+        }
+    }
+    if provider == Provider::SmtpImap {
+        let (host, port) = match crate::channels::email::smtp_server(creds) {
+            Ok(server) => server,
+            Err(e) => return Some(e.to_string()),
+        };
+        if let Err(e) = ctx.ssrf.check_host(&host, port).await {
+            return Some(format!("credentials.smtp_host refused: {e}"));
+        }
+    }
+    None
+}
+
 /// Resolves channel, credentials and recipient, and sends: free-form text, or the
 /// channel's template outside official WhatsApp's 24-hour window.
 async fn attempt(ctx: &Ctx, o: &outbox::Outgoing) -> anyhow::Result<Outcome> {
@@ -160,22 +220,8 @@ async fn attempt(ctx: &Ctx, o: &outbox::Outgoing) -> anyhow::Result<Outcome> {
         return Ok(Outcome::refused(format!("unknown provider {}", ch.provider)));
     };
     let creds = channels::credentials(&ctx.pool, &ctx.master_key, ch.id).await?;
-    // Every address a tenant gave is checked like a postback URL.
-    for key in ["base_url", "send_url"] {
-        if let Some(url) = creds.get(key) {
-            if let Err(e) = ctx.ssrf.check_url(url).await {
-                return Ok(Outcome::refused(format!("credentials.{key} refused: {e}")));
-            }
-        }
-    }
-    if provider == Provider::SmtpImap {
-        let (host, port) = match crate::channels::email::smtp_server(&creds) {
-            Ok(server) => server,
-            Err(e) => return Ok(Outcome::refused(e.to_string())),
-        };
-        if let Err(e) = ctx.ssrf.check_host(&host, port).await {
-            return Ok(Outcome::refused(format!("credentials.smtp_host refused: {e}")));
-        }
+    if let Some(why) = refused_address(ctx, provider, &creds).await {
+        return Ok(Outcome::refused(why));
     }
     let mut to = Recipient::default();
     for (kind, value) in identities::for_lead(&ctx.pool, o.lead_id).await? {

@@ -8,16 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::db::{bursts, deliveries, inbound, mailboxes, media, outbox};
-use leadflow_shared::queue::{
-    DeliverPostback, GenerateReply, PollMailbox, ProcessInbound, ProcessMedia, SendMessage, Sweep,
-};
+use leadflow_shared::queue::{DeliverPostback, GenerateReply, PollMailbox, ProcessInbound, ProcessMedia, SendMessage};
 
 use crate::jobs::{ai_reply, flush};
 use crate::Ctx;
 
 const BATCH: i64 = 500;
 
-pub async fn handle(ctx: Arc<Ctx>, _tick: Sweep) -> anyhow::Result<()> {
+pub async fn handle(ctx: Arc<Ctx>) -> anyhow::Result<()> {
     // Grace periods comfortably above normal scheduling jitter.
     let overdue = bursts::overdue_open(&ctx.pool, 5_000, BATCH).await?;
     for id in &overdue {

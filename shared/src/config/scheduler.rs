@@ -1,0 +1,49 @@
+//! Settings of the periodic work: how often WhatsApp connections are checked and how many
+//! checks run at once, when an unreachable status endpoint counts as a disconnection, how
+//! long a disconnected channel's messages wait before failing, and the quiet period that
+//! keeps a flapping connection from spamming notifications.
+
+use std::time::Duration;
+
+use super::{invalid, ConfigError, Layers};
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// How often every active WhatsApp channel's connection is checked.
+    pub health_check_interval: Duration,
+    /// Checks in flight at once (1,000 channels at 50 take seconds).
+    pub health_check_concurrency: usize,
+    /// Consecutive checks that cannot reach the provider before the channel counts as
+    /// disconnected (one network blip is not a disconnection).
+    pub health_failures_to_disconnect: i32,
+    /// How long outbound messages of a disconnected channel wait for it to come back
+    /// before they fail.
+    pub disconnected_send_wait: Duration,
+    /// A second notification of the same event about the same subject within this
+    /// period is recorded but not delivered.
+    pub notification_quiet_period: Duration,
+}
+
+impl SchedulerConfig {
+    pub(super) fn parse(l: &Layers) -> Result<Self, ConfigError> {
+        let health_check_concurrency: usize = l.number("LEADFLOW_HEALTH_CHECK_CONCURRENCY")?;
+        if health_check_concurrency == 0 {
+            return Err(invalid("LEADFLOW_HEALTH_CHECK_CONCURRENCY", "must be at least 1"));
+        }
+        let health_failures_to_disconnect: i32 = l.number("LEADFLOW_HEALTH_FAILURES_TO_DISCONNECT")?;
+        if health_failures_to_disconnect < 1 {
+            return Err(invalid("LEADFLOW_HEALTH_FAILURES_TO_DISCONNECT", "must be at least 1"));
+        }
+        let health_check_interval = l.duration("LEADFLOW_HEALTH_CHECK_INTERVAL")?;
+        if health_check_interval < Duration::from_millis(100) {
+            return Err(invalid("LEADFLOW_HEALTH_CHECK_INTERVAL", "must be at least 100ms"));
+        }
+        Ok(Self {
+            health_check_interval,
+            health_check_concurrency,
+            health_failures_to_disconnect,
+            disconnected_send_wait: l.duration("LEADFLOW_DISCONNECTED_SEND_WAIT")?,
+            notification_quiet_period: l.duration("LEADFLOW_NOTIFICATION_QUIET_PERIOD")?,
+        })
+    }
+}

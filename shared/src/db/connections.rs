@@ -1,0 +1,155 @@
+//! WhatsApp connection state of channels: what the periodic check and the providers'
+//! connection webhooks observe. The state lives on the channel row; a change is made under
+//! the row's lock and also written as a `channel_connection_events` row, so two observers
+//! racing (a check and a webhook) record one transition, not two.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::DbError;
+
+/// A channel the connection check looks at.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Checked {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub provider: String,
+    pub credentials_enc: Vec<u8>,
+}
+
+/// A change of a channel's connection state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub channel_id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_name: String,
+    pub previous: String,
+    pub status: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Active WhatsApp channels whose provider has a status endpoint, of enabled tenants.
+#[tracing::instrument(skip(pool))]
+pub async fn to_check(pool: &PgPool, providers: &[&str]) -> Result<Vec<Checked>, DbError> {
+    let providers: Vec<String> = providers.iter().map(|p| p.to_string()).collect();
+    Ok(sqlx::query_as::<_, Checked>(
+        r#"SELECT c.id, c.tenant_id, c.name, c.provider, c.credentials_enc
+           FROM channels c JOIN tenants t ON t.id = c.tenant_id
+           WHERE c.deleted_at IS NULL AND c.status = 'active' AND c.type = 'whatsapp'
+             AND c.provider = ANY($1) AND t.disabled_at IS NULL
+           ORDER BY c.id"#,
+    )
+    .bind(providers)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Records an observed state; `Some` when it changed the channel's state.
+#[tracing::instrument(skip(pool))]
+pub async fn observe(
+    pool: &PgPool,
+    channel_id: Uuid,
+    status: &str,
+    source: &str,
+    reason: Option<&str>,
+) -> Result<Option<Transition>, DbError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(Uuid, String, String)> =
+        sqlx::query_as(r#"SELECT tenant_id, name, connection FROM channels WHERE id = $1 FOR UPDATE"#)
+            .bind(channel_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((tenant_id, channel_name, previous)) = row else {
+        return Ok(None);
+    };
+    let changed = previous != status;
+    let at: DateTime<Utc> = sqlx::query_scalar(
+        r#"UPDATE channels SET connection = $2, connection_checked_at = now(), connection_error = $3,
+               check_failures = 0,
+               connection_changed_at = CASE WHEN $4 THEN now() ELSE connection_changed_at END
+           WHERE id = $1
+           RETURNING now()"#,
+    )
+    .bind(channel_id)
+    .bind(status)
+    .bind(reason)
+    .bind(changed)
+    .fetch_one(&mut *tx)
+    .await?;
+    if changed {
+        sqlx::query(
+            r#"INSERT INTO channel_connection_events (channel_id, tenant_id, previous, status, source, reason)
+               VALUES ($1, $2, $3, $4, $5, $6)"#,
+        )
+        .bind(channel_id)
+        .bind(tenant_id)
+        .bind(&previous)
+        .bind(status)
+        .bind(source)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(changed.then(|| Transition {
+        channel_id,
+        tenant_id,
+        channel_name,
+        previous,
+        status: status.to_string(),
+        at,
+    }))
+}
+
+/// A check that could not reach the provider; returns how many in a row there now are.
+#[tracing::instrument(skip(pool))]
+pub async fn check_failed(pool: &PgPool, channel_id: Uuid, error: &str) -> Result<i32, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"UPDATE channels SET check_failures = check_failures + 1, connection_checked_at = now(),
+               connection_error = $2
+           WHERE id = $1 RETURNING check_failures"#,
+    )
+    .bind(channel_id)
+    .bind(error)
+    .fetch_optional(pool)
+    .await?
+    .unwrap_or(0))
+}
+
+/// A channel's connection state and since when it holds.
+pub type State = (String, Option<DateTime<Utc>>);
+
+/// A channel's state and since when (for the send job's wait).
+#[tracing::instrument(skip(pool))]
+pub async fn state(pool: &PgPool, channel_id: Uuid) -> Result<Option<State>, DbError> {
+    Ok(
+        sqlx::query_as(r#"SELECT connection, connection_changed_at FROM channels WHERE id = $1"#)
+            .bind(channel_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Marks a run of a periodic task; returns its row id for [`run_finished`].
+#[tracing::instrument(skip(pool))]
+pub async fn run_started(pool: &PgPool, task: &str, tick: i64) -> Result<i64, DbError> {
+    Ok(
+        sqlx::query_scalar(r#"INSERT INTO scheduler_runs (task, tick) VALUES ($1, $2) RETURNING id"#)
+            .bind(task)
+            .bind(tick)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn run_finished(pool: &PgPool, id: i64, detail: &str) -> Result<(), DbError> {
+    sqlx::query(r#"UPDATE scheduler_runs SET finished_at = now(), detail = $2 WHERE id = $1"#)
+        .bind(id)
+        .bind(detail)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Notification configurations (which events go where) and the notifications raised.
+//! Raising one is a transaction: under an advisory lock per (tenant, event, subject) it
+//! decides whether the quiet period suppresses it, records it either way, and creates
+//! one delivery per matching configuration, which then goes out on the postback queue
+//! (same signing, retries and attempt rows as a postback).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::DbError;
+
+/// Every event a configuration may subscribe to.
+pub const EVENTS: [&str; 5] = [
+    "channel.disconnected",
+    "channel.reconnected",
+    "integration.needs_reauth",
+    "postback.exhausted",
+    "ai.failed",
+];
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct NotificationConfig {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub events: Vec<String>,
+    pub target: String,
+    pub url: Option<String>,
+    pub email: Option<String>,
+    pub channel_id: Option<Uuid>,
+    pub phone: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A configuration's fields; the route checks that the target has what it needs.
+#[derive(Debug, Clone)]
+pub struct ConfigFields {
+    pub events: Vec<String>,
+    pub target: String,
+    pub url: Option<String>,
+    pub email: Option<String>,
+    pub channel_id: Option<Uuid>,
+    pub phone: Option<String>,
+}
+
+const COLUMNS: &str = "id, tenant_id, events, target, url, email, channel_id, phone, created_at";
+
+#[tracing::instrument(skip(pool))]
+pub async fn create(pool: &PgPool, tenant_id: Uuid, f: &ConfigFields) -> Result<NotificationConfig, DbError> {
+    let sql = format!(
+        r#"INSERT INTO notification_configs (id, tenant_id, events, target, url, email, channel_id, phone)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"#
+    );
+    Ok(sqlx::query_as::<_, NotificationConfig>(&sql)
+        .bind(Uuid::now_v7())
+        .bind(tenant_id)
+        .bind(&f.events)
+        .bind(&f.target)
+        .bind(&f.url)
+        .bind(&f.email)
+        .bind(f.channel_id)
+        .bind(&f.phone)
+        .fetch_one(pool)
+        .await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<NotificationConfig>, DbError> {
+    let sql = format!(
+        r#"SELECT {COLUMNS} FROM notification_configs WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY created_at"#
+    );
+    Ok(sqlx::query_as::<_, NotificationConfig>(&sql)
+        .bind(tenant_id)
+        .fetch_all(pool)
+        .await?)
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<NotificationConfig>, DbError> {
+    let sql = format!(
+        r#"SELECT {COLUMNS} FROM notification_configs WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"#
+    );
+    Ok(sqlx::query_as::<_, NotificationConfig>(&sql)
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Stops a configuration (its earlier deliveries keep pointing at it); `false` if none.
+#[tracing::instrument(skip(pool))]
+pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        r#"UPDATE notification_configs SET deleted_at = now()
+           WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"#,
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What [`raise`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Raised {
+    pub notification_id: Option<Uuid>,
+    pub suppressed: bool,
+    /// Deliveries to enqueue (attempt 1).
+    pub deliveries: Vec<Uuid>,
+}
+
+/// Raises `event` about `subject` (a channel id, a delivery id…) for a tenant.
+#[tracing::instrument(skip(pool, payload))]
+pub async fn raise(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    event: &str,
+    subject: &str,
+    payload: &str,
+    quiet: Duration,
+) -> Result<Raised, DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(r#"SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"#)
+        .bind(format!("notify:{tenant_id}:{event}:{subject}"))
+        .execute(&mut *tx)
+        .await?;
+    let suppressed: bool = sqlx::query_scalar(
+        r#"SELECT EXISTS (SELECT 1 FROM notifications
+                          WHERE tenant_id = $1 AND event = $2 AND subject = $3 AND NOT suppressed
+                            AND created_at > now() - make_interval(secs => $4))"#,
+    )
+    .bind(tenant_id)
+    .bind(event)
+    .bind(subject)
+    .bind(quiet.as_secs_f64())
+    .fetch_one(&mut *tx)
+    .await?;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        r#"INSERT INTO notifications (id, tenant_id, event, subject, payload, suppressed)
+           VALUES ($1, $2, $3, $4, $5, $6)"#,
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(event)
+    .bind(subject)
+    .bind(payload)
+    .bind(suppressed)
+    .execute(&mut *tx)
+    .await?;
+    let deliveries = if suppressed {
+        Vec::new()
+    } else {
+        // The webhook id is stable per (notification, config): receivers dedupe on it.
+        sqlx::query_scalar(
+            r#"INSERT INTO deliveries (id, webhook_id, tenant_id, notification_id, config_id, target, url, channel_id,
+                                       recipient, payload, status, next_attempt_at)
+               SELECT d.id, 'msg_' || replace(d.id::text, '-', ''), $1, $2, c.id, c.target, c.url, c.channel_id,
+                      coalesce(c.email, c.phone), $4, 'pending', now()
+               FROM notification_configs c, LATERAL (SELECT gen_random_uuid() AS id) d
+               WHERE c.tenant_id = $1 AND c.deleted_at IS NULL AND $3 = ANY (c.events)
+               RETURNING id"#,
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(event)
+        .bind(payload)
+        .fetch_all(&mut *tx)
+        .await?
+    };
+    tx.commit().await?;
+    Ok(Raised {
+        notification_id: Some(id),
+        suppressed,
+        deliveries,
+    })
+}

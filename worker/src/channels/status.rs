@@ -1,0 +1,92 @@
+//! Asking a WhatsApp provider whether the channel's session is connected: Z-API
+//! `GET /instances/{id}/token/{token}/status` (`connected`; still HTTP 200 when down) and
+//! Evolution `GET /instance/connectionState/{instance}` (`state`: `open`, `connecting`,
+//! `close`). Gupshup and Meta Cloud are hosted by the provider and have no session to
+//! lose, so they are not checked.
+
+use leadflow_shared::channel::Provider;
+use leadflow_shared::db::channels::Credentials;
+
+use super::{need, SendError};
+
+/// The providers [`check`] knows how to ask.
+pub const CHECKED: [&str; 2] = ["z-api", "evolution-api"];
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    Connected,
+    Disconnected(String),
+    /// Neither: Evolution still `connecting`, or an instance not loaded yet.
+    Unsettled(String),
+}
+
+/// `Err` when the provider could not be asked (network, 5xx, a bad answer).
+pub async fn check(http: &reqwest::Client, provider: Provider, creds: &Credentials) -> Result<Observed, SendError> {
+    match provider {
+        Provider::ZApi => zapi(http, creds).await,
+        Provider::Evolution => evolution(http, creds).await,
+        _ => Ok(Observed::Unsettled("the provider has no status endpoint".into())),
+    }
+}
+
+async fn get_json(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), SendError> {
+    let resp = req.send().await.map_err(|e| SendError::Network(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| SendError::Network(e.to_string()))?;
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Ok((status, body))
+}
+
+async fn zapi(http: &reqwest::Client, creds: &Credentials) -> Result<Observed, SendError> {
+    let base = creds.get("base_url").map_or("https://api.z-api.io", String::as_str);
+    let url = format!(
+        "{}/instances/{}/token/{}/status",
+        base.trim_end_matches('/'),
+        need(creds, "instance_id")?,
+        need(creds, "instance_token")?
+    );
+    let mut req = http.get(url);
+    if let Some(t) = creds.get("client_token") {
+        req = req.header("Client-Token", t);
+    }
+    let (status, body) = get_json(req).await?;
+    if status != 200 {
+        return Err(SendError::Http {
+            status,
+            body: body.to_string(),
+            retry_after: None,
+        });
+    }
+    let error = body.get("error").and_then(|e| e.as_str()).unwrap_or("not connected");
+    match body.get("connected").and_then(|c| c.as_bool()) {
+        Some(true) => Ok(Observed::Connected),
+        Some(false) => Ok(Observed::Disconnected(format!("Z-API: {error}"))),
+        None => Err(SendError::Network(format!("Z-API status without `connected`: {body}"))),
+    }
+}
+
+async fn evolution(http: &reqwest::Client, creds: &Credentials) -> Result<Observed, SendError> {
+    let url = format!(
+        "{}/instance/connectionState/{}",
+        need(creds, "base_url")?.trim_end_matches('/'),
+        need(creds, "instance")?
+    );
+    let (status, body) = get_json(http.get(url).header("apikey", need(creds, "api_key")?)).await?;
+    if status == 404 {
+        return Ok(Observed::Disconnected("Evolution: the instance does not exist".into()));
+    }
+    if status != 200 {
+        return Err(SendError::Http {
+            status,
+            body: body.to_string(),
+            retry_after: None,
+        });
+    }
+    match body.pointer("/instance/state").and_then(|s| s.as_str()) {
+        Some("open") => Ok(Observed::Connected),
+        Some(s @ ("close" | "refused")) => Ok(Observed::Disconnected(format!("Evolution: state {s}"))),
+        Some(s) => Ok(Observed::Unsettled(format!("Evolution: state {s}"))),
+        None => Ok(Observed::Unsettled("Evolution: the instance is not loaded".into())),
+    }
+}

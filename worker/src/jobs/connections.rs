@@ -1,0 +1,104 @@
+//! The connection check: every active WhatsApp channel with a status endpoint is asked
+//! whether its session is up, many at once (`LEADFLOW_HEALTH_CHECK_CONCURRENCY`). A change
+//! of state is stored with its time and raises `channel.disconnected` or
+//! `channel.reconnected`. A provider that cannot be reached is not yet a disconnection:
+//! only `LEADFLOW_HEALTH_FAILURES_TO_DISCONNECT` failed checks in a row are. The providers'
+//! own connection webhooks go through [`apply`] too; the check is the safety net.
+
+use futures::StreamExt;
+use leadflow_shared::channel::Provider;
+use leadflow_shared::db::channels;
+use leadflow_shared::db::connections::{self, Checked, Transition};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::channels::status::{self, Observed};
+use crate::Ctx;
+
+/// What one run did: (channels checked, state changes).
+pub async fn run(ctx: &Ctx) -> anyhow::Result<(usize, usize)> {
+    let list = connections::to_check(&ctx.pool, &status::CHECKED).await?;
+    let n = list.len();
+    let changes = futures::stream::iter(list)
+        .map(|ch| async move { check_one(ctx, ch).await })
+        .buffer_unordered(ctx.cfg.scheduler.health_check_concurrency)
+        .filter(|changed| futures::future::ready(*changed))
+        .count()
+        .await;
+    Ok((n, changes))
+}
+
+async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
+    let Some(provider) = Provider::parse(&ch.provider) else {
+        return false;
+    };
+    let observed = match channels::open(&ctx.master_key, &ch.credentials_enc) {
+        Err(e) => Err(e.to_string()),
+        Ok(creds) => match crate::jobs::send::refused_address(ctx, provider, &creds).await {
+            Some(why) => Err(why),
+            None => status::check(&ctx.guarded, provider, &creds)
+                .await
+                .map_err(|e| e.to_string()),
+        },
+    };
+    let result = match observed {
+        Ok(Observed::Connected) => apply(ctx, ch.id, &ch.provider, "connected", "check", None).await,
+        Ok(Observed::Disconnected(why)) => apply(ctx, ch.id, &ch.provider, "disconnected", "check", Some(&why)).await,
+        Ok(Observed::Unsettled(why)) => {
+            tracing::debug!(channel_id = %ch.id, why, "connection unsettled; no change");
+            Ok(false)
+        }
+        Err(e) => unreachable_check(ctx, &ch, &e).await,
+    };
+    result.unwrap_or_else(|e| {
+        tracing::warn!(channel_id = %ch.id, error = %e, "connection check not recorded");
+        false
+    })
+}
+
+async fn unreachable_check(ctx: &Ctx, ch: &Checked, error: &str) -> anyhow::Result<bool> {
+    let failures = connections::check_failed(&ctx.pool, ch.id, error).await?;
+    tracing::info!(channel_id = %ch.id, failures, error, "connection check failed");
+    if failures < ctx.cfg.scheduler.health_failures_to_disconnect {
+        return Ok(false);
+    }
+    let why = format!("the provider's status endpoint failed {failures} checks in a row: {error}");
+    apply(ctx, ch.id, &ch.provider, "disconnected", "check", Some(&why)).await
+}
+
+/// Records an observed state of a channel and notifies on a change; `true` when it changed.
+pub async fn apply(
+    ctx: &Ctx,
+    channel_id: Uuid,
+    provider: &str,
+    status: &str,
+    source: &str,
+    reason: Option<&str>,
+) -> anyhow::Result<bool> {
+    let Some(t) = connections::observe(&ctx.pool, channel_id, status, source, reason).await? else {
+        return Ok(false);
+    };
+    tracing::warn!(channel_id = %t.channel_id, previous = t.previous, status = t.status, source, reason, "channel connection changed");
+    notify(ctx, provider, &t, source, reason).await;
+    Ok(true)
+}
+
+async fn notify(ctx: &Ctx, provider: &str, t: &Transition, source: &str, reason: Option<&str>) {
+    let event = match (t.previous.as_str(), t.status.as_str()) {
+        (_, "disconnected") => "channel.disconnected",
+        ("disconnected", "connected") => "channel.reconnected",
+        // unknown → connected is the first look at a healthy channel, not news.
+        _ => return,
+    };
+    let data = json!({
+        "channel_id": t.channel_id,
+        "channel_name": t.channel_name,
+        "provider": provider,
+        "previous": t.previous,
+        "status": t.status,
+        "reason": reason,
+        "source": source,
+        "changed_at": t.at,
+    });
+    crate::notify::raise(ctx, t.tenant_id, event, &t.channel_id.to_string(), data).await;
+}
