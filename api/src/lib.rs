@@ -30,6 +30,8 @@ pub struct AppState {
     pub limiter: Arc<rate_limit::RateLimiter>,
     /// Which user-given URLs are accepted (built once from the config).
     pub ssrf: leadflow_shared::ssrf::Policy,
+    /// For the one outbound call the API makes: Google's token endpoint at consent.
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -44,6 +46,10 @@ impl AppState {
             auth: Arc::default(),
             assistants: Arc::new(cache::TtlCache::new(std::time::Duration::from_secs(5), 100_000)),
             limiter: Arc::default(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(15))
+                .build()
+                .expect("an HTTP client with a timeout builds"),
         }
     }
 }

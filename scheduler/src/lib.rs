@@ -1,5 +1,6 @@
 //! The scheduler role decides *when*, never does the work: each tick of each periodic
-//! task it enqueues a [`Tick`] for the workers. Ticks are numbered from the epoch, and
+//! task (sweep, connection checks, calendar renewals, housekeeping) it enqueues a [`Tick`]
+//! for the workers. Ticks are numbered from the epoch, and
 //! both the job id and a Redis lease carry the task and tick number, so several scheduler
 //! replicas still produce one run per tick: the lease (`SET NX`) picks one enqueuer, and
 //! should two get past it anyway (a lease expired under a paused process), BullMQ ignores
@@ -20,6 +21,8 @@ pub fn tasks(cfg: &Config) -> Vec<(Task, Duration)> {
         .map(|t| match t {
             Task::Sweep => (t, cfg.sweep_interval),
             Task::Connections => (t, cfg.scheduler.health_check_interval),
+            Task::Calendars => (t, cfg.google.renew_interval),
+            Task::Housekeeping => (t, cfg.scheduler.housekeeping_interval),
         })
         .collect()
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod google;
 pub mod inbound;
 pub mod mail;
 pub mod notify;

@@ -6,6 +6,7 @@
 
 pub mod ai;
 pub mod channels;
+pub mod google;
 pub mod jobs;
 pub mod mail;
 pub mod media;

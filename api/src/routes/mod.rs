@@ -2,11 +2,13 @@
 
 pub mod ai_process;
 pub mod assistants;
+pub mod calendar_push;
 pub mod channels;
 pub mod clients;
 pub mod deliveries;
 pub mod departments;
 pub mod health;
+pub mod integrations;
 pub mod lead_channels;
 pub mod leads;
 pub mod notification_configs;
@@ -62,7 +64,17 @@ pub fn router() -> Router<AppState> {
         )
         .route("/backend/leads/{lead_id}/attendants", get(lead_channels::attendants))
         .route("/backend/leads/{lead_id}/release", post(lead_channels::release))
+        .route("/webhooks/google/calendar", post(calendar_push::receive))
         .route("/webhooks/{channel_id}", get(webhooks::verify).post(webhooks::receive))
+        .route("/backend/integrations/google/auth-url", post(integrations::auth_url))
+        .route("/integrations/google/callback", get(integrations::callback))
+        .route("/backend/integrations/tokens", get(integrations::tokens))
+        .route("/backend/integrations/tokens/{id}", delete(integrations::revoke))
+        .route(
+            "/backend/integrations/google/calendars/{calendar_id}/watch",
+            post(integrations::watch),
+        )
+        .route("/backend/integrations/google/channels", get(integrations::channels))
         .route(
             "/backend/notification-configs",
             get(notification_configs::list).post(notification_configs::create),

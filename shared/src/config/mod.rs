@@ -13,9 +13,11 @@ use secrecy::SecretString;
 use crate::crypto::MasterKey;
 
 mod channels;
+mod google;
 mod media;
 mod scheduler;
 pub use channels::ChannelsConfig;
+pub use google::GoogleConfig;
 pub use media::{parse_size, MediaConfig};
 pub use scheduler::SchedulerConfig;
 
@@ -65,6 +67,27 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_HEALTH_FAILURES_TO_DISCONNECT", Some("3")),
     ("LEADFLOW_DISCONNECTED_SEND_WAIT", Some("30m")),
     ("LEADFLOW_NOTIFICATION_QUIET_PERIOD", Some("10m")),
+    ("LEADFLOW_HOUSEKEEPING_INTERVAL", Some("10m")),
+    ("LEADFLOW_RETENTION_ATTEMPTS", Some("30d")),
+    ("LEADFLOW_RETENTION_JOBS", Some("1d")),
+    ("LEADFLOW_GOOGLE_CLIENT_ID", None),
+    ("LEADFLOW_GOOGLE_CLIENT_SECRET", None),
+    (
+        "LEADFLOW_GOOGLE_AUTH_URL",
+        Some("https://accounts.google.com/o/oauth2/v2/auth"),
+    ),
+    ("LEADFLOW_GOOGLE_TOKEN_URL", Some("https://oauth2.googleapis.com/token")),
+    (
+        "LEADFLOW_GOOGLE_CALENDAR_API",
+        Some("https://www.googleapis.com/calendar/v3"),
+    ),
+    (
+        "LEADFLOW_GOOGLE_SCOPES",
+        Some("https://www.googleapis.com/auth/calendar.events"),
+    ),
+    ("LEADFLOW_CALENDAR_RENEW_MARGIN", Some("24h")),
+    ("LEADFLOW_CALENDAR_RENEW_INTERVAL", Some("5m")),
+    ("LEADFLOW_CALENDAR_WATCH_TTL", Some("7d")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +133,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub channels: ChannelsConfig,
     pub scheduler: SchedulerConfig,
+    pub google: GoogleConfig,
     pub postback_retry_schedule: Vec<Duration>,
     pub postback_timeout: Duration,
     pub sync_timeout: Duration,
@@ -289,6 +313,7 @@ impl Config {
             media: MediaConfig::parse(l)?,
             channels: ChannelsConfig::parse(l)?,
             scheduler: SchedulerConfig::parse(l)?,
+            google: GoogleConfig::parse(l)?,
             postback_retry_schedule: schedule,
             postback_timeout: l.duration("LEADFLOW_POSTBACK_TIMEOUT")?,
             sync_timeout: l.duration("LEADFLOW_SYNC_TIMEOUT")?,

@@ -1,7 +1,8 @@
 //! Settings of the periodic work: how often WhatsApp connections are checked and how many
 //! checks run at once, when an unreachable status endpoint counts as a disconnection, how
 //! long a disconnected channel's messages wait before failing, and the quiet period that
-//! keeps a flapping connection from spamming notifications.
+//! keeps a flapping connection from spamming notifications, and how long finished work is
+//! kept.
 
 use std::time::Duration;
 
@@ -22,6 +23,12 @@ pub struct SchedulerConfig {
     /// A second notification of the same event about the same subject within this
     /// period is recorded but not delivered.
     pub notification_quiet_period: Duration,
+    /// How often finished jobs and old attempt rows are cleaned.
+    pub housekeeping_interval: Duration,
+    /// Delivery and send attempt rows (and scheduler runs) older than this are deleted.
+    pub retention_attempts: Duration,
+    /// Finished (completed or failed) queue entries older than this are removed from Redis.
+    pub retention_jobs: Duration,
 }
 
 impl SchedulerConfig {
@@ -44,6 +51,9 @@ impl SchedulerConfig {
             health_failures_to_disconnect,
             disconnected_send_wait: l.duration("LEADFLOW_DISCONNECTED_SEND_WAIT")?,
             notification_quiet_period: l.duration("LEADFLOW_NOTIFICATION_QUIET_PERIOD")?,
+            housekeeping_interval: l.duration("LEADFLOW_HOUSEKEEPING_INTERVAL")?,
+            retention_attempts: l.duration("LEADFLOW_RETENTION_ATTEMPTS")?,
+            retention_jobs: l.duration("LEADFLOW_RETENTION_JOBS")?,
         })
     }
 }

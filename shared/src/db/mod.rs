@@ -5,12 +5,15 @@
 
 pub mod assistants;
 pub mod bursts;
+pub mod calendars;
 pub mod channels;
 pub mod connections;
 pub mod deliveries;
 pub mod departments;
+pub mod housekeeping;
 pub mod identities;
 pub mod inbound;
+pub mod integrations;
 pub mod lead_channels;
 pub mod leads;
 pub mod mailboxes;

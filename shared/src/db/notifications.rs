@@ -14,10 +14,11 @@ use uuid::Uuid;
 use super::DbError;
 
 /// Every event a configuration may subscribe to.
-pub const EVENTS: [&str; 5] = [
+pub const EVENTS: [&str; 6] = [
     "channel.disconnected",
     "channel.reconnected",
     "integration.needs_reauth",
+    "calendar.renewal_failed",
     "postback.exhausted",
     "ai.failed",
 ];

@@ -141,15 +141,21 @@ pub enum Task {
     Sweep,
     /// Checks every active WhatsApp channel's connection through its provider.
     Connections,
+    /// Renews Google Calendar push channels close to expiry.
+    Calendars,
+    /// Removes old finished queue entries and attempt rows.
+    Housekeeping,
 }
 
 impl Task {
-    pub const ALL: [Task; 2] = [Task::Sweep, Task::Connections];
+    pub const ALL: [Task; 4] = [Task::Sweep, Task::Connections, Task::Calendars, Task::Housekeeping];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Sweep => "sweep",
             Self::Connections => "connections",
+            Self::Calendars => "calendars",
+            Self::Housekeeping => "housekeeping",
         }
     }
 }
@@ -199,5 +205,42 @@ impl Job for PollMailbox {
     const NAME: &'static str = "poll-mailbox";
     fn job_id(&self) -> String {
         format!("mail.{}.{}", self.channel_id.simple(), self.slot)
+    }
+}
+
+/// What a calendar job does with its push channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarStep {
+    /// Create the channel at Google (a new watch, or the successor of a renewal).
+    Watch,
+    /// Replace the channel before it expires: create its successor, then stop it.
+    Renew,
+    /// Stop the channel at Google (`channels.stop`).
+    Stop,
+    /// List the calendar's changes since the stored sync token.
+    Sync,
+}
+
+/// One step on one Google Calendar push channel. `n` makes the id unique per attempt
+/// (watch, renew, stop) or per push message number (sync).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CalendarJob {
+    pub step: CalendarStep,
+    pub channel_id: Uuid,
+    pub n: i64,
+}
+
+impl Job for CalendarJob {
+    const QUEUE: QueueKind = QueueKind::Calendar;
+    const NAME: &'static str = "calendar";
+    fn job_id(&self) -> String {
+        let step = match self.step {
+            CalendarStep::Watch => "watch",
+            CalendarStep::Renew => "renew",
+            CalendarStep::Stop => "stop",
+            CalendarStep::Sync => "sync",
+        };
+        format!("cal.{step}.{}.{}", self.channel_id.simple(), self.n)
     }
 }

@@ -21,8 +21,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use jobs::{
-    DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound, ProcessMedia, SendMessage, Task,
-    Tick,
+    CalendarJob, CalendarStep, DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound,
+    ProcessMedia, SendMessage, Task, Tick,
 };
 
 /// One queue per kind of work.
@@ -44,12 +44,14 @@ pub enum QueueKind {
     Scheduled,
     /// Polls e-mail channels' IMAP mailboxes (slow remote servers get their own pool).
     Mail,
+    /// Google Calendar push channels: watch, renew, stop, sync.
+    Calendar,
     /// No-op jobs for measuring the queue layer (`leadflow bench`); never in `ALL`.
     Bench,
 }
 
 impl QueueKind {
-    pub const ALL: [QueueKind; 8] = [
+    pub const ALL: [QueueKind; 9] = [
         Self::Flush,
         Self::Ai,
         Self::Media,
@@ -58,6 +60,7 @@ impl QueueKind {
         Self::Send,
         Self::Scheduled,
         Self::Mail,
+        Self::Calendar,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +73,7 @@ impl QueueKind {
             Self::Send => "send",
             Self::Scheduled => "scheduled",
             Self::Mail => "mail",
+            Self::Calendar => "calendar",
             Self::Bench => "bench",
         }
     }

@@ -4,6 +4,7 @@
 //! postback receiver, and creates one tenant. Tests talk to it over real HTTP.
 
 pub mod fake_ai;
+pub mod fake_google;
 pub mod fake_mail;
 pub mod fake_providers;
 pub mod fake_status;

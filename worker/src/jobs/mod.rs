@@ -1,8 +1,10 @@
 //! One module per job type. `start` registers the handlers of the chosen queues.
 
 pub mod ai_reply;
+pub mod calendar;
 pub mod connections;
 pub mod flush;
+pub mod housekeeping;
 pub mod inbound;
 pub mod mail;
 pub mod media;
@@ -15,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::queue::{
-    DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound, ProcessMedia, QueueKind,
-    SendMessage, Tick,
+    CalendarJob, DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound, ProcessMedia,
+    QueueKind, SendMessage, Tick,
 };
 
 use crate::runtime::Pool;
@@ -65,6 +67,10 @@ pub async fn start(ctx: &Arc<Ctx>, queues: &[QueueKind], concurrency: usize) -> 
                 // One poll per mailbox at a time is plenty; a bounded pool keeps many
                 // slow IMAP servers from holding every connection.
                 pool.spawn::<PollMailbox, _, _>(ctx, concurrency.min(16), Duration::from_secs(300), mail::handle)
+                    .await?
+            }
+            QueueKind::Calendar => {
+                pool.spawn::<CalendarJob, _, _>(ctx, concurrency.min(32), Duration::from_secs(300), calendar::handle)
                     .await?
             }
             QueueKind::Bench => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use leadflow_shared::db::connections;
 use leadflow_shared::queue::{Task, Tick};
 
-use crate::jobs::{connections as checks, sweep};
+use crate::jobs::{calendar, connections as checks, housekeeping, sweep};
 use crate::Ctx;
 
 pub async fn handle(ctx: Arc<Ctx>, job: Tick) -> anyhow::Result<()> {
@@ -21,6 +21,8 @@ pub async fn handle(ctx: Arc<Ctx>, job: Tick) -> anyhow::Result<()> {
             let (checked, changed) = checks::run(&ctx).await?;
             format!("{checked} checked, {changed} changed")
         }
+        Task::Calendars => calendar::tick(&ctx).await?,
+        Task::Housekeeping => housekeeping::run(&ctx).await?,
     };
     connections::run_finished(&ctx.pool, run, &detail).await?;
     Ok(())

@@ -1,0 +1,263 @@
+//! The `calendar` queue: Google Calendar push channels. Google has no renew call, so a
+//! channel near its expiry is replaced: a successor row is created (at most one in flight,
+//! reused by a re-run), Google creates it (`events.watch`), it becomes active, and only
+//! then is the old one stopped (`channels.stop`; 404 is fine). A renewal that fails is a
+//! new delayed job with a growing backoff and raises `calendar.renewal_failed`, well before
+//! the old channel lapses (the margin defaults to 24 h). Pushes enqueue a sync: the
+//! calendar's changes since its sync token (410 → a full sync), stored as events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_shared::db::calendars::{self, CalendarChannel};
+use leadflow_shared::db::integrations;
+use leadflow_shared::google::{self, GoogleError, Watched};
+use leadflow_shared::queue::{CalendarJob, CalendarStep};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::google::access_token;
+use crate::Ctx;
+
+/// Watch and stop attempts before giving up on a channel.
+const MAX_ATTEMPTS: i64 = 6;
+/// Pages of changes read in one sync (250 events each).
+const MAX_PAGES: usize = 200;
+
+/// 2 s, 8 s, 32 s, … up to an hour.
+fn backoff(attempt: i64) -> Duration {
+    let exp = attempt.clamp(1, 8) as u32 - 1;
+    Duration::from_secs(2u64.saturating_mul(4u64.pow(exp))).min(Duration::from_secs(3600))
+}
+
+pub async fn handle(ctx: Arc<Ctx>, job: CalendarJob) -> anyhow::Result<()> {
+    let Some(ch) = calendars::get(&ctx.pool, job.channel_id).await? else {
+        return Ok(());
+    };
+    match job.step {
+        CalendarStep::Watch => watch(&ctx, &ch, job.n).await,
+        CalendarStep::Renew => renew(&ctx, &ch, job.n).await,
+        CalendarStep::Stop => stop(&ctx, &ch, job.n).await,
+        CalendarStep::Sync => sync(&ctx, &ch).await,
+    }
+}
+
+async fn enqueue(ctx: &Ctx, step: CalendarStep, channel_id: uuid::Uuid, n: i64, delay: Duration) -> anyhow::Result<()> {
+    ctx.queues.enqueue(&CalendarJob { step, channel_id, n }, delay).await?;
+    Ok(())
+}
+
+/// The scheduler's tick: renewals that are due, and stops and watches whose job was lost.
+pub async fn tick(ctx: &Ctx) -> anyhow::Result<String> {
+    let margin = ctx.cfg.google.renew_margin.as_secs_f64();
+    let due = calendars::due_for_renewal(&ctx.pool, margin, 500).await?;
+    for (id, attempt) in &due {
+        enqueue(ctx, CalendarStep::Renew, *id, i64::from(*attempt), Duration::ZERO).await?;
+    }
+    let stopping = calendars::stopping(&ctx.pool, 500).await?;
+    for id in &stopping {
+        enqueue(ctx, CalendarStep::Stop, *id, crate::jobs::now_ms(), Duration::ZERO).await?;
+    }
+    let pending = calendars::stale_pending(&ctx.pool, 500).await?;
+    for id in &pending {
+        enqueue(ctx, CalendarStep::Watch, *id, crate::jobs::now_ms(), Duration::ZERO).await?;
+    }
+    Ok(format!(
+        "{} renewals due, {} stops and {} watches resumed",
+        due.len(),
+        stopping.len(),
+        pending.len()
+    ))
+}
+
+fn address(ctx: &Ctx) -> Result<String, GoogleError> {
+    match &ctx.cfg.channels.public_url {
+        Some(origin) => Ok(format!("{origin}/webhooks/google/calendar")),
+        None => Err(GoogleError::Http {
+            status: 0,
+            body: "LEADFLOW_PUBLIC_URL is not set: Google needs an address to push to".into(),
+        }),
+    }
+}
+
+/// Creates `ch` at Google.
+async fn create(ctx: &Ctx, ch: &CalendarChannel) -> Result<Watched, GoogleError> {
+    let address = address(ctx)?;
+    let token = access_token(ctx, ch.integration_id, false).await?;
+    google::watch(
+        &ctx.guarded,
+        &ctx.cfg.google,
+        token.expose_secret(),
+        &ch.calendar_id,
+        &ch.id.to_string(),
+        &address,
+        &ch.token,
+    )
+    .await
+}
+
+/// A new channel (`POST …/watch`).
+async fn watch(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
+    if ch.status != "pending" {
+        return Ok(());
+    }
+    match create(ctx, ch).await {
+        Ok(w) => {
+            calendars::activated(&ctx.pool, ch.id, &w.resource_id, w.expiration).await?;
+            tracing::info!(channel_id = %ch.id, expiration = ?w.expiration, "calendar push channel created");
+        }
+        Err(e) if e.retryable() && n < MAX_ATTEMPTS => {
+            tracing::warn!(channel_id = %ch.id, error = %e, "events.watch failed; retrying");
+            calendars::set_status(&ctx.pool, ch.id, "pending", Some(&e.to_string())).await?;
+            enqueue(ctx, CalendarStep::Watch, ch.id, n + 1, backoff(n)).await?;
+        }
+        Err(e) => {
+            tracing::warn!(channel_id = %ch.id, error = %e, "events.watch failed for good");
+            calendars::set_status(&ctx.pool, ch.id, "failed", Some(&e.to_string())).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `old` by a successor, then stops `old`.
+async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
+    if old.status != "active" || old.replaced_by.is_some() {
+        return Ok(()); // renewed already (a re-run), or no longer live
+    }
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let next = calendars::create_pending(
+        &ctx.pool,
+        old.tenant_id,
+        old.integration_id,
+        &old.calendar_id,
+        &token,
+        Some(old.id),
+    )
+    .await?;
+    let result = if next.status == "active" {
+        Ok(()) // created by an earlier run that stopped before moving on
+    } else {
+        match create(ctx, &next).await {
+            Ok(w) => calendars::activated(&ctx.pool, next.id, &w.resource_id, w.expiration)
+                .await
+                .map(drop)
+                .map_err(|e| GoogleError::Network(e.to_string())),
+            Err(e) => Err(e),
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(old = %old.id, new = %next.id, "calendar push channel renewed");
+            enqueue(ctx, CalendarStep::Stop, old.id, 1, Duration::ZERO).await
+        }
+        Err(GoogleError::InvalidGrant(_)) => {
+            // access_token has moved the integration to needs_reauth and told the tenant.
+            calendars::set_status(&ctx.pool, next.id, "failed", Some("the Google grant was revoked")).await?;
+            Ok(())
+        }
+        Err(e) => {
+            if !e.retryable() {
+                // Google refused this successor: the next attempt makes a new one.
+                calendars::set_status(&ctx.pool, next.id, "failed", Some(&e.to_string())).await?;
+            }
+            let delay = backoff(n);
+            let at = chrono::Utc::now() + chrono::Duration::from_std(delay)?;
+            let attempts = calendars::renewal_failed(&ctx.pool, old.id, &e.to_string(), at).await?;
+            tracing::warn!(channel_id = %old.id, attempts, ?delay, error = %e, "calendar renewal failed; retrying");
+            enqueue(ctx, CalendarStep::Renew, old.id, n + 1, delay).await?;
+            let data = json!({"channel_id": old.id, "calendar_id": old.calendar_id, "expiration": old.expiration,
+                              "attempts": attempts, "error": e.to_string(), "next_attempt_at": at});
+            crate::notify::raise(ctx, old.tenant_id, "calendar.renewal_failed", &old.id.to_string(), data).await;
+            Ok(())
+        }
+    }
+}
+
+async fn stop(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
+    if ch.status != "stopping" {
+        return Ok(());
+    }
+    let result = match (&ch.resource_id, access_token(ctx, ch.integration_id, true).await) {
+        (None, _) => Ok(()), // Google never created it
+        (Some(_), Err(e)) => Err(e),
+        (Some(resource), Ok(token)) => {
+            let id = ch.id.to_string();
+            google::stop(&ctx.guarded, &ctx.cfg.google, token.expose_secret(), &id, resource).await
+        }
+    };
+    match result {
+        Err(e) if e.retryable() && n < MAX_ATTEMPTS => {
+            tracing::warn!(channel_id = %ch.id, error = %e, "channels.stop failed; retrying");
+            return enqueue(ctx, CalendarStep::Stop, ch.id, n + 1, backoff(n)).await;
+        }
+        // Without a grant (or after the last attempt) it is left to expire on its own;
+        // its pushes are ignored from now on.
+        Err(e) => calendars::set_status(&ctx.pool, ch.id, "stopped", Some(&e.to_string())).await?,
+        Ok(()) => calendars::set_status(&ctx.pool, ch.id, "stopped", None).await?,
+    }
+    let revoked = integrations::get(&ctx.pool, ch.integration_id)
+        .await?
+        .is_some_and(|i| i.status == "revoked");
+    if revoked && !calendars::any_stopping(&ctx.pool, ch.integration_id).await? {
+        integrations::wipe(&ctx.pool, ch.integration_id).await?;
+    }
+    Ok(())
+}
+
+/// Lists the calendar's changes since its sync token and stores them. An error is left
+/// to the queue's own retries.
+async fn sync(ctx: &Ctx, ch: &CalendarChannel) -> anyhow::Result<()> {
+    if !matches!(ch.status.as_str(), "pending" | "active" | "stopping") {
+        return Ok(());
+    }
+    let token = match access_token(ctx, ch.integration_id, false).await {
+        Ok(t) => t,
+        Err(GoogleError::InvalidGrant(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut since = calendars::sync_token(&ctx.pool, ch.integration_id, &ch.calendar_id).await?;
+    'full: loop {
+        let full = since.is_none();
+        let (mut events, mut page) = (Vec::new(), None::<String>);
+        for _ in 0..MAX_PAGES {
+            let listed = google::list_events(
+                &ctx.guarded,
+                &ctx.cfg.google,
+                token.expose_secret(),
+                &ch.calendar_id,
+                since.as_deref(),
+                page.as_deref(),
+            )
+            .await;
+            let p = match listed {
+                Err(GoogleError::Gone) if since.is_some() => {
+                    tracing::info!(channel_id = %ch.id, "sync token expired; full sync");
+                    since = None;
+                    continue 'full;
+                }
+                other => other?,
+            };
+            events.extend(p.items);
+            if let Some(next) = p.next_sync_token {
+                calendars::store_sync(
+                    &ctx.pool,
+                    ch.integration_id,
+                    &ch.calendar_id,
+                    &events,
+                    Some(&next),
+                    full,
+                )
+                .await?;
+                tracing::info!(channel_id = %ch.id, events = events.len(), full, "calendar synced");
+                return Ok(());
+            }
+            match p.next_page_token {
+                Some(next) => page = Some(next),
+                None => break,
+            }
+        }
+        // No sync token at the end (or too many pages): keep what was read, sync fully next time.
+        calendars::store_sync(&ctx.pool, ch.integration_id, &ch.calendar_id, &events, None, full).await?;
+        return Ok(());
+    }
+}
