@@ -3,6 +3,7 @@
 //! vs a bare axum handler) runs both sides in the same run on the same Redis, with the
 //! same load generator. Each section gets its own database and Redis prefix.
 
+mod connections;
 mod fakes;
 mod load;
 mod media;
@@ -126,7 +127,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let base = Config::load()?;
     let want = |s: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == s);
     let mut report: Vec<(&str, Vec<Row>, Vec<String>)> = Vec::new();
-    let sections: [(&str, &str); 8] = [
+    let sections: [(&str, &str); 9] = [
         ("queue", "Queue layer: no-op jobs drained from a 100k backlog"),
         ("ingest", "/ai/process ingest (debounce: true)"),
         ("pipeline", "Whole pipeline: bursts of 5, fake AI at 0 ms"),
@@ -138,6 +139,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ("media", "Media bursts: PDF extraction and the latency media add"),
         ("media_memory", "Media worker memory: 200 × 1 MB PDFs at once"),
         ("webhooks", "Provider webhook ingest (next to /ai/process)"),
+        ("connections", "WhatsApp connection checks: 1,000 channels in one run"),
     ];
     for (name, title) in sections {
         if !want(name) {
@@ -153,7 +155,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "recovery" => sections::recovery(&mut scope).await,
             "media" => media::media_latency(&mut scope, opts.quick).await,
             "media_memory" => media::media_memory(&mut scope, opts.quick).await,
-            _ => webhooks::webhooks(&mut scope, opts.quick).await,
+            "webhooks" => webhooks::webhooks(&mut scope, opts.quick).await,
+            _ => connections::connections(&mut scope, opts.quick).await,
         };
         scope.cleanup().await;
         let (rows, notes) = match result {

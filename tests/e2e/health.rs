@@ -368,3 +368,44 @@ async fn a_postback_that_exhausts_its_retries_raises_a_notification() {
     assert_eq!(got[0].json["data"]["attempts"], 4);
     verify_signature(&app.tenant.postback_secret, &got[0]);
 }
+
+#[tokio::test]
+async fn ai_failures_are_mailed_through_an_email_channel_once_per_quiet_period() {
+    use crate::support::fake_ai::Scripted;
+    use crate::support::fake_mail::FakeMail;
+    let mailer = FakeMail::start("alertas@imobiliarialima.com.br", "s3nha").await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let mail = channel(
+        &app,
+        json!({"name": "Alertas", "type": "email", "provider": "smtp-imap",
+               "credentials": {"smtp_host": mailer.host, "smtp_port": mailer.smtp_port.to_string(),
+                               "smtp_security": "none", "username": "alertas@imobiliarialima.com.br",
+                               "password": "s3nha", "from": "alertas@imobiliarialima.com.br"}}),
+    )
+    .await;
+    notify_to(
+        &app,
+        json!({"events": ["ai.failed"], "target": "email", "channel_id": mail.id, "email": "ops@imobiliarialima.com.br"}),
+    )
+    .await;
+    app.ai.push_response(Scripted::insufficient_quota());
+    app.ai.push_response(Scripted::insufficient_quota());
+    app.process(&app.msg("lead-a", "oi", true)).await;
+    app.process(&app.msg("lead-b", "olá", true)).await;
+    app.receiver.wait_for(2, Duration::from_secs(15)).await;
+    let sent = mailer.wait_for_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].to, ["ops@imobiliarialima.com.br"]);
+    assert!(sent[0].body().contains("no AI reply"), "{}", sent[0].body());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        mailer.sent().len(),
+        1,
+        "the second failure of the same assistant is in the quiet period"
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications WHERE event = 'ai.failed'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "both are recorded");
+}

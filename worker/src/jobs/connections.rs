@@ -78,7 +78,11 @@ pub async fn apply(
     let Some(t) = connections::observe(&ctx.pool, channel_id, status, source, reason).await? else {
         return Ok(false);
     };
-    tracing::warn!(channel_id = %t.channel_id, previous = t.previous, status = t.status, source, reason, "channel connection changed");
+    if t.previous == "unknown" {
+        tracing::info!(channel_id = %t.channel_id, status = t.status, source, reason, "channel connection first seen");
+    } else {
+        tracing::warn!(channel_id = %t.channel_id, previous = t.previous, status = t.status, source, reason, "channel connection changed");
+    }
     notify(ctx, provider, &t, source, reason).await;
     Ok(true)
 }
