@@ -36,6 +36,11 @@ CREATE TABLE scheduler_runs (
     detail      text
 );
 CREATE INDEX scheduler_runs_task_idx ON scheduler_runs (task, tick);
+CREATE INDEX scheduler_runs_started_idx ON scheduler_runs (started_at);
+
+-- Housekeeping deletes old attempt rows by age.
+CREATE INDEX delivery_attempts_created_idx ON delivery_attempts (created_at);
+CREATE INDEX outbox_attempts_created_idx ON outbox_attempts (created_at);
 
 -- Where a tenant wants to hear about an event.
 CREATE TABLE notification_configs (
@@ -52,31 +57,41 @@ CREATE TABLE notification_configs (
 );
 CREATE INDEX notification_configs_tenant_idx ON notification_configs (tenant_id) WHERE deleted_at IS NULL;
 
--- Every event raised, delivered or not: one inside the quiet period of an earlier one
--- about the same subject is kept as suppressed.
+-- Every event raised. One inside the quiet period of an earlier delivered one of the same
+-- event about the same subject is `held` to the end of that period, then `released` if it
+-- is still the latest news about its subject and says something new, else `dropped`: a
+-- flapping connection sends one message per period, and the last one sent is the truth.
 CREATE TABLE notifications (
     id         uuid PRIMARY KEY,
     tenant_id  uuid NOT NULL,
     event      text NOT NULL,
     subject    text NOT NULL,
     payload    text NOT NULL,
-    suppressed boolean NOT NULL,
+    status     text NOT NULL CHECK (status IN ('sent', 'held', 'released', 'dropped')),
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX notifications_quiet_idx ON notifications (tenant_id, event, subject, created_at) WHERE NOT suppressed;
+CREATE INDEX notifications_subject_idx ON notifications (tenant_id, subject, created_at);
 CREATE INDEX notifications_tenant_idx ON notifications (tenant_id, created_at);
 
 -- A notification goes out as a delivery like a postback: same queue, signing, retries
 -- and attempt rows. A delivery belongs to a burst (postback) or to a notification and
 -- one of its configs; e-mail and WhatsApp targets name a channel and a recipient.
+-- `deliveries` may be big: the new columns need no rewrite (constant default) and the
+-- constraints are added NOT VALID, so the table is not scanned under the lock; rows
+-- written from now on are checked.
 ALTER TABLE deliveries
     ALTER COLUMN burst_id DROP NOT NULL,
     ALTER COLUMN url DROP NOT NULL,
-    ADD COLUMN notification_id uuid REFERENCES notifications (id),
-    ADD COLUMN config_id       uuid REFERENCES notification_configs (id),
-    ADD COLUMN target          text NOT NULL DEFAULT 'postback'
-        CHECK (target IN ('postback', 'webhook', 'email', 'whatsapp')),
-    ADD COLUMN channel_id      uuid REFERENCES channels (id),
+    ADD COLUMN notification_id uuid,
+    ADD COLUMN config_id       uuid,
+    ADD COLUMN target          text NOT NULL DEFAULT 'postback',
+    ADD COLUMN channel_id      uuid,
     ADD COLUMN recipient       text,
-    ADD CONSTRAINT deliveries_notification_config_key UNIQUE (notification_id, config_id),
-    ADD CONSTRAINT deliveries_one_source CHECK ((burst_id IS NULL) <> (notification_id IS NULL));
+    ADD CONSTRAINT deliveries_notification_fk FOREIGN KEY (notification_id) REFERENCES notifications (id) NOT VALID,
+    ADD CONSTRAINT deliveries_config_fk FOREIGN KEY (config_id) REFERENCES notification_configs (id) NOT VALID,
+    ADD CONSTRAINT deliveries_channel_fk FOREIGN KEY (channel_id) REFERENCES channels (id) NOT VALID,
+    ADD CONSTRAINT deliveries_target_check CHECK (target IN ('postback', 'webhook', 'email', 'whatsapp')) NOT VALID,
+    ADD CONSTRAINT deliveries_one_source CHECK ((burst_id IS NULL) <> (notification_id IS NULL)) NOT VALID;
+-- Only notification deliveries have these; postbacks (NULLs) are not indexed.
+CREATE UNIQUE INDEX deliveries_notification_config_key ON deliveries (notification_id, config_id)
+    WHERE notification_id IS NOT NULL;

@@ -41,7 +41,7 @@ CREATE TABLE calendar_channels (
     replaced_by         uuid REFERENCES calendar_channels (id),
     replaces            uuid REFERENCES calendar_channels (id),
     renew_attempts      integer NOT NULL DEFAULT 0,
-    next_renew_at       timestamptz,
+    next_attempt_at       timestamptz,
     last_error          text,
     last_message_number bigint,
     created_at          timestamptz NOT NULL DEFAULT now(),

@@ -32,6 +32,8 @@ impl GoogleError {
     pub fn retryable(&self) -> bool {
         match self {
             Self::Network(_) => true,
+            // Google's quota errors are 403 with a rate-limit reason.
+            Self::Http { status: 403, body } => body.contains("rateLimitExceeded"),
             Self::Http { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

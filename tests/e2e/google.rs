@@ -249,7 +249,11 @@ async fn pushes_are_verified_deduplicated_and_sync_the_calendar() {
     // Redelivered and stale pushes are acknowledged and dropped.
     let (status, out) = push(&app, &on(&token, &resource, "exists", "2")).await;
     assert_eq!((status, out["ignored"].is_string()), (StatusCode::OK, true));
-    push(&app, &on(&token, &resource, "exists", "1")).await;
+    let (status, out) = push(&app, &on(&token, &resource, "exists", "1")).await;
+    assert_eq!(
+        (status, out["ignored"].clone()),
+        (StatusCode::OK, json!("duplicate or stale message number"))
+    );
     // An expired sync token means a full sync.
     google.expire_sync_token("sync-2");
     push(&app, &on(&token, &resource, "exists", "7")).await;

@@ -92,10 +92,10 @@ async fn a_whatsapp_session_going_down_and_up_notifies_once_each_signed() {
     .await;
     assert_eq!(events(&hooks), ["channel.disconnected", "channel.reconnected"]);
 
-    // Flapping inside the quiet period: the change is stored, the notification is not sent.
+    // Flapping inside the quiet period: the change is stored, the notification is held.
     fake.set_connected(false);
     eventually(Duration::from_secs(10), "the second disconnection", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications WHERE suppressed")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications WHERE status = 'held'")
             .fetch_one(&app.pool)
             .await
             .unwrap();
@@ -408,4 +408,90 @@ async fn ai_failures_are_mailed_through_an_email_channel_once_per_quiet_period()
         .await
         .unwrap();
     assert_eq!(n, 2, "both are recorded");
+}
+
+#[tokio::test]
+async fn a_held_notification_goes_out_only_if_it_is_still_the_latest_news() {
+    use leadflow_shared::db::notifications::{may_send, raise};
+    let app = TestApp::start().await;
+    let t = app.tenant.tenant_id;
+    let quiet = Duration::from_secs(3600);
+    let up = |event: &'static str, subject: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            raise(&pool, t, event, subject, "{}", quiet)
+                .await
+                .unwrap()
+                .notification_id
+                .unwrap()
+        }
+    };
+    // down, up, down: the last word is "down", and it differs from the last one sent.
+    let (a1, a2, a3) = (
+        up("channel.disconnected", "A").await,
+        up("channel.reconnected", "A").await,
+        up("channel.disconnected", "A").await,
+    );
+    assert!(may_send(&app.pool, a1).await.unwrap() && may_send(&app.pool, a2).await.unwrap());
+    assert!(
+        may_send(&app.pool, a3).await.unwrap(),
+        "held, then released: still down"
+    );
+    // down, up, down, up: the held "down" is superseded, the held "up" says nothing new.
+    up("channel.disconnected", "B").await;
+    up("channel.reconnected", "B").await;
+    let (b3, b4) = (
+        up("channel.disconnected", "B").await,
+        up("channel.reconnected", "B").await,
+    );
+    assert!(!may_send(&app.pool, b3).await.unwrap());
+    assert!(!may_send(&app.pool, b4).await.unwrap());
+    // The same event again inside the period: nothing new.
+    up("ai.failed", "C").await;
+    let c2 = up("ai.failed", "C").await;
+    assert!(!may_send(&app.pool, c2).await.unwrap());
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM notifications ORDER BY created_at, id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses,
+        ["sent", "sent", "released", "sent", "sent", "dropped", "dropped", "sent", "dropped"]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_check_never_shows_the_instance_token() {
+    // A port nobody listens on: every check fails to connect.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let app = TestApp::builder()
+        .env("LEADFLOW_HEALTH_CHECK_INTERVAL", "200ms")
+        .env("LEADFLOW_HEALTH_FAILURES_TO_DISCONNECT", "1")
+        .start()
+        .await;
+    let ch = channel(
+        &app,
+        json!({"name": "Z", "type": "whatsapp", "provider": "z-api",
+               "credentials": {"base_url": format!("http://{closed}"), "instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
+                               "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F"}}),
+    )
+    .await;
+    let shown = eventually(Duration::from_secs(10), "the failed check", || async {
+        let (_, c) = app.get(&format!("/backend/channels/{}", ch.id)).await;
+        (c["connection"] == "disconnected").then(|| c.to_string())
+    })
+    .await;
+    assert!(shown.contains("could not") || shown.contains("connect"), "{shown}");
+    assert!(!shown.contains("F0E1D2C3B4A5968778695A4B3C2D1E0F"), "{shown}");
+    let events: Vec<Option<String>> = sqlx::query_scalar("SELECT reason FROM channel_connection_events")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(events
+        .iter()
+        .flatten()
+        .all(|r| !r.contains("F0E1D2C3B4A5968778695A4B3C2D1E0F")));
 }

@@ -1,10 +1,10 @@
 //! Raising a tenant's notifications (`channel.disconnected`, `postback.exhausted`…): the
-//! event is recorded, suppressed inside the quiet period of an earlier one about the same
-//! subject, and turned into one delivery per matching configuration, which the postback
-//! queue delivers (signed webhook, e-mail or WhatsApp). A delivery whose job is lost is
+//! event is recorded and turned into one delivery per matching configuration, which the
+//! postback queue delivers (signed webhook, e-mail or WhatsApp). Inside the quiet period
+//! of an earlier one of the same event about the same subject it is held to the period's
+//! end and then sent only if it is still the latest news and says something new (see
+//! `notifications::may_send`). A delivery whose job is lost is
 //! found by the sweeper, so raising never depends on Redis being up.
-
-use std::time::Duration;
 
 use leadflow_shared::db::notifications;
 use leadflow_shared::queue::DeliverPostback;
@@ -30,11 +30,11 @@ pub async fn raise(ctx: &Ctx, tenant_id: Uuid, event: &str, subject: &str, data:
             return;
         }
     };
-    if raised.suppressed {
-        tracing::info!(%tenant_id, event, subject, "notification suppressed (quiet period)");
-        return;
-    }
-    tracing::info!(%tenant_id, event, subject, deliveries = raised.deliveries.len(), "notification raised");
+    let delay = raised
+        .held_until
+        .and_then(|at| (at - chrono::Utc::now()).to_std().ok())
+        .unwrap_or_default();
+    tracing::info!(%tenant_id, event, subject, deliveries = raised.deliveries.len(), held_for = ?delay, "notification raised");
     for delivery_id in raised.deliveries {
         let job = DeliverPostback {
             delivery_id,
@@ -42,7 +42,7 @@ pub async fn raise(ctx: &Ctx, tenant_id: Uuid, event: &str, subject: &str, data:
             manual: false,
             sweep: None,
         };
-        if let Err(e) = ctx.queues.enqueue(&job, Duration::ZERO).await {
+        if let Err(e) = ctx.queues.enqueue(&job, delay).await {
             tracing::warn!(%delivery_id, error = %e, "notification delivery not enqueued; the sweeper will");
         }
     }

@@ -60,8 +60,13 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap) -> Resul
             step: CalendarStep::Sync,
             channel_id: ch.id,
             n: number,
+            resumed: None,
         };
-        state.queues.enqueue(&job, std::time::Duration::ZERO).await?;
+        if let Err(e) = state.queues.enqueue(&job, std::time::Duration::ZERO).await {
+            // Forget the number so Google's retry of this push is not taken for a duplicate.
+            calendars::push_forgotten(&state.pool, ch.id, number).await?;
+            return Err(e.into());
+        }
     }
     Ok(Json(json!({"success": true, "sync": wants_sync})))
 }

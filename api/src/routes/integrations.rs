@@ -144,6 +144,7 @@ pub async fn revoke(
             step: CalendarStep::Stop,
             channel_id,
             n: 1,
+            resumed: None,
         };
         if let Err(e) = state.queues.enqueue(&job, std::time::Duration::ZERO).await {
             tracing::warn!(%channel_id, error = %e, "stop not enqueued; the calendar tick will resume it");
@@ -184,6 +185,7 @@ pub async fn watch(
         step: CalendarStep::Watch,
         channel_id: ch.id,
         n: 1,
+        resumed: None,
     };
     state.queues.enqueue(&job, std::time::Duration::ZERO).await?;
     Ok((StatusCode::ACCEPTED, Json(ch)))

@@ -26,13 +26,13 @@ pub struct CalendarChannel {
     pub replaced_by: Option<Uuid>,
     pub replaces: Option<Uuid>,
     pub renew_attempts: i32,
-    pub next_renew_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, tenant_id, integration_id, calendar_id, token, resource_id, expiration, status, replaced_by,
-    replaces, renew_attempts, next_renew_at, last_error, created_at";
+    replaces, renew_attempts, next_attempt_at, last_error, created_at";
 
 /// A new channel to create at Google (or the successor already in flight for `replaces`).
 #[tracing::instrument(skip(pool, token))]
@@ -107,7 +107,7 @@ pub async fn activated(
     let old = replaces.flatten();
     if let Some(old) = old {
         sqlx::query(
-            r#"UPDATE calendar_channels SET replaced_by = $2, status = 'stopping', next_renew_at = NULL,
+            r#"UPDATE calendar_channels SET replaced_by = $2, status = 'stopping', next_attempt_at = NULL,
                    updated_at = now()
                WHERE id = $1 AND status = 'active'"#,
         )
@@ -139,7 +139,7 @@ pub async fn set_status(pool: &PgPool, id: Uuid, status: &str, error: Option<&st
 #[tracing::instrument(skip(pool))]
 pub async fn renewal_failed(pool: &PgPool, id: Uuid, error: &str, next: DateTime<Utc>) -> Result<i32, DbError> {
     Ok(sqlx::query_scalar(
-        r#"UPDATE calendar_channels SET renew_attempts = renew_attempts + 1, last_error = $2, next_renew_at = $3,
+        r#"UPDATE calendar_channels SET renew_attempts = renew_attempts + 1, last_error = $2, next_attempt_at = $3,
                updated_at = now()
            WHERE id = $1 RETURNING renew_attempts"#,
     )
@@ -158,7 +158,7 @@ pub async fn due_for_renewal(pool: &PgPool, margin_secs: f64, limit: i64) -> Res
         r#"SELECT id, renew_attempts + 1 FROM calendar_channels
            WHERE status = 'active' AND replaced_by IS NULL
              AND expiration < now() + make_interval(secs => $1)
-             AND (next_renew_at IS NULL OR next_renew_at <= now())
+             AND (next_attempt_at IS NULL OR next_attempt_at <= now())
            ORDER BY expiration LIMIT $2"#,
     )
     .bind(margin_secs)
@@ -167,11 +167,27 @@ pub async fn due_for_renewal(pool: &PgPool, margin_secs: f64, limit: i64) -> Res
     .await?)
 }
 
-/// Channels left `stopping` (their stop job lost): (id).
+/// A step on `id` failed and is retried at `at` (so the tick does not resume it meanwhile).
+#[tracing::instrument(skip(pool))]
+pub async fn retry_at(pool: &PgPool, id: Uuid, error: &str, at: DateTime<Utc>) -> Result<(), DbError> {
+    sqlx::query(
+        r#"UPDATE calendar_channels SET last_error = $2, next_attempt_at = $3, updated_at = now() WHERE id = $1"#,
+    )
+    .bind(id)
+    .bind(error)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Channels left `stopping` (their stop job lost, not waiting for a retry): (id).
 #[tracing::instrument(skip(pool))]
 pub async fn stopping(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
-        r#"SELECT id FROM calendar_channels WHERE status = 'stopping' AND updated_at < now() - interval '30 seconds'
+        r#"SELECT id FROM calendar_channels
+           WHERE status = 'stopping' AND updated_at < now() - interval '30 seconds'
+             AND (next_attempt_at IS NULL OR next_attempt_at < now() - interval '30 seconds')
            LIMIT $1"#,
     )
     .bind(limit)
@@ -234,6 +250,19 @@ pub async fn push_seen(pool: &PgPool, id: Uuid, number: i64) -> Result<bool, DbE
     Ok(done.rows_affected() == 1)
 }
 
+/// Undoes [`push_seen`] for `number` (its sync could not be enqueued).
+#[tracing::instrument(skip(pool))]
+pub async fn push_forgotten(pool: &PgPool, id: Uuid, number: i64) -> Result<(), DbError> {
+    sqlx::query(
+        r#"UPDATE calendar_channels SET last_message_number = NULL WHERE id = $1 AND last_message_number = $2"#,
+    )
+    .bind(id)
+    .bind(number)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The stored sync token of a calendar (`None`: never synced, or reset).
 #[tracing::instrument(skip(pool))]
 pub async fn sync_token(pool: &PgPool, integration_id: Uuid, calendar_id: &str) -> Result<Option<String>, DbError> {
@@ -247,7 +276,8 @@ pub async fn sync_token(pool: &PgPool, integration_id: Uuid, calendar_id: &str) 
     .flatten())
 }
 
-/// Stores a sync's events and its new token in one transaction. `full` counts full syncs.
+/// Stores a sync's events and its new token in one transaction. `full` counts full syncs
+/// and, when complete (a token), replaces the calendar's events.
 #[tracing::instrument(skip(pool, events))]
 pub async fn store_sync(
     pool: &PgPool,
@@ -258,6 +288,15 @@ pub async fn store_sync(
     full: bool,
 ) -> Result<(), DbError> {
     let mut tx = pool.begin().await?;
+    if full && token.is_some() {
+        // A complete full sync is the whole calendar: what it does not list is gone
+        // (Google asks to clear the store before a full sync after 410).
+        sqlx::query(r#"DELETE FROM calendar_events WHERE integration_id = $1 AND calendar_id = $2"#)
+            .bind(integration_id)
+            .bind(calendar_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     for e in events {
         let Some(event_id) = e["id"].as_str() else { continue };
         let time = |k: &str| e[k]["dateTime"].as_str().or(e[k]["date"].as_str()).map(str::to_string);

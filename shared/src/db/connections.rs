@@ -46,38 +46,56 @@ pub async fn to_check(pool: &PgPool, providers: &[&str]) -> Result<Vec<Checked>,
     .await?)
 }
 
+/// What was seen about a channel's connection, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub status: &'a str,
+    /// `check` or `webhook`.
+    pub source: &'a str,
+    pub reason: Option<&'a str>,
+    /// When it was true: a check's start, a webhook's arrival. An observation older than
+    /// the channel's last change is stale (a slow check racing a webhook) and ignored.
+    pub at: DateTime<Utc>,
+}
+
 /// Records an observed state; `Some` when it changed the channel's state.
 #[tracing::instrument(skip(pool))]
-pub async fn observe(
-    pool: &PgPool,
-    channel_id: Uuid,
-    status: &str,
-    source: &str,
-    reason: Option<&str>,
-) -> Result<Option<Transition>, DbError> {
+pub async fn observe(pool: &PgPool, channel_id: Uuid, o: Observation<'_>) -> Result<Option<Transition>, DbError> {
+    let Observation {
+        status,
+        source,
+        reason,
+        at: seen_at,
+    } = o;
     let mut tx = pool.begin().await?;
-    let row: Option<(Uuid, String, String)> =
-        sqlx::query_as(r#"SELECT tenant_id, name, connection FROM channels WHERE id = $1 FOR UPDATE"#)
-            .bind(channel_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((tenant_id, channel_name, previous)) = row else {
+    let row: Option<(Uuid, String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        r#"SELECT tenant_id, name, connection, connection_changed_at FROM channels WHERE id = $1 FOR UPDATE"#,
+    )
+    .bind(channel_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((tenant_id, channel_name, previous, changed_at)) = row else {
         return Ok(None);
     };
+    if changed_at.is_some_and(|c| c > seen_at) {
+        return Ok(None);
+    }
     let changed = previous != status;
-    let at: DateTime<Utc> = sqlx::query_scalar(
+    // The change is dated when it was observed, so later observations compare with that.
+    sqlx::query(
         r#"UPDATE channels SET connection = $2, connection_checked_at = now(), connection_error = $3,
                check_failures = 0,
-               connection_changed_at = CASE WHEN $4 THEN now() ELSE connection_changed_at END
-           WHERE id = $1
-           RETURNING now()"#,
+               connection_changed_at = CASE WHEN $4 THEN $5 ELSE connection_changed_at END
+           WHERE id = $1"#,
     )
     .bind(channel_id)
     .bind(status)
     .bind(reason)
     .bind(changed)
-    .fetch_one(&mut *tx)
+    .bind(seen_at)
+    .execute(&mut *tx)
     .await?;
+    let at = seen_at;
     if changed {
         sqlx::query(
             r#"INSERT INTO channel_connection_events (channel_id, tenant_id, previous, status, source, reason)

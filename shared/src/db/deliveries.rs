@@ -74,6 +74,20 @@ pub async fn create(
     .await?)
 }
 
+/// Ends a pending delivery without an attempt (a held notification that was superseded).
+#[tracing::instrument(skip(pool))]
+pub async fn cancel(pool: &PgPool, id: Uuid, reason: &str) -> Result<(), DbError> {
+    sqlx::query(
+        r#"UPDATE deliveries SET status = 'failed', last_error = $2, next_attempt_at = NULL, updated_at = now()
+           WHERE id = $1 AND status = 'pending'"#,
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 #[tracing::instrument(skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Delivery>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1");

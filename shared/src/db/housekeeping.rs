@@ -10,7 +10,7 @@ pub const TABLES: [(&str, &str, &str, &str); 5] = [
     ("delivery_attempts", "id", "created_at", "TRUE"),
     ("outbox_attempts", "id", "created_at", "TRUE"),
     ("scheduler_runs", "id", "started_at", "TRUE"),
-    ("notifications", "id", "created_at", "suppressed"),
+    ("notifications", "id", "created_at", "status = 'dropped'"),
     ("oauth_states", "state", "created_at", "TRUE"),
 ];
 

@@ -109,8 +109,9 @@ pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, Db
 #[derive(Debug, Clone, Default)]
 pub struct Raised {
     pub notification_id: Option<Uuid>,
-    pub suppressed: bool,
-    /// Deliveries to enqueue (attempt 1).
+    /// Held to the end of the quiet period of an earlier one (its deliveries are due then).
+    pub held_until: Option<DateTime<Utc>>,
+    /// Deliveries to enqueue (attempt 1), due now or at `held_until`.
     pub deliveries: Vec<Uuid>,
 }
 
@@ -126,23 +127,24 @@ pub async fn raise(
 ) -> Result<Raised, DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query(r#"SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"#)
-        .bind(format!("notify:{tenant_id}:{event}:{subject}"))
+        .bind(format!("notify:{tenant_id}:{subject}"))
         .execute(&mut *tx)
         .await?;
-    let suppressed: bool = sqlx::query_scalar(
-        r#"SELECT EXISTS (SELECT 1 FROM notifications
-                          WHERE tenant_id = $1 AND event = $2 AND subject = $3 AND NOT suppressed
-                            AND created_at > now() - make_interval(secs => $4))"#,
+    // The end of the quiet period of the last one of this event that went out.
+    let held_until: Option<DateTime<Utc>> = sqlx::query_scalar(
+        r#"SELECT max(created_at) + make_interval(secs => $4) FROM notifications
+           WHERE tenant_id = $1 AND subject = $2 AND event = $3 AND status IN ('sent', 'released')
+             AND created_at > now() - make_interval(secs => $4)"#,
     )
     .bind(tenant_id)
-    .bind(event)
     .bind(subject)
+    .bind(event)
     .bind(quiet.as_secs_f64())
     .fetch_one(&mut *tx)
     .await?;
     let id = Uuid::now_v7();
     sqlx::query(
-        r#"INSERT INTO notifications (id, tenant_id, event, subject, payload, suppressed)
+        r#"INSERT INTO notifications (id, tenant_id, event, subject, payload, status)
            VALUES ($1, $2, $3, $4, $5, $6)"#,
     )
     .bind(id)
@@ -150,33 +152,80 @@ pub async fn raise(
     .bind(event)
     .bind(subject)
     .bind(payload)
-    .bind(suppressed)
+    .bind(if held_until.is_some() { "held" } else { "sent" })
     .execute(&mut *tx)
     .await?;
-    let deliveries = if suppressed {
-        Vec::new()
-    } else {
-        // The webhook id is stable per (notification, config): receivers dedupe on it.
-        sqlx::query_scalar(
-            r#"INSERT INTO deliveries (id, webhook_id, tenant_id, notification_id, config_id, target, url, channel_id,
-                                       recipient, payload, status, next_attempt_at)
-               SELECT d.id, 'msg_' || replace(d.id::text, '-', ''), $1, $2, c.id, c.target, c.url, c.channel_id,
-                      coalesce(c.email, c.phone), $4, 'pending', now()
-               FROM notification_configs c, LATERAL (SELECT gen_random_uuid() AS id) d
-               WHERE c.tenant_id = $1 AND c.deleted_at IS NULL AND $3 = ANY (c.events)
-               RETURNING id"#,
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .bind(event)
-        .bind(payload)
-        .fetch_all(&mut *tx)
-        .await?
-    };
+    // The webhook id is stable per (notification, config): receivers dedupe on it.
+    let deliveries = sqlx::query_scalar(
+        r#"INSERT INTO deliveries (id, webhook_id, tenant_id, notification_id, config_id, target, url, channel_id,
+                                   recipient, payload, status, next_attempt_at)
+           SELECT d.id, 'msg_' || replace(d.id::text, '-', ''), $1, $2, c.id, c.target, c.url, c.channel_id,
+                  coalesce(c.email, c.phone), $4, 'pending', coalesce($5, now())
+           FROM notification_configs c, LATERAL (SELECT gen_random_uuid() AS id) d
+           WHERE c.tenant_id = $1 AND c.deleted_at IS NULL AND $3 = ANY (c.events)
+           RETURNING id"#,
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(event)
+    .bind(payload)
+    .bind(held_until)
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(Raised {
         notification_id: Some(id),
-        suppressed,
+        held_until,
         deliveries,
     })
+}
+
+/// Whether a notification's deliveries may go out now. A held one is released only if it
+/// is still the latest about its subject and differs from the last one that went out;
+/// otherwise it is dropped (superseded, or nothing new to say).
+#[tracing::instrument(skip(pool))]
+pub async fn may_send(pool: &PgPool, id: Uuid) -> Result<bool, DbError> {
+    let mut tx = pool.begin().await?;
+    let Some((tenant_id, subject, status)): Option<(Uuid, String, String)> =
+        sqlx::query_as(r#"SELECT tenant_id, subject, status FROM notifications WHERE id = $1"#)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+    else {
+        return Ok(false);
+    };
+    if status != "held" {
+        return Ok(matches!(status.as_str(), "sent" | "released"));
+    }
+    sqlx::query(r#"SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"#)
+        .bind(format!("notify:{tenant_id}:{subject}"))
+        .execute(&mut *tx)
+        .await?;
+    let latest: Option<Uuid> = sqlx::query_scalar(
+        r#"SELECT id FROM notifications WHERE tenant_id = $1 AND subject = $2 ORDER BY created_at DESC, id DESC LIMIT 1"#,
+    )
+    .bind(tenant_id)
+    .bind(&subject)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let last_sent: Option<String> = sqlx::query_scalar(
+        r#"SELECT event FROM notifications WHERE tenant_id = $1 AND subject = $2 AND status IN ('sent', 'released')
+           ORDER BY created_at DESC, id DESC LIMIT 1"#,
+    )
+    .bind(tenant_id)
+    .bind(&subject)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let event: String = sqlx::query_scalar(r#"SELECT event FROM notifications WHERE id = $1"#)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let release = latest == Some(id) && last_sent.as_deref() != Some(event.as_str());
+    sqlx::query(r#"UPDATE notifications SET status = $2 WHERE id = $1"#)
+        .bind(id)
+        .bind(if release { "released" } else { "dropped" })
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(release)
 }

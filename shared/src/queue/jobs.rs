@@ -229,6 +229,10 @@ pub struct CalendarJob {
     pub step: CalendarStep,
     pub channel_id: Uuid,
     pub n: i64,
+    /// Set when the calendar tick resumes a step whose job was lost: a distinct id, since
+    /// a finished job under the plain id stays in Redis for a while.
+    #[serde(default)]
+    pub resumed: Option<i64>,
 }
 
 impl Job for CalendarJob {
@@ -241,6 +245,9 @@ impl Job for CalendarJob {
             CalendarStep::Stop => "stop",
             CalendarStep::Sync => "sync",
         };
-        format!("cal.{step}.{}.{}", self.channel_id.simple(), self.n)
+        match self.resumed {
+            None => format!("cal.{step}.{}.{}", self.channel_id.simple(), self.n),
+            Some(r) => format!("cal.{step}.{}.{}.r{r}", self.channel_id.simple(), self.n),
+        }
     }
 }

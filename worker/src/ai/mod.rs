@@ -145,6 +145,12 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, 
 }
 
 /// An error and its sources, `a: b: c`, for messages that must say why.
+/// A failed HTTP call as text, without its URL: provider URLs carry credentials (Z-API's
+/// instance token, Telegram's bot token) and this text is stored and shown to tenants.
+pub(crate) fn http_error(e: reqwest::Error) -> String {
+    error_chain(&e.without_url())
+}
+
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();

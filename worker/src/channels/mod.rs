@@ -95,7 +95,10 @@ async fn post_json(
 
 /// Sends a prepared request and returns the status and parsed answer, or a sorted error.
 async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), SendError> {
-    let resp = req.send().await.map_err(|e| SendError::Network(e.to_string()))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -103,7 +106,10 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Valu
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let text = resp.text().await.map_err(|e| SendError::Network(e.to_string()))?;
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     if !(200..300).contains(&status) {
         // Telegram puts the hint in the body.

@@ -43,7 +43,25 @@ pub async fn handle(ctx: Arc<Ctx>, job: CalendarJob) -> anyhow::Result<()> {
 }
 
 async fn enqueue(ctx: &Ctx, step: CalendarStep, channel_id: uuid::Uuid, n: i64, delay: Duration) -> anyhow::Result<()> {
-    ctx.queues.enqueue(&CalendarJob { step, channel_id, n }, delay).await?;
+    let job = CalendarJob {
+        step,
+        channel_id,
+        n,
+        resumed: None,
+    };
+    ctx.queues.enqueue(&job, delay).await?;
+    Ok(())
+}
+
+/// A step whose job was lost starts again at attempt 1.
+async fn resume(ctx: &Ctx, step: CalendarStep, channel_id: uuid::Uuid) -> anyhow::Result<()> {
+    let job = CalendarJob {
+        step,
+        channel_id,
+        n: 1,
+        resumed: Some(crate::jobs::now_ms()),
+    };
+    ctx.queues.enqueue(&job, Duration::ZERO).await?;
     Ok(())
 }
 
@@ -56,11 +74,11 @@ pub async fn tick(ctx: &Ctx) -> anyhow::Result<String> {
     }
     let stopping = calendars::stopping(&ctx.pool, 500).await?;
     for id in &stopping {
-        enqueue(ctx, CalendarStep::Stop, *id, crate::jobs::now_ms(), Duration::ZERO).await?;
+        resume(ctx, CalendarStep::Stop, *id).await?;
     }
     let pending = calendars::stale_pending(&ctx.pool, 500).await?;
     for id in &pending {
-        enqueue(ctx, CalendarStep::Watch, *id, crate::jobs::now_ms(), Duration::ZERO).await?;
+        resume(ctx, CalendarStep::Watch, *id).await?;
     }
     Ok(format!(
         "{} renewals due, {} stops and {} watches resumed",
@@ -123,6 +141,18 @@ async fn watch(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
 async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
     if old.status != "active" || old.replaced_by.is_some() {
         return Ok(()); // renewed already (a re-run), or no longer live
+    }
+    if old.expiration.is_some_and(|at| at <= chrono::Utc::now()) {
+        // Too late: Google has dropped it. Say so once and stop trying.
+        let why = format!(
+            "expired before it could be renewed ({})",
+            old.last_error.as_deref().unwrap_or("no attempt succeeded")
+        );
+        calendars::set_status(&ctx.pool, old.id, "failed", Some(&why)).await?;
+        let data = json!({"channel_id": old.id, "calendar_id": old.calendar_id, "expiration": old.expiration,
+                          "attempts": old.renew_attempts, "error": why, "final": true});
+        crate::notify::raise(ctx, old.tenant_id, "calendar.renewal_failed", &old.id.to_string(), data).await;
+        return Ok(());
     }
     let token = uuid::Uuid::new_v4().simple().to_string();
     let next = calendars::create_pending(
@@ -188,6 +218,8 @@ async fn stop(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
     match result {
         Err(e) if e.retryable() && n < MAX_ATTEMPTS => {
             tracing::warn!(channel_id = %ch.id, error = %e, "channels.stop failed; retrying");
+            let at = chrono::Utc::now() + chrono::Duration::from_std(backoff(n))?;
+            calendars::retry_at(&ctx.pool, ch.id, &e.to_string(), at).await?;
             return enqueue(ctx, CalendarStep::Stop, ch.id, n + 1, backoff(n)).await;
         }
         // Without a grant (or after the last attempt) it is left to expire on its own;
@@ -204,12 +236,35 @@ async fn stop(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lists the calendar's changes since its sync token and stores them. An error is left
-/// to the queue's own retries.
+/// Lists the calendar's changes since its sync token and stores them, one sync per
+/// calendar at a time (pushes of the old and new channel overlap during a renewal). An
+/// error, or a sync already running, is left to the queue's own retries.
 async fn sync(ctx: &Ctx, ch: &CalendarChannel) -> anyhow::Result<()> {
     if !matches!(ch.status.as_str(), "pending" | "active" | "stopping") {
         return Ok(());
     }
+    let lock = format!(
+        "{}:calsync:{}:{}",
+        ctx.cfg.queue_prefix,
+        ch.integration_id.simple(),
+        ch.calendar_id
+    );
+    let mut redis = ctx.redis.clone();
+    let taken: Option<String> = redis::cmd("SET")
+        .arg(&lock)
+        .arg(ch.id.to_string())
+        .arg("NX")
+        .arg("PX")
+        .arg(300_000)
+        .query_async(&mut redis)
+        .await?;
+    anyhow::ensure!(taken.is_some(), "another sync of this calendar is running");
+    let result = sync_locked(ctx, ch).await;
+    let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&lock).query_async(&mut redis).await;
+    result
+}
+
+async fn sync_locked(ctx: &Ctx, ch: &CalendarChannel) -> anyhow::Result<()> {
     let token = match access_token(ctx, ch.integration_id, false).await {
         Ok(t) => t,
         Err(GoogleError::InvalidGrant(_)) => return Ok(()),

@@ -5,10 +5,11 @@
 //! only `LEADFLOW_HEALTH_FAILURES_TO_DISCONNECT` failed checks in a row are. The providers'
 //! own connection webhooks go through [`apply`] too; the check is the safety net.
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use leadflow_shared::channel::Provider;
 use leadflow_shared::db::channels;
-use leadflow_shared::db::connections::{self, Checked, Transition};
+use leadflow_shared::db::connections::{self, Checked, Observation, Transition};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -32,6 +33,7 @@ async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
     let Some(provider) = Provider::parse(&ch.provider) else {
         return false;
     };
+    let started = chrono::Utc::now();
     let observed = match channels::open(&ctx.master_key, &ch.credentials_enc) {
         Err(e) => Err(e.to_string()),
         Ok(creds) => match crate::jobs::send::refused_address(ctx, provider, &creds).await {
@@ -42,13 +44,15 @@ async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
         },
     };
     let result = match observed {
-        Ok(Observed::Connected) => apply(ctx, ch.id, &ch.provider, "connected", "check", None).await,
-        Ok(Observed::Disconnected(why)) => apply(ctx, ch.id, &ch.provider, "disconnected", "check", Some(&why)).await,
+        Ok(Observed::Connected) => apply(ctx, ch.id, &ch.provider, seen("connected", None, started)).await,
+        Ok(Observed::Disconnected(why)) => {
+            apply(ctx, ch.id, &ch.provider, seen("disconnected", Some(&why), started)).await
+        }
         Ok(Observed::Unsettled(why)) => {
             tracing::debug!(channel_id = %ch.id, why, "connection unsettled; no change");
             Ok(false)
         }
-        Err(e) => unreachable_check(ctx, &ch, &e).await,
+        Err(e) => unreachable_check(ctx, &ch, &e, started).await,
     };
     result.unwrap_or_else(|e| {
         tracing::warn!(channel_id = %ch.id, error = %e, "connection check not recorded");
@@ -56,26 +60,30 @@ async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
     })
 }
 
-async fn unreachable_check(ctx: &Ctx, ch: &Checked, error: &str) -> anyhow::Result<bool> {
+/// A check's observation.
+fn seen<'a>(status: &'a str, reason: Option<&'a str>, at: DateTime<Utc>) -> Observation<'a> {
+    Observation {
+        status,
+        source: "check",
+        reason,
+        at,
+    }
+}
+
+async fn unreachable_check(ctx: &Ctx, ch: &Checked, error: &str, started: DateTime<Utc>) -> anyhow::Result<bool> {
     let failures = connections::check_failed(&ctx.pool, ch.id, error).await?;
     tracing::info!(channel_id = %ch.id, failures, error, "connection check failed");
     if failures < ctx.cfg.scheduler.health_failures_to_disconnect {
         return Ok(false);
     }
     let why = format!("the provider's status endpoint failed {failures} checks in a row: {error}");
-    apply(ctx, ch.id, &ch.provider, "disconnected", "check", Some(&why)).await
+    apply(ctx, ch.id, &ch.provider, seen("disconnected", Some(&why), started)).await
 }
 
 /// Records an observed state of a channel and notifies on a change; `true` when it changed.
-pub async fn apply(
-    ctx: &Ctx,
-    channel_id: Uuid,
-    provider: &str,
-    status: &str,
-    source: &str,
-    reason: Option<&str>,
-) -> anyhow::Result<bool> {
-    let Some(t) = connections::observe(&ctx.pool, channel_id, status, source, reason).await? else {
+pub async fn apply(ctx: &Ctx, channel_id: Uuid, provider: &str, o: Observation<'_>) -> anyhow::Result<bool> {
+    let (source, reason) = (o.source, o.reason);
+    let Some(t) = connections::observe(&ctx.pool, channel_id, o).await? else {
         return Ok(false);
     };
     if t.previous == "unknown" {

@@ -1,7 +1,7 @@
 //! Housekeeping: finished work is forgotten after a while, in small batches so neither
 //! Redis nor a big table is ever held for long. Redis: completed and failed jobs older than
 //! `LEADFLOW_RETENTION_JOBS` (BullMQ's own trimming keeps them bounded between runs).
-//! PostgreSQL: delivery and send attempt rows, scheduler runs and suppressed notifications
+//! PostgreSQL: delivery and send attempt rows, scheduler runs and dropped notifications
 //! older than `LEADFLOW_RETENTION_ATTEMPTS`, and consent states older than a day.
 
 use leadflow_shared::db::housekeeping;

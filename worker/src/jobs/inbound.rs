@@ -92,7 +92,13 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         // The provider's own connection callback (Z-API Connected/Disconnected, Evolution
         // connection.update): the same transition as the periodic check would record.
         if let Some(state) = &parsed.connection {
-            crate::jobs::connections::apply(&ctx, ch.id, &ch.provider, state, "webhook", None).await?;
+            let seen = leadflow_shared::db::connections::Observation {
+                status: state,
+                source: "webhook",
+                reason: None,
+                at: ev.created_at,
+            };
+            crate::jobs::connections::apply(&ctx, ch.id, &ch.provider, seen).await?;
         }
         inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
         return Ok(());

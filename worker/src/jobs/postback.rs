@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
 use leadflow_shared::db::deliveries::{self, AttemptRecord, Outcome};
-use leadflow_shared::db::{channels, tenants};
+use leadflow_shared::db::{channels, notifications, tenants};
 use leadflow_shared::queue::DeliverPostback;
 use leadflow_shared::signing;
 use rand::Rng;
@@ -46,6 +46,14 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    if let Some(notification) = d.notification_id {
+        if !notifications::may_send(&ctx.pool, notification).await? {
+            let why = "not sent: a newer notification about the same subject, or nothing new since the last one";
+            deliveries::cancel(&ctx.pool, d.id, why).await?;
+            tracing::info!(delivery = %d.id, %notification, "held notification dropped");
+            return Ok(());
+        }
+    }
     let started = Instant::now();
     let sent = send(&ctx, &d).await;
     let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;

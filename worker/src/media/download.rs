@@ -4,7 +4,7 @@
 
 use leadflow_shared::ssrf::Policy;
 
-use crate::ai::error_chain;
+use crate::ai::http_error;
 
 /// A downloaded file, whole, at most the cap in size.
 #[derive(Debug)]
@@ -75,9 +75,9 @@ pub async fn fetch_with(
     }
     let mut resp = req.send().await.map_err(|e| {
         if e.is_redirect() {
-            DownloadError::Refused(error_chain(&e))
+            DownloadError::Refused(http_error(e))
         } else {
-            DownloadError::Network(error_chain(&e))
+            DownloadError::Network(http_error(e))
         }
     })?;
     let status = resp.status();
@@ -108,11 +108,7 @@ pub async fn fetch_with(
         .map(|n| percent_decode(&n));
     let initial = resp.content_length().unwrap_or(64 * 1024).min(limit) as usize;
     let mut bytes = Vec::with_capacity(initial);
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| DownloadError::Network(error_chain(&e)))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| DownloadError::Network(http_error(e)))? {
         if bytes.len() as u64 + chunk.len() as u64 > limit {
             return Err(DownloadError::TooLarge { limit });
         }

@@ -150,7 +150,9 @@ async fn credentials(ctx: &Ctx, channel: Uuid) -> Result<channels::Credentials, 
 
 /// A provider API call answering JSON, sorted like a download (5xx/429 retried).
 async fn api(ctx: &Ctx, req: reqwest::RequestBuilder) -> Result<serde_json::Value, DownloadError> {
-    let built = req.build().map_err(|e| DownloadError::Refused(e.to_string()))?;
+    let built = req
+        .build()
+        .map_err(|e| DownloadError::Refused(crate::ai::http_error(e)))?;
     ctx.ssrf
         .check_url(built.url().as_str())
         .await
@@ -159,7 +161,7 @@ async fn api(ctx: &Ctx, req: reqwest::RequestBuilder) -> Result<serde_json::Valu
         .guarded
         .execute(built)
         .await
-        .map_err(|e| DownloadError::Network(crate::ai::error_chain(&e)))?;
+        .map_err(|e| DownloadError::Network(crate::ai::http_error(e)))?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
         return Err(DownloadError::Status { status });
