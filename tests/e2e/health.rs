@@ -23,6 +23,16 @@ async fn connection(app: &TestApp, id: &str) -> String {
     ch["connection"].as_str().unwrap_or_default().to_string()
 }
 
+/// Creates a channel checked against `fake` and waits for its first check.
+async fn checked_channel(app: &TestApp, body: Value) -> crate::inbound::Channel {
+    let ch = channel(app, body).await;
+    eventually(Duration::from_secs(10), "the first check", || async {
+        (connection(app, &ch.id).await == "connected").then_some(())
+    })
+    .await;
+    ch
+}
+
 async fn notify_to(app: &TestApp, body: Value) -> String {
     let (status, c) = app.post("/backend/notification-configs", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{c}");
@@ -49,16 +59,12 @@ async fn a_whatsapp_session_going_down_and_up_notifies_once_each_signed() {
         json!({"events": ["channel.disconnected", "channel.reconnected"], "target": "webhook", "url": hooks.url}),
     )
     .await;
-    let ch = channel(
+    let ch = checked_channel(
         &app,
         json!({"name": "Vendas", "type": "whatsapp", "provider": "z-api",
                "credentials": {"base_url": fake.base_url, "instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
                                "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F"}}),
     )
-    .await;
-    eventually(Duration::from_secs(10), "the first check", || async {
-        (connection(&app, &ch.id).await == "connected").then_some(())
-    })
     .await;
 
     fake.set_connected(false);
@@ -142,16 +148,12 @@ async fn an_unreachable_status_endpoint_is_a_disconnection_only_after_several_fa
         json!({"events": ["channel.disconnected"], "target": "webhook", "url": hooks.url}),
     )
     .await;
-    let ch = channel(
+    let ch = checked_channel(
         &app,
         json!({"name": "Evo", "type": "whatsapp", "provider": "evolution-api",
                "credentials": {"base_url": fake.base_url, "api_key": "B6D711FCDE4D4FD5936544120E713976",
                                "instance": "acme-vendas"}}),
     )
-    .await;
-    eventually(Duration::from_secs(10), "the first check", || async {
-        (connection(&app, &ch.id).await == "connected").then_some(())
-    })
     .await;
     let before = fake.checks();
     fake.set_failing(true);

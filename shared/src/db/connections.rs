@@ -136,20 +136,6 @@ pub async fn check_failed(pool: &PgPool, channel_id: Uuid, error: &str) -> Resul
     .unwrap_or(0))
 }
 
-/// A channel's connection state and since when it holds.
-pub type State = (String, Option<DateTime<Utc>>);
-
-/// A channel's state and since when (for the send job's wait).
-#[tracing::instrument(skip(pool))]
-pub async fn state(pool: &PgPool, channel_id: Uuid) -> Result<Option<State>, DbError> {
-    Ok(
-        sqlx::query_as(r#"SELECT connection, connection_changed_at FROM channels WHERE id = $1"#)
-            .bind(channel_id)
-            .fetch_optional(pool)
-            .await?,
-    )
-}
-
 /// Marks a run of a periodic task; returns its row id for [`run_finished`].
 #[tracing::instrument(skip(pool))]
 pub async fn run_started(pool: &PgPool, task: &str, tick: i64) -> Result<i64, DbError> {

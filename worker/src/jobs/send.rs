@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::db::{channels, connections, identities, lead_channels, mailboxes, outbox};
+use leadflow_shared::db::{channels, identities, lead_channels, mailboxes, outbox};
 use leadflow_shared::queue::{jittered_backoff, SendMessage};
 
 use crate::channels::{send_template, send_text, Recipient, SendError, Sent};
@@ -50,7 +50,8 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
     if o.status != "pending" || o.attempts >= job.attempt {
         return Ok(()); // sent, failed, or this attempt already ran
     }
-    let gate = match disconnected(&ctx, o.channel_id).await? {
+    let ch = channels::find(&ctx.pool, o.tenant_id, o.channel_id).await?;
+    let gate = match ch.as_ref().map_or(Ok(Gate::Open), |ch| disconnected(&ctx, ch))? {
         Gate::Open => throttle(&ctx, o.channel_id).await.map(Gate::Wait).unwrap_or(Gate::Open),
         other => other,
     };
@@ -64,7 +65,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
             return Ok(());
         }
         Gate::Closed(why) => Outcome::refused(why),
-        Gate::Open => attempt(&ctx, &o).await?,
+        Gate::Open => attempt(&ctx, &o, ch.as_ref()).await?,
     };
     let (state, retry_in) = match &outcome.result {
         Ok(_) => ("sent", None),
@@ -134,15 +135,13 @@ enum Gate {
 
 const RECHECK_DISCONNECTED: Duration = Duration::from_secs(3);
 
-/// A disconnected channel's messages wait for it (looking again every few seconds) up to `LEADFLOW_DISCONNECTED_SEND_WAIT` after it went down, then fail.
-async fn disconnected(ctx: &Ctx, channel_id: uuid::Uuid) -> anyhow::Result<Gate> {
-    let Some((state, since)) = connections::state(&ctx.pool, channel_id).await? else {
-        return Ok(Gate::Open);
-    };
-    if state != "disconnected" {
+/// A disconnected channel's messages wait for it (looking again every few seconds) up to
+/// `LEADFLOW_DISCONNECTED_SEND_WAIT` after it went down, then fail.
+fn disconnected(ctx: &Ctx, ch: &channels::Channel) -> anyhow::Result<Gate> {
+    if ch.connection != "disconnected" {
         return Ok(Gate::Open);
     }
-    let since = since.unwrap_or_else(chrono::Utc::now);
+    let since = ch.connection_changed_at.unwrap_or_else(chrono::Utc::now);
     let wait = ctx.cfg.scheduler.disconnected_send_wait;
     let left = (since + chrono::Duration::from_std(wait)?) - chrono::Utc::now();
     Ok(match left.to_std() {
@@ -212,8 +211,8 @@ pub async fn refused_address(ctx: &Ctx, provider: Provider, creds: &channels::Cr
 
 /// Resolves channel, credentials and recipient, and sends: free-form text, or the
 /// channel's template outside official WhatsApp's 24-hour window.
-async fn attempt(ctx: &Ctx, o: &outbox::Outgoing) -> anyhow::Result<Outcome> {
-    let Some(ch) = channels::find(&ctx.pool, o.tenant_id, o.channel_id).await? else {
+async fn attempt(ctx: &Ctx, o: &outbox::Outgoing, ch: Option<&channels::Channel>) -> anyhow::Result<Outcome> {
+    let Some(ch) = ch else {
         return Ok(Outcome::refused("the channel was deleted".into()));
     };
     let Some(provider) = Provider::parse(&ch.provider) else {
