@@ -136,6 +136,23 @@ pub async fn check_failed(pool: &PgPool, channel_id: Uuid, error: &str) -> Resul
     .unwrap_or(0))
 }
 
+/// Holds periodic task `task` for one run: `Some` (an open transaction holding a
+/// transaction-level advisory lock) when no other run of it is going. The lock goes with
+/// the transaction, so a worker that dies mid-run (or a run whose future is dropped)
+/// releases it at once, unlike a lease that must expire.
+#[tracing::instrument(skip(pool))]
+pub async fn hold_task(
+    pool: &PgPool,
+    task: &str,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, DbError> {
+    let mut tx = pool.begin().await?;
+    let held: bool = sqlx::query_scalar(r#"SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"#)
+        .bind(format!("leadflow-task:{task}"))
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(held.then_some(tx))
+}
+
 /// Marks a run of a periodic task; returns its row id for [`run_finished`].
 #[tracing::instrument(skip(pool))]
 pub async fn run_started(pool: &PgPool, task: &str, tick: i64) -> Result<i64, DbError> {

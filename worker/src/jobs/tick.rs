@@ -12,27 +12,14 @@ use leadflow_shared::queue::{Task, Tick};
 use crate::jobs::{calendar, connections as checks, housekeeping, sweep};
 use crate::Ctx;
 
-/// Longest a run may hold its task (the queue's own timeout is the same).
-const LEASE_MS: u64 = 300_000;
-
 pub async fn handle(ctx: Arc<Ctx>, job: Tick) -> anyhow::Result<()> {
     let run = connections::run_started(&ctx.pool, job.task.name(), job.tick).await?;
-    let lease = format!("{}:running:{}", ctx.cfg.queue_prefix, job.task.name());
-    let mut redis = ctx.redis.clone();
-    let held: Option<String> = redis::cmd("SET")
-        .arg(&lease)
-        .arg(job.tick)
-        .arg("NX")
-        .arg("PX")
-        .arg(LEASE_MS)
-        .query_async(&mut redis)
-        .await?;
-    if held.is_none() {
+    let Some(held) = connections::hold_task(&ctx.pool, job.task.name()).await? else {
         connections::run_finished(&ctx.pool, run, "skipped: the previous run is still going").await?;
         return Ok(());
-    }
+    };
     let result = work(&ctx, job.task).await;
-    let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&lease).query_async(&mut redis).await;
+    held.rollback().await?;
     connections::run_finished(&ctx.pool, run, &result?).await?;
     Ok(())
 }
