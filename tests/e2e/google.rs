@@ -398,3 +398,24 @@ async fn a_revoked_grant_needs_reauth_stops_the_channels_and_notifies() {
     google.set_refresh_fails(false);
     assert_eq!(connect(&app).await, integration);
 }
+
+#[tokio::test]
+async fn a_token_endpoint_answering_500_is_retried_not_taken_for_a_revoked_grant() {
+    let google = FakeGoogle::start().await;
+    let app = app_with(&google, &[]).await;
+    google.set_expires_in(30);
+    connect(&app).await;
+    // The refresh before the watch fails once with a 500: the watch is tried again.
+    google.push_token_failure(500);
+    let (id, _, _) = watch(&app, &google).await;
+    let refreshes: Vec<_> = google
+        .calls("/token")
+        .into_iter()
+        .filter(|c| c.body["grant_type"] == "refresh_token")
+        .collect();
+    assert!(refreshes.len() >= 2, "the failed refresh and the one that worked");
+    let (_, list) = app.get("/backend/integrations/tokens").await;
+    assert_eq!(list["data"][0]["status"], "active");
+    let ch = channels(&app).await.into_iter().find(|c| c["id"] == json!(id)).unwrap();
+    assert_eq!(ch["status"], "active");
+}

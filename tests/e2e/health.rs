@@ -33,6 +33,26 @@ async fn checked_channel(app: &TestApp, body: Value) -> crate::inbound::Channel 
     ch
 }
 
+/// An Evolution channel sending through fake providers, its connection known only from
+/// its webhooks (no periodic check), with `send_wait` as LEADFLOW_DISCONNECTED_SEND_WAIT.
+async fn evolution_without_checks(send_wait: &str) -> (FakeProviders, TestApp, crate::inbound::Channel) {
+    let providers = FakeProviders::start().await;
+    let app = TestApp::builder()
+        .env("LEADFLOW_HEALTH_CHECK_INTERVAL", "1h")
+        .env("LEADFLOW_DISCONNECTED_SEND_WAIT", send_wait)
+        .start()
+        .await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let evo = channel(
+        &app,
+        json!({"name": "Evo", "type": "whatsapp", "provider": "evolution-api",
+               "credentials": {"base_url": providers.base_url, "api_key": "B6D711FCDE4D4FD5936544120E713976",
+                               "instance": "acme-vendas"}}),
+    )
+    .await;
+    (providers, app, evo)
+}
+
 async fn notify_to(app: &TestApp, body: Value) -> String {
     let (status, c) = app.post("/backend/notification-configs", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{c}");
@@ -169,20 +189,7 @@ async fn an_unreachable_status_endpoint_is_a_disconnection_only_after_several_fa
 
 #[tokio::test]
 async fn a_connection_webhook_disconnects_sends_wait_and_go_out_after_reconnection() {
-    let providers = FakeProviders::start().await;
-    let app = TestApp::builder()
-        .env("LEADFLOW_HEALTH_CHECK_INTERVAL", "1h")
-        .env("LEADFLOW_DISCONNECTED_SEND_WAIT", "60s")
-        .start()
-        .await;
-    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
-    let evo = channel(
-        &app,
-        json!({"name": "Evo", "type": "whatsapp", "provider": "evolution-api",
-               "credentials": {"base_url": providers.base_url, "api_key": "B6D711FCDE4D4FD5936544120E713976",
-                               "instance": "acme-vendas"}}),
-    )
-    .await;
+    let (providers, app, evo) = evolution_without_checks("60s").await;
     // The ops team hears about it on WhatsApp, through another channel.
     let alerts = channel(
         &app,
@@ -253,19 +260,7 @@ async fn a_connection_webhook_disconnects_sends_wait_and_go_out_after_reconnecti
 
 #[tokio::test]
 async fn a_channel_down_longer_than_the_wait_fails_its_messages_with_the_reason() {
-    let providers = FakeProviders::start().await;
-    let app = TestApp::builder()
-        .env("LEADFLOW_HEALTH_CHECK_INTERVAL", "1h")
-        .env("LEADFLOW_DISCONNECTED_SEND_WAIT", "1s")
-        .start()
-        .await;
-    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
-    let evo = channel(
-        &app,
-        json!({"name": "Evo", "type": "whatsapp", "provider": "evolution-api",
-               "credentials": {"base_url": providers.base_url, "api_key": "k", "instance": "acme-vendas"}}),
-    )
-    .await;
+    let (providers, app, evo) = evolution_without_checks("1s").await;
     let closed: Value = serde_json::from_str(EVOLUTION_CLOSED).unwrap();
     webhook(&app, &evo.path, &closed, &[]).await;
     eventually(Duration::from_secs(10), "the disconnection", || async {

@@ -186,8 +186,8 @@ pub async fn raise(
 #[tracing::instrument(skip(pool))]
 pub async fn may_send(pool: &PgPool, id: Uuid) -> Result<bool, DbError> {
     let mut tx = pool.begin().await?;
-    let Some((tenant_id, subject, status)): Option<(Uuid, String, String)> =
-        sqlx::query_as(r#"SELECT tenant_id, subject, status FROM notifications WHERE id = $1"#)
+    let Some((tenant_id, subject, event, status)): Option<(Uuid, String, String, String)> =
+        sqlx::query_as(r#"SELECT tenant_id, subject, event, status FROM notifications WHERE id = $1"#)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
@@ -216,10 +216,6 @@ pub async fn may_send(pool: &PgPool, id: Uuid) -> Result<bool, DbError> {
     .bind(&subject)
     .fetch_optional(&mut *tx)
     .await?;
-    let event: String = sqlx::query_scalar(r#"SELECT event FROM notifications WHERE id = $1"#)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
     let release = latest == Some(id) && last_sent.as_deref() != Some(event.as_str());
     sqlx::query(r#"UPDATE notifications SET status = $2 WHERE id = $1"#)
         .bind(id)

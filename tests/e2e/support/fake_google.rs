@@ -39,6 +39,8 @@ struct Inner {
     watch_ttl_ms: i64,
     /// Statuses the next watches answer with instead of success.
     watch_failures: VecDeque<u16>,
+    /// Statuses the next token requests answer with instead of success.
+    token_failures: VecDeque<u16>,
     /// Sync tokens that answer 410.
     expired_sync_tokens: Vec<String>,
     syncs: usize,
@@ -60,15 +62,12 @@ impl FakeGoogle {
             next_ttls: VecDeque::new(),
             watch_ttl_ms: 7 * 24 * 3600 * 1000,
             watch_failures: VecDeque::new(),
+            token_failures: VecDeque::new(),
             expired_sync_tokens: Vec::new(),
             syncs: 0,
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let base_url = crate::support::serve(app).await;
         Self { base_url, state }
     }
 
@@ -114,6 +113,10 @@ impl FakeGoogle {
 
     pub fn push_watch_failure(&self, status: u16) {
         self.lock().watch_failures.push_back(status);
+    }
+
+    pub fn push_token_failure(&self, status: u16) {
+        self.lock().token_failures.push_back(status);
     }
 
     pub fn expire_sync_token(&self, token: &str) {
@@ -221,6 +224,13 @@ fn token(s: &mut Inner, body: &Value) -> Response {
         )
             .into_response()
     };
+    if let Some(status) = s.token_failures.pop_front() {
+        return (
+            StatusCode::from_u16(status).unwrap(),
+            Json(json!({"error": "backend_error"})),
+        )
+            .into_response();
+    }
     if body["client_secret"] != "GOCSPX-test-secret" {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
     }

@@ -32,11 +32,7 @@ impl FakeStatus {
         let inner = Arc::new(Inner::default());
         inner.connected.store(true, Ordering::SeqCst);
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let base_url = crate::support::serve(app).await;
         Self { base_url, inner }
     }
 

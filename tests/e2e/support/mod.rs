@@ -288,6 +288,18 @@ pub async fn clear_redis_prefix(prefix: &str) {
     }
 }
 
+/// Serves `app` on a random local port in the background; returns `http://127.0.0.1:PORT`.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base_url
+}
+
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
 where

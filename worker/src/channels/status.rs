@@ -45,17 +45,7 @@ async fn get_json(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Valu
 }
 
 async fn zapi(http: &reqwest::Client, creds: &Credentials) -> Result<Observed, SendError> {
-    let base = creds.get("base_url").map_or("https://api.z-api.io", String::as_str);
-    let url = format!(
-        "{}/instances/{}/token/{}/status",
-        base.trim_end_matches('/'),
-        need(creds, "instance_id")?,
-        need(creds, "instance_token")?
-    );
-    let mut req = http.get(url);
-    if let Some(t) = creds.get("client_token") {
-        req = req.header("Client-Token", t);
-    }
+    let req = super::zapi::request(http, reqwest::Method::GET, creds, "status")?;
     let (status, body) = get_json(req).await?;
     if status != 200 {
         return Err(SendError::Http {
