@@ -81,8 +81,21 @@ enum Kind {
     Client,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The PDF extraction child (see `leadflow_worker::media::pdf`): limits itself and
+    // reads one file before any runtime, thread or configuration exists.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(leadflow_worker::media::pdf::CHILD_COMMAND) {
+        std::process::exit(leadflow_worker::media::pdf::child_main(&args[2..]));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LEADFLOW_LOG")

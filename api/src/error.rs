@@ -18,6 +18,11 @@ pub enum ApiError {
         message: String,
     },
     PayloadTooLarge,
+    /// A webhook call carrying more messages and statuses than `LEADFLOW_WEBHOOK_MAX_ITEMS`.
+    TooManyItems {
+        items: usize,
+        max: usize,
+    },
     RateLimited,
     /// A custom status with a code (e.g. 502 for a failed AI reply, 504 for a timeout).
     Status {
@@ -95,6 +100,13 @@ impl IntoResponse for ApiError {
                 "payload_too_large",
                 "the request body is too large",
                 None,
+                none,
+            ),
+            Self::TooManyItems { items, max } => body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_items",
+                &format!("the call carries {items} messages and statuses; at most {max} are taken per call"),
+                Some("body"),
                 none,
             ),
             Self::RateLimited => body(

@@ -105,14 +105,14 @@ async fn token_request(
     };
     let mut form: Vec<(&str, &str)> = vec![("client_id", id), ("client_secret", secret.expose_secret())];
     form.extend_from_slice(grant);
-    let resp = http
+    let mut resp = http
         .post(&cfg.token_url)
         .form(&form)
         .send()
         .await
         .map_err(|e| GoogleError::Network(e.to_string()))?;
     let status = resp.status().as_u16();
-    let body = resp.text().await.map_err(|e| GoogleError::Network(e.to_string()))?;
+    let body = read_text(&mut resp).await?;
     if status == 200 {
         return serde_json::from_str(&body).map_err(|e| GoogleError::Http {
             status,
@@ -146,10 +146,20 @@ pub async fn refresh(http: &reqwest::Client, cfg: &GoogleConfig, refresh_token: 
     token_request(http, cfg, &grant).await
 }
 
+/// Google's answers (a token, a page of events) are small; a calendar page is at most
+/// 2,500 events, so 16 MB is far beyond any real one.
+const ANSWER_CAP: u64 = 16 * 1024 * 1024;
+
+async fn read_text(resp: &mut reqwest::Response) -> Result<String, GoogleError> {
+    crate::http_body::read_capped_text(resp, ANSWER_CAP)
+        .await
+        .map_err(|e| GoogleError::Network(e.to_string()))
+}
+
 async fn call(req: reqwest::RequestBuilder) -> Result<(u16, Value), GoogleError> {
-    let resp = req.send().await.map_err(|e| GoogleError::Network(e.to_string()))?;
+    let mut resp = req.send().await.map_err(|e| GoogleError::Network(e.to_string()))?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.map_err(|e| GoogleError::Network(e.to_string()))?;
+    let text = read_text(&mut resp).await?;
     if !(200..300).contains(&status) {
         return Err(match status {
             410 => GoogleError::Gone,

@@ -1,8 +1,9 @@
 //! E-mail as a channel. The worker polls the channel's IMAP mailbox, parses each new
 //! message and stores it as an inbound event in the shape below ([`StoredMail`]); from
 //! there it flows like any provider's webhook (`inbound` queue, dedupe on `Message-ID`,
-//! lead by e-mail address). Attachments are kept in PostgreSQL and referenced by a
-//! `leadflow-attachment:<id>` URL that the media pipeline reads instead of downloading.
+//! lead by e-mail address). Attachments are kept in PostgreSQL and referenced by their id
+//! (a [`crate::media_handle::MediaHandle::MailAttachment`]) that the media pipeline reads,
+//! within the channel's tenant, instead of downloading.
 //!
 //! Replies thread: they carry `In-Reply-To`/`References` of the lead's last message and
 //! its subject with `Re:` (see the worker's SMTP sender).
@@ -12,9 +13,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::inbound::{Content, Identity, Inbound, MediaParts, ParseError, Parsed};
-
-/// The URL scheme of an attachment stored with its e-mail.
-pub const ATTACHMENT_SCHEME: &str = "leadflow-attachment:";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMail {
@@ -87,9 +85,9 @@ pub fn parse_stored(body: &Value) -> Result<Parsed, ParseError> {
         ));
     }
     for (i, a) in mail.attachments.iter().enumerate() {
-        let url = format!("{ATTACHMENT_SCHEME}{}", a.id);
+        let id = a.id.to_string();
         let parts = MediaParts {
-            url: Some(&url),
+            file_ref: Some(&id),
             mime: a.mime.as_deref(),
             file_name: a.file_name.as_deref(),
             ..Default::default()
@@ -159,7 +157,7 @@ mod tests {
         assert_eq!(p.messages[0].identity.email.as_deref(), Some("mariana@example.com"));
         assert_eq!(p.messages[0].content, Content::Text("Segue o comprovante".into()));
         assert!(matches!(&p.messages[1].content,
-            Content::Media { kind: MediaKind::Pdf, url: Some(u), .. } if u.starts_with(ATTACHMENT_SCHEME)));
+            Content::Media { kind: MediaKind::Pdf, url: None, file_ref: Some(r), .. } if r == &Uuid::nil().to_string()));
         assert!(matches!(&p.messages[2].content, Content::Unsupported { .. }));
         assert_eq!(p.messages[1].provider_message_id, "CAB=1@mail.gmail.com#0");
     }

@@ -19,6 +19,7 @@ mod postbacks;
 mod provider_media;
 mod resilience;
 mod scheduler;
+mod security;
 mod sending;
 mod sms;
 mod sync;

@@ -467,3 +467,86 @@ async fn per_assistant_pdf_files_and_image_urls() {
     assert_eq!(parts[3]["image_url"]["detail"], json!("high"));
     app.stop().await;
 }
+
+/// A one-page PDF whose content stream inflates to `inflated` bytes of spaces: about
+/// 1 MB on the wire for 1 GiB inflated (deflate's ratio on a run of one byte).
+fn pdf_bomb(inflated: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..inflated / chunk.len() {
+        z.write_all(&chunk).unwrap();
+    }
+    let stream = z.finish().unwrap();
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    let objects: [Vec<u8>; 4] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << >> >>".to_vec(),
+        [
+            format!("<< /Length {} /Filter /FlateDecode >>\nstream\n", stream.len()).into_bytes(),
+            stream,
+            b"\nendstream".to_vec(),
+        ]
+        .concat(),
+    ];
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend(format!("{} 0 obj\n", i + 1).into_bytes());
+        pdf.extend(body);
+        pdf.extend(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    pdf.extend(b"xref\n0 5\n0000000000 65535 f \n");
+    for o in offsets {
+        pdf.extend(format!("{o:010} 00000 n \n").into_bytes());
+    }
+    pdf.extend(format!("trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").into_bytes());
+    pdf
+}
+
+/// Resident memory of this process (the test binary runs Leadflow's workers in-process).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_pdf_bomb_is_a_note_and_the_worker_and_other_media_carry_on() {
+    let bomb = pdf_bomb(1 << 30);
+    assert!(bomb.len() < 2_000_000, "the bomb is small on the wire: {}", bomb.len());
+    let media = MediaServer::start().await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.5})).await;
+    let bomb_url = media.put("/bomb.pdf", bomb, Some("application/pdf"));
+    let good_url = media.put("/renda.pdf", fixture("text.pdf"), Some("application/pdf"));
+    let before = rss_kib();
+    // Both at once: the good PDF is read while the bomb goes off next to it.
+    send(&app, &media_msg(&app, "lead-bomb", "pdf", &bomb_url, "", true)).await;
+    send(&app, &media_msg(&app, "lead-good", "pdf", &good_url, "", true)).await;
+    let got = app.receiver.wait_for(2, Duration::from_secs(60)).await;
+    assert!(got.iter().all(|d| d.json["success"] == json!(true)), "both answered");
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT x.status, x.error_code, x.text FROM media x JOIN messages m ON m.id = x.message_id
+         JOIN leads l ON l.id = m.lead_id ORDER BY l.external_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows[0].0, "failed");
+    assert_eq!(rows[0].1.as_deref(), Some("pdf_unreadable"));
+    assert_eq!(rows[1].0, "done", "the other PDF is read normally");
+    assert!(rows[1].2.as_deref().unwrap().contains("Comprovante de renda"));
+    let turns: Vec<String> = app.ai.requests().iter().map(|r| last_user_turn(&r.body)).collect();
+    assert!(turns.iter().any(|t| t.contains("[PDF could not be read")), "{turns:?}");
+    // The bomb inflated in the child, under its limit: this process did not grow by it.
+    let grown = rss_kib().saturating_sub(before);
+    eprintln!("RSS of the test process grew by {grown} KiB while the bomb was read");
+    assert!(grown < 200 * 1024, "grew by {grown} KiB");
+    app.stop().await;
+}

@@ -37,6 +37,8 @@ pub struct Ctx {
     /// One permit per core for CPU-bound work (PDF parsing), so it cannot starve the
     /// async runtime or pile up beyond what the machine can do at once.
     pub cpu: tokio::sync::Semaphore,
+    /// The child process and limits PDFs are read under.
+    pub pdf: media::pdf::Sandbox,
 }
 
 impl Ctx {
@@ -64,6 +66,7 @@ impl Ctx {
             concat!("leadflow-media/", env!("CARGO_PKG_VERSION")),
         )?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pdf = media::pdf::Sandbox::from_config(&cfg.media)?;
         Ok(Arc::new(Self {
             cfg,
             pool,
@@ -75,6 +78,7 @@ impl Ctx {
             media_http,
             ssrf,
             cpu: tokio::sync::Semaphore::new(cores),
+            pdf,
         }))
     }
 }

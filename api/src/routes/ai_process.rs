@@ -119,6 +119,7 @@ pub async fn process(
         content,
         message_type,
         url,
+        media_handle: None,
         debounce,
         postback_url,
         idempotency_key: message_id,

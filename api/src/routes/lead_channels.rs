@@ -147,6 +147,7 @@ pub async fn send(
         content,
         message_type: MessageType::Text,
         url: None,
+        media_handle: None,
         debounce: true,
         postback_url: None,
         idempotency_key: None,

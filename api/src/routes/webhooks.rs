@@ -43,9 +43,8 @@ pub struct WebhookQuery {
 
 async fn channel(state: &AppState, id: &str) -> Result<(inbound::WebhookChannel, Provider), ApiError> {
     let id = path_uuid(id, "channel")?;
-    let ch = inbound::channel(&state.pool, id)
-        .await?
-        .ok_or(ApiError::NotFound("channel"))?;
+    // An unknown channel is answered like a wrong secret: no way to probe which exist.
+    let ch = inbound::channel(&state.pool, id).await?.ok_or(ApiError::Unauthorized)?;
     let provider = Provider::parse(&ch.provider)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("channel {id} has unknown provider {}", ch.provider)))?;
     Ok((ch, provider))
@@ -127,8 +126,15 @@ pub async fn receive(
     };
     let parsed =
         leadflow_shared::inbound::parse(provider, &payload).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let items = parsed.messages.len() + parsed.statuses.len();
+    if items > state.cfg.channels.webhook_max_items {
+        return Err(ApiError::TooManyItems {
+            items,
+            max: state.cfg.channels.webhook_max_items,
+        });
+    }
     // Only message ids are needed here; the worker parses the stored payload again.
-    let mut keys: Vec<(String, i32, Option<&str>)> = Vec::new();
+    let mut keys: Vec<inbound::NewEvent> = Vec::new();
     for (i, m) in parsed.messages.iter().enumerate() {
         let id = &m.identity;
         let sender = id
@@ -137,26 +143,33 @@ pub async fn receive(
             .or(id.wa_lid.as_deref())
             .or(id.telegram_chat.as_deref())
             .or(id.email.as_deref());
-        keys.push((format!("msg:{}", m.provider_message_id), i as i32, sender));
+        keys.push(inbound::NewEvent {
+            dedupe_key: format!("msg:{}", m.provider_message_id),
+            item: i as i32,
+            sender: sender.map(str::to_owned),
+        });
     }
     for (i, s) in parsed.statuses.iter().enumerate() {
-        keys.push((format!("status:{}:{}", s.provider_message_id, s.status), i as i32, None));
+        keys.push(inbound::NewEvent {
+            dedupe_key: format!("status:{}:{}", s.provider_message_id, s.status),
+            item: i as i32,
+            sender: None,
+        });
     }
     if let Some(state) = &parsed.connection {
-        keys.push((leadflow_shared::inbound::connection_key(state, &body), 0, None));
+        keys.push(inbound::NewEvent {
+            dedupe_key: leadflow_shared::inbound::connection_key(state, &body),
+            item: 0,
+            sender: None,
+        });
     }
-    let (mut stored, mut duplicates) = (0, 0);
-    for (key, item, sender) in &keys {
-        match inbound::insert(&state.pool, &ch, key, *item, *sender, &payload).await? {
-            Some(event_id) => {
-                stored += 1;
-                // Stored is what matters: the sweeper enqueues events whose job was lost.
-                let job = ProcessInbound { event_id, wait: 0 };
-                if let Err(e) = state.queues.enqueue(&job, Duration::ZERO).await {
-                    tracing::error!(%event_id, error = %e, "inbound job not enqueued; the sweeper will pick it up");
-                }
-            }
-            None => duplicates += 1,
+    let new_events = inbound::insert_all(&state.pool, &ch, &keys, &payload).await?;
+    let (stored, duplicates) = (new_events.len(), keys.len() - new_events.len());
+    for event_id in new_events {
+        // Stored is what matters: the sweeper enqueues events whose job was lost.
+        let job = ProcessInbound { event_id, wait: 0 };
+        if let Err(e) = state.queues.enqueue(&job, Duration::ZERO).await {
+            tracing::error!(%event_id, error = %e, "inbound job not enqueued; the sweeper will pick it up");
         }
     }
     if keys.is_empty() {

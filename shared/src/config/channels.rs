@@ -18,6 +18,9 @@ pub struct ChannelsConfig {
     pub send_rate: f64,
     /// The pause between parts of a split reply, so they read like typing.
     pub typing_delay: Duration,
+    /// Most messages plus statuses one webhook call may carry; a bigger call is refused
+    /// whole (413) before anything is stored.
+    pub webhook_max_items: usize,
 }
 
 impl ChannelsConfig {
@@ -45,6 +48,10 @@ impl ChannelsConfig {
             mail_poll_interval: l.duration("LEADFLOW_MAIL_POLL_INTERVAL")?,
             send_rate,
             typing_delay: l.duration("LEADFLOW_TYPING_DELAY")?,
+            webhook_max_items: match l.number("LEADFLOW_WEBHOOK_MAX_ITEMS")? {
+                0 => return Err(invalid("LEADFLOW_WEBHOOK_MAX_ITEMS", "must be at least 1")),
+                n => n,
+            },
         })
     }
 }

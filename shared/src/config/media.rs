@@ -22,6 +22,14 @@ pub struct MediaConfig {
     pub concurrency: usize,
     pub pdf_max_pages: u32,
     pub pdf_max_chars: usize,
+    /// Address space a PDF extraction's child process may use (`RLIMIT_AS`): a
+    /// decompression bomb fails there, not in the worker.
+    pub pdf_memory_limit: u64,
+    /// Wall-clock limit of one PDF extraction (the child is killed after it).
+    pub pdf_timeout: Duration,
+    /// The executable run as the extraction child (`<it> pdf-extract …`); unset: this
+    /// process's own executable.
+    pub pdf_extractor: Option<std::path::PathBuf>,
 }
 
 impl MediaConfig {
@@ -46,7 +54,16 @@ impl MediaConfig {
             concurrency: l.number("LEADFLOW_MEDIA_CONCURRENCY")?,
             pdf_max_pages: l.number("LEADFLOW_PDF_MAX_PAGES")?,
             pdf_max_chars: l.number("LEADFLOW_PDF_MAX_CHARS")?,
+            pdf_memory_limit: l.size("LEADFLOW_PDF_MEMORY_LIMIT")?,
+            pdf_timeout: l.duration("LEADFLOW_PDF_TIMEOUT")?,
+            pdf_extractor: l.get("LEADFLOW_PDF_EXTRACTOR").map(std::path::PathBuf::from),
         };
+        if c.pdf_memory_limit < 64 << 20 {
+            return Err(invalid("LEADFLOW_PDF_MEMORY_LIMIT", "must be at least 64MiB"));
+        }
+        if c.pdf_timeout < Duration::from_millis(100) {
+            return Err(invalid("LEADFLOW_PDF_TIMEOUT", "must be at least 100ms"));
+        }
         if c.max_attempts == 0 {
             return Err(invalid("LEADFLOW_MEDIA_MAX_ATTEMPTS", "must be at least 1"));
         }

@@ -32,8 +32,61 @@ pub async fn channel(pool: &PgPool, id: Uuid) -> Result<Option<WebhookChannel>, 
     .await?)
 }
 
-/// Stores an event; `None` when this key was already stored (a duplicate delivery).
-#[tracing::instrument(skip(pool, payload))]
+/// One event a webhook call carries: its dedupe key, which item of the payload it is,
+/// and who wrote it (for per-sender ordering).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub dedupe_key: String,
+    pub item: i32,
+    pub sender: Option<String>,
+}
+
+/// Stores a call's events in one statement, the payload once for all of them. Returns
+/// the ids of the events that are new (a key already stored is a duplicate delivery and
+/// is skipped); when none is new the payload is not stored either.
+#[tracing::instrument(skip_all, fields(channel_id = %ch.id, events = events.len()))]
+pub async fn insert_all(
+    pool: &PgPool,
+    ch: &WebhookChannel,
+    events: &[NewEvent],
+    payload: &Value,
+) -> Result<Vec<Uuid>, DbError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let keys: Vec<&str> = events.iter().map(|e| e.dedupe_key.as_str()).collect();
+    let items: Vec<i32> = events.iter().map(|e| e.item).collect();
+    let senders: Vec<Option<&str>> = events.iter().map(|e| e.sender.as_deref()).collect();
+    Ok(sqlx::query_scalar(
+        r#"WITH k AS (
+               SELECT * FROM unnest($5::uuid[], $6::text[], $7::int[], $8::text[]) AS k(id, key, item, sender)
+           ), fresh AS (
+               SELECT k.* FROM k
+               WHERE NOT EXISTS (SELECT 1 FROM inbound_events e WHERE e.channel_id = $3 AND e.dedupe_key = k.key)
+           ), p AS (
+               INSERT INTO webhook_payloads (id, tenant_id, channel_id, payload)
+               SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM fresh)
+               RETURNING id
+           )
+           INSERT INTO inbound_events (id, tenant_id, channel_id, dedupe_key, item, sender, payload_id)
+           SELECT fresh.id, $2, $3, fresh.key, fresh.item, fresh.sender, p.id FROM fresh, p
+           ON CONFLICT (channel_id, dedupe_key) DO NOTHING
+           RETURNING id"#,
+    )
+    .bind(Uuid::now_v7())
+    .bind(ch.tenant_id)
+    .bind(ch.id)
+    .bind(payload)
+    .bind(&ids)
+    .bind(&keys)
+    .bind(&items)
+    .bind(&senders)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Stores one event; `None` when this key was already stored (a duplicate delivery).
 pub async fn insert(
     pool: &PgPool,
     ch: &WebhookChannel,
@@ -42,21 +95,12 @@ pub async fn insert(
     sender: Option<&str>,
     payload: &Value,
 ) -> Result<Option<Uuid>, DbError> {
-    Ok(sqlx::query_scalar(
-        r#"INSERT INTO inbound_events (id, tenant_id, channel_id, dedupe_key, item, sender, payload)
-           VALUES ($1, $2, $3, $4, $5, $7, $6)
-           ON CONFLICT (channel_id, dedupe_key) DO NOTHING
-           RETURNING id"#,
-    )
-    .bind(Uuid::now_v7())
-    .bind(ch.tenant_id)
-    .bind(ch.id)
-    .bind(dedupe_key)
-    .bind(item)
-    .bind(payload)
-    .bind(sender)
-    .fetch_optional(pool)
-    .await?)
+    let event = NewEvent {
+        dedupe_key: dedupe_key.to_owned(),
+        item,
+        sender: sender.map(str::to_owned),
+    };
+    Ok(insert_all(pool, ch, &[event], payload).await?.into_iter().next())
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -75,8 +119,10 @@ pub struct Event {
 #[tracing::instrument(skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Event>, DbError> {
     Ok(sqlx::query_as::<_, Event>(
-        r#"SELECT id, sender, created_at, tenant_id, channel_id, dedupe_key, item, payload, status
-           FROM inbound_events WHERE id = $1"#,
+        r#"SELECT e.id, e.sender, e.created_at, e.tenant_id, e.channel_id, e.dedupe_key, e.item,
+                  COALESCE(e.payload, p.payload) AS payload, e.status
+           FROM inbound_events e LEFT JOIN webhook_payloads p ON p.id = e.payload_id
+           WHERE e.id = $1"#,
     )
     .bind(id)
     .fetch_optional(pool)

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::DbError;
 use crate::domain::{Assistant, MessageType, Role};
+use crate::media_handle::MediaHandle;
 
 /// A message as the API validated it.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct Incoming<'a> {
     pub content: &'a str,
     pub message_type: MessageType,
     pub url: Option<&'a str>,
+    /// A provider's media handle, made by Leadflow's own parser (never from a URL).
+    pub media_handle: Option<&'a MediaHandle>,
     pub debounce: bool,
     pub postback_url: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
@@ -57,6 +60,17 @@ pub enum Accepted {
     },
 }
 
+impl Accepted {
+    /// The message this accept is about (the earlier one for a duplicate).
+    pub fn message_id(&self) -> Uuid {
+        match self {
+            Self::Duplicate { message_id, .. }
+            | Self::Recorded { message_id, .. }
+            | Self::Queued { message_id, .. } => *message_id,
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct AcceptRow {
     outcome: String,
@@ -76,6 +90,23 @@ struct AcceptRow {
 /// messages always get their own).
 #[tracing::instrument(skip_all, fields(tenant_id = %m.tenant_id, lead = m.lead_external_id))]
 pub async fn accept(pool: &PgPool, m: &Incoming<'_>) -> Result<Accepted, DbError> {
+    let Some(handle) = m.media_handle else {
+        return accept_in(pool, m).await;
+    };
+    // The handle is written in the accept's transaction: a media job never sees the
+    // message without it.
+    let mut tx = pool.begin().await?;
+    let accepted = accept_in(&mut *tx, m).await?;
+    sqlx::query(r#"UPDATE messages SET media_handle = $2 WHERE id = $1 AND media_handle IS NULL"#)
+        .bind(accepted.message_id())
+        .bind(sqlx::types::Json(handle))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(accepted)
+}
+
+async fn accept_in<'e>(db: impl sqlx::PgExecutor<'e>, m: &Incoming<'_>) -> Result<Accepted, DbError> {
     let a = m.assistant;
     let row = sqlx::query_as::<_, AcceptRow>(
         r#"SELECT outcome, message_id, burst_id, new_burst, due_in_ms, paused_until
@@ -98,7 +129,7 @@ pub async fn accept(pool: &PgPool, m: &Incoming<'_>) -> Result<Accepted, DbError
     .bind(Uuid::now_v7())
     .bind(Uuid::now_v7())
     .bind(m.channel_id)
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
     Ok(match (row.outcome.as_str(), row.burst_id) {
         ("duplicate", burst_id) => Accepted::Duplicate {

@@ -95,14 +95,22 @@ pub struct StoredFile {
 
 /// An attachment, its bytes loaded only if at most `limit` bytes.
 #[tracing::instrument(skip(pool))]
-pub async fn attachment(pool: &PgPool, id: Uuid, limit: u64) -> Result<Option<StoredFile>, DbError> {
+pub async fn attachment(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    id: Uuid,
+    limit: u64,
+) -> Result<Option<StoredFile>, DbError> {
     Ok(sqlx::query_as::<_, StoredFile>(
         r#"SELECT octet_length(data)::bigint AS size, CASE WHEN octet_length(data) <= $2 THEN data END AS data,
                   file_name, mime
-           FROM mail_attachments WHERE id = $1"#,
+           FROM mail_attachments WHERE id = $1 AND tenant_id = $3 AND channel_id = $4"#,
     )
     .bind(id)
     .bind(limit as i64)
+    .bind(tenant_id)
+    .bind(channel_id)
     .fetch_optional(pool)
     .await?)
 }
@@ -111,9 +119,10 @@ pub async fn attachment(pool: &PgPool, id: Uuid, limit: u64) -> Result<Option<St
 #[tracing::instrument(skip(pool))]
 pub async fn last_thread(pool: &PgPool, channel_id: Uuid, address: &str) -> Result<Option<Thread>, DbError> {
     let payload: Option<serde_json::Value> = sqlx::query_scalar(
-        r#"SELECT payload FROM inbound_events
-           WHERE channel_id = $1 AND sender = $2 AND dedupe_key LIKE 'msg:%'
-           ORDER BY created_at DESC LIMIT 1"#,
+        r#"SELECT COALESCE(e.payload, p.payload) FROM inbound_events e
+           LEFT JOIN webhook_payloads p ON p.id = e.payload_id
+           WHERE e.channel_id = $1 AND e.sender = $2 AND e.dedupe_key LIKE 'msg:%'
+           ORDER BY e.created_at DESC LIMIT 1"#,
     )
     .bind(channel_id)
     .bind(address)

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::DbError;
+use crate::media_handle::MediaHandle;
 
 /// A claimed medium: what the job needs to process it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -19,7 +20,13 @@ pub struct Claim {
     pub message_id: Uuid,
     pub tenant_id: Uuid,
     pub kind: String,
-    pub url: String,
+    /// An ordinary link (`/ai/process` `url`, a provider payload's media URL).
+    pub url: Option<String>,
+    /// A provider handle made by Leadflow's parser; resolved with `channel_id` only.
+    pub media_handle: Option<sqlx::types::Json<MediaHandle>>,
+    /// The channel of the message's burst: the only one whose credentials may resolve
+    /// the handle.
+    pub channel_id: Option<Uuid>,
     pub attempts: i32,
     /// The assistant of the message's burst (transcription settings).
     pub assistant_id: Option<Uuid>,
@@ -59,7 +66,8 @@ pub async fn claim(pool: &PgPool, message_id: Uuid, attempt: u32, lease: Duratio
         r#"WITH c AS (
                INSERT INTO media (message_id, tenant_id, kind, status, attempts, locked_until)
                SELECT m.id, m.tenant_id, m.message_type, 'pending', 1, now() + $2
-               FROM messages m WHERE m.id = $1 AND m.message_type <> 'text' AND m.url IS NOT NULL
+               FROM messages m WHERE m.id = $1 AND m.message_type <> 'text'
+                 AND (m.url IS NOT NULL OR m.media_handle IS NOT NULL)
                ON CONFLICT (message_id) DO UPDATE
                    SET attempts = media.attempts + 1, locked_until = EXCLUDED.locked_until,
                        next_attempt = NULL, updated_at = now()
@@ -67,7 +75,7 @@ pub async fn claim(pool: &PgPool, message_id: Uuid, attempt: u32, lease: Duratio
                      AND (media.locked_until IS NULL OR media.locked_until < now() OR media.next_attempt = $3)
                RETURNING message_id, tenant_id, kind, attempts
            )
-           SELECT c.message_id, c.tenant_id, c.kind, m.url, c.attempts, b.assistant_id
+           SELECT c.message_id, c.tenant_id, c.kind, m.url, m.media_handle, b.channel_id, c.attempts, b.assistant_id
            FROM c JOIN messages m ON m.id = c.message_id LEFT JOIN bursts b ON b.id = m.burst_id"#,
     )
     .bind(message_id)
@@ -186,7 +194,7 @@ pub async fn orphaned(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<(U
            JOIN messages m ON m.burst_id = b.id
            LEFT JOIN media x ON x.message_id = m.id
            WHERE b.status IN ('open', 'generating')
-             AND m.role = 'user' AND m.message_type <> 'text' AND m.url IS NOT NULL
+             AND m.role = 'user' AND m.message_type <> 'text' AND (m.url IS NOT NULL OR m.media_handle IS NOT NULL)
              AND m.created_at < now() - make_interval(secs => $1::float8 / 1000)
              AND (x.message_id IS NULL OR (x.status = 'pending' AND (x.locked_until IS NULL OR x.locked_until < now())))
            LIMIT $2"#,

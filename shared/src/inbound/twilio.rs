@@ -14,6 +14,9 @@ use super::{e164, text, Content, Identity, Inbound, MediaParts, ParseError, Pars
 
 const PROVIDER: &str = "twilio";
 
+/// Twilio's own limit on media per message.
+pub const MAX_MEDIA: usize = 10;
+
 pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
     let sid = text(body, "MessageSid")
         .or_else(|| text(body, "SmsSid"))
@@ -36,15 +39,20 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
         out.ignored.push(format!("twilio message {sid} without a phone sender"));
         return Ok(out);
     };
+    // Twilio sends at most 10 media per message; a bigger count is a forged form.
     let media_count = text(body, "NumMedia")
         .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .min(MAX_MEDIA);
     let caption = text(body, "Body").unwrap_or_default();
     let mut contents = Vec::new();
     for i in 0..media_count {
+        let Some(url) = text(body, &format!("MediaUrl{i}")) else {
+            continue; // a count larger than the fields that came with it
+        };
         let mime = text(body, &format!("MediaContentType{i}"));
         let parts = MediaParts {
-            url: text(body, &format!("MediaUrl{i}")),
+            url: Some(url),
             // The caption goes with the first attachment only.
             caption: (i == 0).then_some(caption),
             mime,
@@ -129,6 +137,19 @@ mod tests {
             matches!(&p.messages[1].content, Content::Media { kind: MediaKind::Pdf, caption, .. } if caption.is_empty())
         );
         assert_ne!(p.messages[0].provider_message_id, p.messages[1].provider_message_id);
+    }
+
+    #[test]
+    fn a_forged_media_count_is_clamped_to_twilios_maximum() {
+        let mut v = form(MMS);
+        v["NumMedia"] = "100000000".into();
+        let p = parse(&v).unwrap();
+        // The two attachments that came with it, no empty slots.
+        assert_eq!(p.messages.len(), 2);
+        for i in 0..20 {
+            v[format!("MediaUrl{i}")] = format!("https://api.twilio.com/m/{i}").into();
+        }
+        assert_eq!(parse(&v).unwrap().messages.len(), MAX_MEDIA);
     }
 
     #[test]

@@ -109,6 +109,8 @@ impl Builder {
             ("LEADFLOW_DB_MAX_CONNECTIONS".into(), "8".into()),
             ("LEADFLOW_SHUTDOWN_TIMEOUT".into(), "5s".into()),
             ("LEADFLOW_AI_TIMEOUT".into(), "10s".into()),
+            // The app runs inside the test binary: PDFs are read by the real `leadflow`.
+            ("LEADFLOW_PDF_EXTRACTOR".into(), env!("CARGO_BIN_EXE_leadflow").into()),
         ];
         for (k, v) in self.env {
             env.retain(|(n, _)| *n != k);

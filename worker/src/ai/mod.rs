@@ -123,8 +123,8 @@ impl AiClient {
 
 /// Sends `req` and reads the whole answer. Transport failures are retryable; an
 /// unsuccessful status is classified (`classify`), so `Ok` is always a 2xx.
-async fn exchange(req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, axum::body::Bytes), AiError> {
-    let resp = req.send().await.map_err(|e| AiError::Retryable {
+async fn exchange(req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, Vec<u8>), AiError> {
+    let mut resp = req.send().await.map_err(|e| AiError::Retryable {
         status: None,
         code: None,
         message: format!("request failed: {}", error_chain(&e)),
@@ -132,12 +132,16 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, 
     })?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.map_err(|e| AiError::Retryable {
-        status: Some(status.as_u16()),
-        code: None,
-        message: format!("reading the response failed: {}", error_chain(&e)),
-        retry_after: None,
-    })?;
+    // A chat completion is text; 8 MB is far beyond any real answer (a tenant's base URL
+    // may point anywhere).
+    let bytes = leadflow_shared::http_body::read_capped(&mut resp, 8 * 1024 * 1024)
+        .await
+        .map_err(|e| AiError::Retryable {
+            status: Some(status.as_u16()),
+            code: None,
+            message: format!("reading the response failed: {}", error_chain(&e)),
+            retry_after: None,
+        })?;
     if !status.is_success() {
         return Err(classify(status.as_u16(), &headers, &bytes));
     }

@@ -27,15 +27,15 @@ async fn post(
         ("src.name", need(creds, "app_name")?.to_string()),
         (field.0, field.1),
     ];
-    let resp = http
+    let mut resp = http
         .post(format!("{}{path}", base.trim_end_matches('/')))
         .header("apikey", need(creds, "api_key")?)
         .form(&form)
         .send()
         .await
-        .map_err(|e| SendError::Network(e.to_string()))?;
+        .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.map_err(|e| SendError::Network(e.to_string()))?;
+    let text = super::read_answer(&mut resp).await?;
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     // Gupshup answers some refusals with a 2xx and `"status": "error"`.
     if !(200..300).contains(&status) || answer["status"] == json!("error") {

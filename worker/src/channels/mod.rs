@@ -93,9 +93,18 @@ async fn post_json(
     exchange(req.json(body)).await
 }
 
+/// A provider's answer as text, at most [`PROVIDER_ANSWER_CAP`] bytes of it: a bigger
+/// one is a network-level failure of this attempt (retried), never held in memory.
+pub(crate) async fn read_answer(resp: &mut reqwest::Response) -> Result<String, SendError> {
+    use leadflow_shared::http_body::{read_capped_text, PROVIDER_ANSWER_CAP};
+    read_capped_text(resp, PROVIDER_ANSWER_CAP)
+        .await
+        .map_err(|e| SendError::Network(crate::ai::error_chain(&e)))
+}
+
 /// Sends a prepared request and returns the status and parsed answer, or a sorted error.
 async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), SendError> {
-    let resp = req
+    let mut resp = req
         .send()
         .await
         .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
@@ -106,10 +115,7 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Valu
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
+    let text = read_answer(&mut resp).await?;
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     if !(200..300).contains(&status) {
         // Telegram puts the hint in the body.

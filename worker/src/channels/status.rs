@@ -31,15 +31,12 @@ pub async fn check(http: &reqwest::Client, provider: Provider, creds: &Credentia
 }
 
 async fn get_json(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), SendError> {
-    let resp = req
+    let mut resp = req
         .send()
         .await
         .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
     let status = resp.status().as_u16();
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
+    let text = super::read_answer(&mut resp).await?;
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     Ok((status, body))
 }

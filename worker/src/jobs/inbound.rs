@@ -15,9 +15,9 @@ use leadflow_shared::db::leads::{self, Accepted, Incoming};
 use leadflow_shared::db::{assistants, channels, identities, inbound, lead_channels, outbox};
 use leadflow_shared::domain::{MessageType, Role};
 use leadflow_shared::inbound::{Content, Identity, MediaKind};
+use leadflow_shared::media_handle::MediaHandle;
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, ProcessInbound, ProcessMedia};
 
-use crate::media::resolve::handle_url;
 use crate::Ctx;
 
 /// `(kind, value)` identities of a payload, most stable first.
@@ -137,42 +137,40 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     let existing = identities::find_lead(&ctx.pool, ch.tenant_id, &ids).await?;
     let external = existing.unwrap_or(fresh_id);
 
-    let resolved: String;
-    let (message_type, url, content): (MessageType, Option<&str>, String) = match &m.content {
-        Content::Text(t) => (MessageType::Text, None, t.clone()),
-        Content::Media {
-            kind,
-            url: Some(url),
-            caption,
-            ..
-        } => (media_type(*kind), Some(url.as_str()), caption.clone()),
-        Content::Media {
-            kind,
-            caption,
-            file_ref,
-            ..
-        } => match file_ref.as_deref().and_then(|r| handle_url(provider, ch.id, r)) {
-            // A provider handle (Telegram file_id, Meta media id): the media job resolves it.
-            Some(url) => {
-                resolved = url;
-                (media_type(*kind), Some(resolved.as_str()), caption.clone())
+    let (message_type, url, handle, content): (MessageType, Option<&str>, Option<MediaHandle>, String) =
+        match &m.content {
+            Content::Text(t) => (MessageType::Text, None, None, t.clone()),
+            Content::Media {
+                kind,
+                url: Some(url),
+                caption,
+                ..
+            } => (media_type(*kind), Some(url.as_str()), None, caption.clone()),
+            Content::Media {
+                kind,
+                caption,
+                file_ref,
+                ..
+            } => match file_ref.as_deref().and_then(|r| MediaHandle::for_provider(provider, r)) {
+                // A provider handle (Telegram file_id, Meta media id, an e-mail attachment):
+                // the media job resolves it with this channel's credentials.
+                Some(handle) => (media_type(*kind), None, Some(handle), caption.clone()),
+                None => {
+                    let note = format!("[{kind:?} received without a downloadable link] {caption}");
+                    (MessageType::Text, None, None, note.trim().to_string())
+                }
+            },
+            Content::Unsupported { what } => {
+                // Not answered, but what it tells about the lead is kept: a Telegram lead
+                // sharing their own contact card links the chat to their WhatsApp lead.
+                if let Some(lead) = leads::find_id(&ctx.pool, ch.tenant_id, &external).await? {
+                    identities::attach(&ctx.pool, ch.tenant_id, lead, &ids).await?;
+                }
+                tracing::info!(channel_id = %ch.id, what = %what, "unsupported inbound message; recorded and skipped");
+                inbound::finish(&ctx.pool, ev.id, "ignored", Some(&format!("unsupported: {what}"))).await?;
+                return Ok(());
             }
-            None => {
-                let note = format!("[{kind:?} received without a downloadable link] {caption}");
-                (MessageType::Text, None, note.trim().to_string())
-            }
-        },
-        Content::Unsupported { what } => {
-            // Not answered, but what it tells about the lead is kept: a Telegram lead
-            // sharing their own contact card links the chat to their WhatsApp lead.
-            if let Some(lead) = leads::find_id(&ctx.pool, ch.tenant_id, &external).await? {
-                identities::attach(&ctx.pool, ch.tenant_id, lead, &ids).await?;
-            }
-            tracing::info!(channel_id = %ch.id, what = %what, "unsupported inbound message; recorded and skipped");
-            inbound::finish(&ctx.pool, ev.id, "ignored", Some(&format!("unsupported: {what}"))).await?;
-            return Ok(());
-        }
-    };
+        };
     let role = if m.from_me {
         let lead = leads::find_id(&ctx.pool, ch.tenant_id, &external).await?;
         if outbox::is_own_echo(&ctx.pool, ch.id, &m.provider_message_id, lead, &content).await? {
@@ -204,6 +202,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         content: &content,
         message_type,
         url,
+        media_handle: handle.as_ref(),
         debounce: true,
         postback_url: None,
         idempotency_key: Some(&key),
@@ -211,11 +210,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         channel_id: Some(ch.id),
     };
     let accepted = leads::accept(&ctx.pool, &incoming).await?;
-    let message_id = match &accepted {
-        Accepted::Duplicate { message_id, .. }
-        | Accepted::Recorded { message_id, .. }
-        | Accepted::Queued { message_id, .. } => *message_id,
-    };
+    let message_id = accepted.message_id();
     let lead_id: uuid::Uuid = sqlx::query_scalar(r#"SELECT lead_id FROM messages WHERE id = $1"#)
         .bind(message_id)
         .fetch_one(&ctx.pool)

@@ -2,6 +2,7 @@
 //! body streamed into a buffer that refuses to grow past the per-kind cap (a lying or
 //! missing `Content-Length` cannot make it bigger), one overall timeout.
 
+use leadflow_shared::http_body::BodyError;
 use leadflow_shared::ssrf::Policy;
 
 use crate::ai::http_error;
@@ -86,9 +87,6 @@ pub async fn fetch_with(
             status: status.as_u16(),
         });
     }
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Err(DownloadError::TooLarge { limit });
-    }
     let header = |name: &str| {
         resp.headers()
             .get(name)
@@ -106,19 +104,23 @@ pub async fn fetch_with(
                 .filter(|s| !s.is_empty())
         })
         .map(|n| percent_decode(&n));
-    let initial = resp.content_length().unwrap_or(64 * 1024).min(limit) as usize;
-    let mut bytes = Vec::with_capacity(initial);
-    while let Some(chunk) = resp.chunk().await.map_err(|e| DownloadError::Network(http_error(e)))? {
-        if bytes.len() as u64 + chunk.len() as u64 > limit {
-            return Err(DownloadError::TooLarge { limit });
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let bytes = read_capped(&mut resp, limit).await?;
     Ok(Downloaded {
         bytes,
         content_type,
         file_name,
     })
+}
+
+/// The body of `resp`, refused with [`DownloadError::TooLarge`] as soon as it passes
+/// `limit` bytes.
+pub async fn read_capped(resp: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, DownloadError> {
+    leadflow_shared::http_body::read_capped(resp, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => DownloadError::TooLarge { limit },
+            BodyError::Network(e) => DownloadError::Network(crate::ai::error_chain(&e)),
+        })
 }
 
 /// `attachment; filename="x.pdf"` (or `filename*=UTF-8''x.pdf`).

@@ -11,7 +11,6 @@ pub mod pdf;
 pub mod resolve;
 pub mod sniff;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::db::media::{Claim, Outcome};
@@ -79,7 +78,7 @@ pub async fn process(ctx: &Ctx, claim: &Claim, settings: &AssistantSettings) -> 
         "pdf" => MediaKind::Pdf,
         _ => MediaKind::Image,
     });
-    let file = resolve::fetch(ctx, &claim.url, limit).await?;
+    let file = resolve::fetch(ctx, claim, limit).await?;
     let sniffed = match claim.kind.as_str() {
         "audio" => sniff::audio(&file.bytes),
         "pdf" => sniff::pdf(&file.bytes),
@@ -132,21 +131,24 @@ pub async fn process(ctx: &Ctx, claim: &Claim, settings: &AssistantSettings) -> 
             out.text = Some(text);
         }
         "pdf" => {
-            let bytes = Arc::new(file.bytes);
-            let _cpu = ctx.cpu.acquire().await.expect("the CPU semaphore is never closed");
-            let extracted = pdf::extract(bytes.clone(), limits.pdf_max_pages, limits.pdf_max_chars)
-                .await
-                .map_err(|e| match e {
-                    pdf::PdfError::Encrypted => MediaError::fatal("pdf_encrypted", e.to_string()),
-                    pdf::PdfError::Corrupt(_) => MediaError::fatal("pdf_unreadable", e.to_string()),
-                })?;
+            let extracted = {
+                let _cpu = ctx.cpu.acquire().await.expect("the CPU semaphore is never closed");
+                pdf::extract(&ctx.pdf, &file.bytes, limits.pdf_max_pages, limits.pdf_max_chars)
+                    .await
+                    .map_err(|e| match e {
+                        pdf::PdfError::Encrypted => MediaError::fatal("pdf_encrypted", e.to_string()),
+                        pdf::PdfError::Corrupt(_) | pdf::PdfError::Unreadable(_) => {
+                            MediaError::fatal("pdf_unreadable", e.to_string())
+                        }
+                    })?
+            };
             out.no_text = extracted.no_text();
             out.pages = Some(extracted.pages as i32);
             out.pages_read = Some(extracted.pages_read as i32);
             out.truncated = extracted.truncated;
             out.text = Some(extracted.text);
             if settings.pdf_as_file {
-                out.data = Some(Arc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone()));
+                out.data = Some(file.bytes);
             }
         }
         _ => {

@@ -1,11 +1,28 @@
 //! PDF text, extracted locally (`lopdf` + `pdf-extract`), never by a service. Caps on
 //! pages and characters keep a 300-page contract from flooding the model's context; a
-//! PDF whose pages carry no text at all is a scan and is reported as such. CPU-bound and
-//! panicky on hostile files, so callers run it on the blocking pool (see [`extract`]).
+//! PDF whose pages carry no text at all is a scan and is reported as such.
+//!
+//! lopdf inflates streams without a limit: a 1 MB file can expand to gigabytes, and a
+//! failed allocation aborts the whole process, with every other job in flight. So a PDF
+//! is read in a child process ([`extract`] runs `<leadflow> pdf-extract`, see
+//! [`child_main`]) under a hard address-space limit (`RLIMIT_AS`,
+//! `LEADFLOW_PDF_MEMORY_LIMIT`), a CPU limit and a wall-clock timeout
+//! (`LEADFLOW_PDF_TIMEOUT`). A child that dies, overruns or answers nonsense makes the
+//! medium "PDF could not be read"; the worker is untouched. The child gets the file on
+//! stdin and no environment (no secrets), and answers one JSON value on stdout.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use pdf_extract::{output_doc_page, PlainTextOutput};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[derive(Debug, Clone, PartialEq)]
+/// The internal subcommand the child runs.
+pub const CHILD_COMMAND: &str = "pdf-extract";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PdfText {
     pub text: String,
     pub pages: u32,
@@ -21,20 +38,121 @@ impl PdfText {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum PdfError {
     #[error("the file is not a readable PDF: {0}")]
     Corrupt(String),
     #[error("the PDF is password-protected")]
     Encrypted,
+    /// The extraction ran out of memory or time, or died: a hostile or pathological file.
+    #[error("PDF could not be read ({0})")]
+    Unreadable(String),
 }
 
-/// Extracts up to `max_pages` pages and `max_chars` characters, on the blocking pool; a
-/// parser panic becomes [`PdfError::Corrupt`] instead of taking the worker down.
-pub async fn extract(bytes: std::sync::Arc<Vec<u8>>, max_pages: u32, max_chars: usize) -> Result<PdfText, PdfError> {
-    tokio::task::spawn_blocking(move || extract_sync(&bytes, max_pages, max_chars))
-        .await
-        .unwrap_or_else(|e| Err(PdfError::Corrupt(format!("the parser failed ({e})"))))
+/// Where and under which limits a PDF is read.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// The `leadflow` executable (it has the [`CHILD_COMMAND`] subcommand).
+    pub program: PathBuf,
+    pub memory_limit: u64,
+    pub timeout: Duration,
+}
+
+impl Sandbox {
+    pub fn from_config(m: &leadflow_shared::config::MediaConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            program: match &m.pdf_extractor {
+                Some(p) => p.clone(),
+                None => std::env::current_exe()?,
+            },
+            memory_limit: m.pdf_memory_limit,
+            timeout: m.pdf_timeout,
+        })
+    }
+}
+
+/// Extracts up to `max_pages` pages and `max_chars` characters in a child process under
+/// the sandbox's limits.
+pub async fn extract(sandbox: &Sandbox, bytes: &[u8], max_pages: u32, max_chars: usize) -> Result<PdfText, PdfError> {
+    let unreadable = |why: &str| PdfError::Unreadable(why.to_string());
+    let mut child = tokio::process::Command::new(&sandbox.program)
+        .arg(CHILD_COMMAND)
+        .arg(max_pages.to_string())
+        .arg(max_chars.to_string())
+        .arg(sandbox.memory_limit.to_string())
+        .arg(sandbox.timeout.as_secs().max(1).to_string())
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            tracing::error!(program = %sandbox.program.display(), error = %e, "the PDF extractor cannot be started");
+            unreadable("the extractor could not start")
+        })?;
+    let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(unreadable("the extractor has no pipes"));
+    };
+    // Text is at most max_chars characters (4 bytes each in UTF-8) plus the envelope.
+    let answer_cap = (max_chars as u64) * 4 + 64 * 1024;
+    let run = async {
+        // A child that dies while reading its input closes the pipe: that is its answer.
+        let _ = stdin.write_all(bytes).await;
+        drop(stdin);
+        let mut out = Vec::new();
+        (&mut stdout).take(answer_cap + 1).read_to_end(&mut out).await?;
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>((status, out))
+    };
+    let (status, out) = match tokio::time::timeout(sandbox.timeout, run).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(_)) => return Err(unreadable("the extractor failed")),
+        Err(_) => return Err(unreadable("it took too long")),
+    };
+    if !status.success() || out.len() as u64 > answer_cap {
+        return Err(unreadable(if status.success() {
+            "the extractor answered too much"
+        } else {
+            "it needs too much memory or is malformed"
+        }));
+    }
+    serde_json::from_slice::<Result<PdfText, PdfError>>(&out).unwrap_or_else(|_| Err(unreadable("no answer")))
+}
+
+/// The child's side (`leadflow pdf-extract MAX_PAGES MAX_CHARS MEMORY_LIMIT CPU_SECONDS`):
+/// limits itself, reads the PDF from stdin, writes `Result<PdfText, PdfError>` as JSON to
+/// stdout. Runs before any runtime or thread starts. Returns the process exit code.
+pub fn child_main(args: &[String]) -> i32 {
+    let [max_pages, max_chars, memory, cpu] = args else {
+        return 2;
+    };
+    let (Ok(max_pages), Ok(max_chars), Ok(memory), Ok(cpu)) = (
+        max_pages.parse::<u32>(),
+        max_chars.parse::<usize>(),
+        memory.parse::<u64>(),
+        cpu.parse::<u64>(),
+    ) else {
+        return 2;
+    };
+    use rlimit::Resource;
+    if Resource::AS.set(memory, memory).is_err() || Resource::CPU.set(cpu, cpu + 1).is_err() {
+        return 3;
+    }
+    let mut input = Vec::new();
+    if std::io::stdin().read_to_end(&mut input).is_err() {
+        return 4;
+    }
+    let result = std::panic::catch_unwind(|| extract_sync(&input, max_pages, max_chars))
+        .unwrap_or_else(|_| Err(PdfError::Corrupt("the parser failed".into())));
+    let Ok(json) = serde_json::to_vec(&result) else {
+        return 5;
+    };
+    let mut out = std::io::stdout().lock();
+    if out.write_all(&json).and_then(|()| out.flush()).is_err() {
+        return 6;
+    }
+    0
 }
 
 pub fn extract_sync(bytes: &[u8], max_pages: u32, max_chars: usize) -> Result<PdfText, PdfError> {

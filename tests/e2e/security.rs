@@ -1,0 +1,254 @@
+//! Tenants kept apart, tried as an attacker would: a tenant posting to its own webhook
+//! cannot make Leadflow spend another tenant's credentials or read its files, and one
+//! webhook call cannot make the API store or hold unbounded data.
+
+use std::time::Duration;
+
+use leadflow_shared::db::tenants::TenantKind;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::inbound::{channel, webhook};
+use crate::official::{post_raw, sign, APP_SECRET};
+use crate::support::fake_providers::FakeProviders;
+use crate::support::{eventually, TestApp};
+
+/// Tenant B's channels, each pointing at B's own fake provider.
+struct Victim {
+    providers: FakeProviders,
+    meta: String,
+    telegram: String,
+    evolution: String,
+    attachment: uuid::Uuid,
+}
+
+async fn victim(app: &TestApp) -> Victim {
+    let b = app.other_tenant(TenantKind::Agency, None).await;
+    let providers = FakeProviders::start().await;
+    providers.host_file("2129384756012345", "photo.jpg");
+    providers.host_file("AwACAgEAAxkBAAIEoWdA2k1c", "voice.ogg");
+    let create = |body: Value| {
+        let key = b.api_key.clone();
+        async move {
+            let (status, ch) = app.post_as(&key, "/backend/channels", &body).await;
+            assert_eq!(status, StatusCode::CREATED, "{ch}");
+            ch["id"].as_str().unwrap().to_string()
+        }
+    };
+    let base = providers.base_url.clone();
+    let meta = create(
+        json!({"name": "B oficial", "type": "whatsapp", "provider": "meta-cloud",
+        "credentials": {"access_token": "EAAG-tenant-b-secret-token", "phone_number_id": "158072934066266",
+                        "app_secret": APP_SECRET, "verify_token": "b-verify", "base_url": base}}),
+    )
+    .await;
+    let telegram = create(json!({"name": "B bot", "type": "telegram", "provider": "telegram-bot",
+        "credentials": {"bot_token": "7000000000:tenant-b-bot-token", "base_url": base}}))
+    .await;
+    let evolution = create(
+        json!({"name": "B evolution", "type": "whatsapp", "provider": "evolution-api",
+        "credentials": {"base_url": base, "api_key": "tenant-b-evolution-key", "instance": "b"}}),
+    )
+    .await;
+    // An e-mailed PDF of B's, stored as the mail poller stores attachments.
+    let attachment = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO mail_attachments (id, tenant_id, channel_id, file_name, mime, data) VALUES ($1, $2, $3::uuid, 'contrato.pdf', 'application/pdf', $4)")
+        .bind(attachment)
+        .bind(b.tenant_id)
+        .bind(&meta)
+        .bind(crate::support::media_server::fixture("text.pdf"))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    Victim {
+        providers,
+        meta,
+        telegram,
+        evolution,
+        attachment,
+    }
+}
+
+#[tokio::test]
+async fn a_media_url_shaped_like_an_internal_handle_never_reaches_another_tenant() {
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let b = victim(&app).await;
+    let gateway = FakeProviders::start().await;
+    let a = channel(
+        &app,
+        json!({"name": "A gateway", "type": "sms", "provider": "http-sms",
+               "credentials": {"send_url": format!("{}/sms/send", gateway.base_url)}}),
+    )
+    .await;
+    let simple = |id: &str| id.replace('-', "");
+    let handles = [
+        (format!("meta-media:{}:2129384756012345", simple(&b.meta)), "image/jpeg"),
+        (
+            format!("telegram-file:{}:AwACAgEAAxkBAAIEoWdA2k1c", simple(&b.telegram)),
+            "audio/ogg",
+        ),
+        (
+            format!("evolution-media:{}:3A8F1C0D2B7E94A61C55", simple(&b.evolution)),
+            "audio/ogg",
+        ),
+        (format!("leadflow-attachment:{}", b.attachment), "application/pdf"),
+    ];
+    for (i, (url, mime)) in handles.iter().enumerate() {
+        let body = json!({"id": format!("probe-{i}"), "from": format!("+55119876543{i:02}"),
+                          "text": "olha isso", "media_url": url, "media_type": mime});
+        let (status, out) = webhook(&app, &a.path, &body, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+    }
+    // Each probe is refused with the fixed note, and answered without the medium.
+    let errors: Vec<(String, String)> = eventually(Duration::from_secs(20), "four refused media", || async {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT error_code, error FROM media WHERE status = 'failed' ORDER BY created_at")
+                .fetch_all(&app.pool)
+                .await
+                .unwrap();
+        (rows.len() == 4).then_some(rows)
+    })
+    .await;
+    for (code, error) in &errors {
+        assert_eq!(code, "media_url_refused");
+        assert!(error.contains("the media link is not allowed"), "{error}");
+    }
+    gateway.wait_for(4, Duration::from_secs(20)).await;
+    assert!(
+        b.providers.media_requests().is_empty() && b.providers.sent().is_empty(),
+        "tenant B's provider was called: {:?}",
+        b.providers.media_requests()
+    );
+    // B's file is still only B's: no medium of A's holds its bytes or its name.
+    let leaked: i64 = sqlx::query_scalar("SELECT count(*) FROM media WHERE data IS NOT NULL OR file_name IS NOT NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(leaked, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_handle_is_resolved_only_with_the_messages_own_channel() {
+    // A legitimate Meta image on tenant A's own channel goes through; tenant B's
+    // channel, which serves the same media id, is never asked.
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let b = victim(&app).await;
+    let mine = FakeProviders::start().await;
+    mine.host_file("2129384756012345", "photo.jpg");
+    let (status, ch) = app
+        .post(
+            "/backend/channels",
+            &json!({"name": "A oficial", "type": "whatsapp", "provider": "meta-cloud",
+                    "credentials": {"access_token": "EAAG-tenant-a-token", "phone_number_id": "158072934066266",
+                                    "app_secret": APP_SECRET, "verify_token": "a-verify", "base_url": mine.base_url}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ch}");
+    let body = include_str!("../fixtures/providers/meta-cloud/webhook-image.json").as_bytes();
+    let path = format!("/webhooks/{}", ch["id"].as_str().unwrap());
+    assert_eq!(
+        post_raw(&app, &path, body, &[("x-hub-signature-256", sign(body))]).await,
+        StatusCode::OK
+    );
+    mine.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(
+        mine.media_requests(),
+        ["/v23.0/2129384756012345", "/lookaside/photo.jpg"]
+    );
+    assert!(b.providers.media_requests().is_empty());
+    // The handle is kept apart from the user-visible URL.
+    let (url, handle): (Option<String>, Option<Value>) =
+        sqlx::query_as("SELECT url, media_handle FROM messages WHERE message_type = 'image'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(url, None);
+    assert_eq!(
+        handle,
+        Some(json!({"kind": "meta_media", "media_id": "2129384756012345"}))
+    );
+    app.stop().await;
+}
+
+/// A Meta batch of `n` text messages from distinct leads, signed.
+fn meta_batch(n: usize) -> Vec<u8> {
+    let messages: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"from": format!("55119{i:08}"), "id": format!("wamid.batch{i}"),
+                        "timestamp": "1732197600", "type": "text", "text": {"body": format!("oi {i}")}})
+        })
+        .collect();
+    serde_json::to_vec(
+        &json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+                  "metadata": {"display_phone_number": "5511912345678", "phone_number_id": "158072934066266"},
+                  "messages": messages}}]}]}),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn one_webhook_call_is_bounded_in_items_and_stores_its_payload_once() {
+    let app = TestApp::builder().env("LEADFLOW_WEBHOOK_MAX_ITEMS", "20").start().await;
+    let providers = FakeProviders::start().await;
+    let (status, ch) = app
+        .post(
+            "/backend/channels",
+            &json!({"name": "oficial", "type": "whatsapp", "provider": "meta-cloud",
+                    "credentials": {"access_token": "EAAG-token", "phone_number_id": "158072934066266",
+                                    "app_secret": APP_SECRET, "verify_token": "v", "base_url": providers.base_url}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ch}");
+    let path = format!("/webhooks/{}", ch["id"].as_str().unwrap());
+
+    let too_many = meta_batch(21);
+    let resp = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sign(&too_many))
+        .body(too_many.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], json!("too_many_items"));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing of a refused call is stored");
+
+    let batch = meta_batch(20);
+    assert_eq!(
+        post_raw(&app, &path, &batch, &[("x-hub-signature-256", sign(&batch))]).await,
+        StatusCode::OK
+    );
+    let (events, payloads, bytes): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM inbound_events), (SELECT count(*) FROM webhook_payloads),
+                (SELECT COALESCE(sum(pg_column_size(payload)), 0)::bigint FROM inbound_events)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((events, payloads, bytes), (20, 1, 0), "20 events, one payload");
+    // Every lead is still answered from the one stored payload.
+    providers.wait_for(20, Duration::from_secs(30)).await;
+    // A resend is all duplicates and stores no second payload.
+    assert_eq!(
+        post_raw(&app, &path, &batch, &[("x-hub-signature-256", sign(&batch))]).await,
+        StatusCode::OK
+    );
+    let payloads: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_payloads")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(payloads, 1);
+    app.stop().await;
+}
