@@ -252,3 +252,104 @@ async fn one_webhook_call_is_bounded_in_items_and_stores_its_payload_once() {
     assert_eq!(payloads, 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_shared_meta_app_secret_or_twilio_account_cannot_write_into_another_channel() {
+    let app = TestApp::start().await;
+    let providers = FakeProviders::start().await;
+    let b = app.other_tenant(TenantKind::Agency, None).await;
+    // Two tenants' numbers under one Meta app (one app secret).
+    let meta = |phone_number_id: &str| {
+        json!({"name": "oficial", "type": "whatsapp", "provider": "meta-cloud",
+               "credentials": {"access_token": "EAAG-token", "phone_number_id": phone_number_id,
+                               "app_secret": APP_SECRET, "verify_token": "v", "base_url": providers.base_url}})
+    };
+    let (_, a_meta) = app.post("/backend/channels", &meta("111111111111111")).await;
+    let (status, _) = app
+        .post_as(&b.api_key, "/backend/channels", &meta("158072934066266"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // A change about B's number, posted to A's channel with the shared secret.
+    let body = include_str!("../fixtures/providers/meta-cloud/webhook-text.json").as_bytes();
+    let path = format!("/webhooks/{}", a_meta["id"].as_str().unwrap());
+    let resp = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sign(body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "acknowledged, so Meta does not retry");
+    assert_eq!(resp.json::<Value>().await.unwrap()["stored"], json!(0));
+
+    // Twilio: one account's signature, another account's (or number's) call.
+    let token = "tw-token-0123456789";
+    let (_, tw) = app
+        .post(
+            "/backend/channels",
+            &json!({"name": "SMS", "type": "sms", "provider": "twilio",
+                    "credentials": {"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": token,
+                                    "from": "+551140028922", "base_url": providers.base_url}}),
+        )
+        .await;
+    let path = format!("/webhooks/{}", tw["id"].as_str().unwrap());
+    let sms = crate::sms::fields(include_str!("../fixtures/providers/twilio/inbound-sms.form"));
+    let with = |k: &str, v: &str| {
+        let mut f = sms.clone();
+        for (name, value) in f.iter_mut() {
+            if name == k {
+                *value = v.to_string();
+            }
+        }
+        f
+    };
+    for forged in [
+        with("AccountSid", "AC99999999999999999999999999999999"),
+        with("To", "+551133334444"),
+    ] {
+        let (status, twiml) = crate::sms::twilio_post(&app, &path, &forged, token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(twiml.contains("<Response></Response>"), "{twiml}");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing of another channel's calls is stored");
+    // The real call to this channel is taken.
+    let (status, _) = crate::sms::twilio_post(&app, &path, &sms, token).await;
+    assert_eq!(status, StatusCode::OK);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+
+    // An unknown channel and a wrong token look the same from outside.
+    let unknown = webhook(
+        &app,
+        &format!("/webhooks/{}?token=x", uuid::Uuid::now_v7()),
+        &json!({}),
+        &[],
+    )
+    .await;
+    let (_, sms_gw) = app
+        .post(
+            "/backend/channels",
+            &json!({"name": "gw", "type": "sms", "provider": "http-sms",
+                    "credentials": {"send_url": format!("{}/sms/send", providers.base_url)}}),
+        )
+        .await;
+    let wrong = webhook(
+        &app,
+        &format!("/webhooks/{}?token=x", sms_gw["id"].as_str().unwrap()),
+        &json!({}),
+        &[],
+    )
+    .await;
+    assert_eq!(unknown, wrong);
+    assert_eq!(unknown.0, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}

@@ -54,6 +54,38 @@ fn credential(state: &AppState, ch: &inbound::WebhookChannel, key: &str) -> Resu
     Ok(channels::open(state.master_key()?, &ch.credentials_enc)?.remove(key))
 }
 
+/// Whether the (verified) call is about this channel at all; a Meta batch keeps only
+/// the changes for the channel's number. One Meta app secret or Twilio account often
+/// serves several tenants' numbers: without this, any holder of it could write into
+/// another tenant's channel.
+fn bind_to_channel(
+    state: &AppState,
+    ch: &inbound::WebhookChannel,
+    provider: Provider,
+    payload: &mut Value,
+) -> Result<bool, ApiError> {
+    Ok(match provider {
+        Provider::MetaCloud => {
+            let own = credential(state, ch, "phone_number_id")?.unwrap_or_default();
+            let dropped = leadflow_shared::inbound::meta::retain_changes_for(payload, &own);
+            if dropped > 0 {
+                tracing::warn!(channel_id = %ch.id, dropped, "Meta changes for another number ignored");
+            }
+            true
+        }
+        Provider::Twilio => {
+            let creds = channels::open(state.master_key()?, &ch.credentials_enc)?;
+            let field = |k: &str| creds.get(k).map_or("", String::as_str);
+            let ours = twilio::is_for(payload, field("account_sid"), field("from"));
+            if !ours {
+                tracing::warn!(channel_id = %ch.id, "Twilio call for another account or number ignored");
+            }
+            ours
+        }
+        _ => true,
+    })
+}
+
 /// Meta's subscription handshake: echo `hub.challenge` when the verify token matches.
 pub async fn verify(
     State(state): State<AppState>,
@@ -119,11 +151,15 @@ pub async fn receive(
     if !verified {
         return Err(ApiError::Unauthorized);
     }
-    let payload: Value = match &form {
+    let mut payload: Value = match &form {
         Some(fields) => leadflow_shared::inbound::form_to_json(fields),
         None => serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?,
     };
+    if !bind_to_channel(&state, &ch, provider, &mut payload)? {
+        // Acknowledged (the provider must not retry it forever) and not stored.
+        return Ok(acknowledge(provider, 0, 0));
+    }
     let parsed =
         leadflow_shared::inbound::parse(provider, &payload).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     let items = parsed.messages.len() + parsed.statuses.len();
@@ -175,18 +211,23 @@ pub async fn receive(
     if keys.is_empty() {
         tracing::debug!(channel_id = %ch.id, ignored = ?parsed.ignored, "webhook without messages");
     }
+    Ok(acknowledge(provider, stored, duplicates))
+}
+
+/// What the provider gets back for a call it made.
+fn acknowledge(provider: Provider, stored: usize, duplicates: usize) -> Response {
     if provider == Provider::Twilio {
         // Twilio reads the answer as TwiML: an empty <Response> sends nothing back.
-        return Ok((
+        return (
             StatusCode::OK,
             [(axum::http::header::CONTENT_TYPE, "text/xml")],
             r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#,
         )
-            .into_response());
+            .into_response();
     }
-    Ok((
+    (
         StatusCode::OK,
         Json(json!({"success": true, "stored": stored, "duplicates": duplicates})),
     )
-        .into_response())
+        .into_response()
 }

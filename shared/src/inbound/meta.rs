@@ -34,6 +34,33 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
     Ok(out)
 }
 
+/// Keeps only the changes addressed to `phone_number_id` (the channel's number) and
+/// returns how many it dropped. One Meta app secret often serves many numbers, so a valid
+/// signature alone does not say which channel a change is for: a change about another
+/// number is acknowledged and ignored, never stored on this channel. Changes that name no
+/// number are kept (they carry no messages).
+pub fn retain_changes_for(body: &mut Value, phone_number_id: &str) -> usize {
+    let mut dropped = 0;
+    let Some(entries) = body.get_mut("entry").and_then(Value::as_array_mut) else {
+        return 0;
+    };
+    for entry in entries {
+        if let Some(changes) = entry.get_mut("changes").and_then(Value::as_array_mut) {
+            changes.retain(|c| {
+                let own = match c.pointer("/value/metadata/phone_number_id") {
+                    None => true,
+                    Some(Value::String(id)) => id.trim() == phone_number_id.trim(),
+                    Some(Value::Number(id)) => id.to_string() == phone_number_id.trim(),
+                    Some(_) => false,
+                };
+                dropped += usize::from(!own);
+                own
+            });
+        }
+    }
+    dropped
+}
+
 fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key)
         .and_then(Value::as_array)
@@ -191,6 +218,23 @@ mod tests {
     const TEXT: &str = include_str!("../../../tests/fixtures/providers/meta-cloud/webhook-text.json");
     const IMAGE: &str = include_str!("../../../tests/fixtures/providers/meta-cloud/webhook-image.json");
     const MARIANA: &str = r#"{"profile": {"name": "Mariana Souza"}, "wa_id": "5511987654321"}"#;
+
+    #[test]
+    fn changes_for_another_number_are_dropped() {
+        let mut body = fixture(TEXT);
+        let other = body["entry"][0]["changes"][0].clone();
+        let mut other = other;
+        other["value"]["metadata"]["phone_number_id"] = json!("999999999999999");
+        other["value"]["messages"][0]["id"] = json!("wamid.injected");
+        body["entry"][0]["changes"].as_array_mut().unwrap().push(other);
+        assert_eq!(parse(&body).unwrap().messages.len(), 2);
+        assert_eq!(retain_changes_for(&mut body, "158072934066266"), 1);
+        let kept = parse(&body).unwrap();
+        assert_eq!(kept.messages.len(), 1);
+        assert_ne!(kept.messages[0].provider_message_id, "wamid.injected");
+        assert_eq!(retain_changes_for(&mut body, "999999999999999"), 1);
+        assert!(parse(&body).unwrap().messages.is_empty());
+    }
 
     fn change(field: &str, value: Value) -> Value {
         json!({"object": "whatsapp_business_account", "entry": [{"id": "112535025189792", "changes": [{"field": field, "value": value}]}]})

@@ -17,6 +17,30 @@ const PROVIDER: &str = "twilio";
 /// Twilio's own limit on media per message.
 pub const MAX_MEDIA: usize = 10;
 
+/// Whether a (signed) call is about the channel with this account and sender: its
+/// `AccountSid` is the channel's, and an incoming message was sent `To` the channel's
+/// number (or through its Messaging Service), a status callback is about a message sent
+/// `From` it. One Twilio account often holds many numbers, so the signature alone does
+/// not say which channel a call is for.
+pub fn is_for(body: &Value, account_sid: &str, from: &str) -> bool {
+    if text(body, "AccountSid") != Some(account_sid.trim()) {
+        return false;
+    }
+    let from = from.trim();
+    if from.starts_with("MG") && text(body, "MessagingServiceSid") == Some(from) {
+        return true;
+    }
+    let incoming = match text(body, "MessageStatus").or_else(|| text(body, "SmsStatus")) {
+        None => true,
+        Some(status) => status == "received",
+    };
+    let ours = if incoming { text(body, "To") } else { text(body, "From") };
+    match (ours.and_then(e164), e164(from)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
     let sid = text(body, "MessageSid")
         .or_else(|| text(body, "SmsSid"))
@@ -150,6 +174,24 @@ mod tests {
             v[format!("MediaUrl{i}")] = format!("https://api.twilio.com/m/{i}").into();
         }
         assert_eq!(parse(&v).unwrap().messages.len(), MAX_MEDIA);
+    }
+
+    #[test]
+    fn a_call_is_for_the_channel_of_its_account_and_number() {
+        let sms = form(SMS);
+        let account = text(&sms, "AccountSid").unwrap().to_owned();
+        let to = text(&sms, "To").unwrap().to_owned();
+        assert!(is_for(&sms, &account, &to));
+        assert!(!is_for(&sms, "AC00000000000000000000000000000000", &to));
+        assert!(!is_for(&sms, &account, "+15550000000"));
+        let mut via_service = sms.clone();
+        via_service["MessagingServiceSid"] = "MG0123".into();
+        assert!(is_for(&via_service, &account, "MG0123"));
+        let failed = form(FAILED);
+        let account = text(&failed, "AccountSid").unwrap().to_owned();
+        let ours = text(&failed, "From").unwrap().to_owned();
+        assert!(is_for(&failed, &account, &ours));
+        assert!(!is_for(&failed, &account, text(&failed, "To").unwrap()));
     }
 
     #[test]
