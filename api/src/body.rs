@@ -48,10 +48,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 
 impl JsonObject {
     fn from_bytes(bytes: &[u8]) -> Result<Self, ApiError> {
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
-            Err(e) => Err(ApiError::invalid("body", format!("the body is not valid JSON: {e}"))),
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?;
+        // PostgreSQL refuses NUL in text: the caller's to fix, named (see shared::text).
+        if let Some(field) = leadflow_shared::text::find_nul(&v) {
+            let message = format!("{field} contains a NUL character (\\u0000), which cannot be stored");
+            return Err(ApiError::invalid(field, message));
+        }
+        match v {
+            Value::Object(map) => Ok(Self(map)),
+            _ => Err(ApiError::invalid("body", "the body must be a JSON object")),
         }
     }
 }

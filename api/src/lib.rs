@@ -66,7 +66,26 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.max_body_bytes;
-    routes::router().layer(DefaultBodyLimit::max(limit)).with_state(state)
+    routes::router()
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(reject_nul_in_uri))
+        .with_state(state)
+}
+
+/// A `%00` in a path id or a query value would reach PostgreSQL, which refuses NUL in
+/// text (see `leadflow_shared::text`): the caller's to fix, named.
+async fn reject_nul_in_uri(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = req.uri();
+    let decoded_has_nul =
+        |s: &str| url::form_urlencoded::parse(s.as_bytes()).any(|(k, v)| k.contains('\0') || v.contains('\0'));
+    let path_nul = uri.path().contains("%00");
+    let query_nul = uri.query().is_some_and(decoded_has_nul);
+    if path_nul || query_nul {
+        let field = if path_nul { "path" } else { "query" };
+        return error::ApiError::invalid(field, format!("the {field} contains a NUL character (%00)")).into_response();
+    }
+    next.run(req).await
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.

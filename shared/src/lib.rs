@@ -17,5 +17,6 @@ pub mod notify;
 pub mod queue;
 pub mod signing;
 pub mod ssrf;
+pub mod text;
 
 pub use config::Config;

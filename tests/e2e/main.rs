@@ -10,6 +10,7 @@ mod debounce;
 mod email;
 mod google;
 mod health;
+mod hostile_input;
 mod housekeeping;
 mod inbound;
 mod media;

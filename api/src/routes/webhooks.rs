@@ -156,6 +156,8 @@ pub async fn receive(
         None => serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?,
     };
+    // A provider cannot be told to fix its payload: NULs go, the message stays.
+    leadflow_shared::text::strip_nul(&mut payload);
     if !bind_to_channel(&state, &ch, provider, &mut payload)? {
         // Acknowledged (the provider must not retry it forever) and not stored.
         return Ok(acknowledge(provider, 0, 0));

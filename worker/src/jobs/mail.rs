@@ -109,7 +109,11 @@ async fn store(
 ) -> anyhow::Result<()> {
     if !mail.automatic {
         let caps = &ctx.cfg.media;
-        for a in attachments {
+        for mut a in attachments {
+            // An e-mail cannot be refused usefully: NULs go, the mail stays.
+            for field in [&mut a.file_name, &mut a.mime].into_iter().flatten() {
+                leadflow_shared::text::strip_nul_str(field);
+            }
             // What is neither image nor audio can only be read as a PDF.
             let kind = a.mime.as_deref().and_then(kind_of_mime).unwrap_or(MediaKind::Pdf);
             let cap = caps.max_bytes(kind);
@@ -133,7 +137,8 @@ async fn store(
             });
         }
     }
-    let payload = serde_json::to_value(&mail)?;
+    let mut payload = serde_json::to_value(&mail)?;
+    leadflow_shared::text::strip_nul(&mut payload);
     let parsed = parse_stored(&payload)?;
     if parsed.messages.is_empty() {
         tracing::info!(channel_id = %ch.id, ignored = ?parsed.ignored, "e-mail not answered");
@@ -141,7 +146,8 @@ async fn store(
     }
     for (i, m) in parsed.messages.iter().enumerate() {
         let key = format!("msg:{}", m.provider_message_id);
-        if let Some(event_id) = inbound::insert(&ctx.pool, ch, &key, i as i32, Some(&mail.from), &payload).await? {
+        let sender = mail.from.replace('\0', "");
+        if let Some(event_id) = inbound::insert(&ctx.pool, ch, &key, i as i32, Some(&sender), &payload).await? {
             // Stored is what matters: the sweeper enqueues events whose job was lost.
             if let Err(e) = ctx
                 .queues
