@@ -161,14 +161,15 @@ pub fn meta_signature_ok(app_secret: &str, body: &[u8], header: Option<&str>) ->
 
 /// A credential as shown back to the tenant: enough to recognise it, never enough to use
 /// it (`sk-t…7f3a`; short values are fully hidden).
-pub fn mask(value: &str) -> String {
+pub fn mask(name: &str, value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
-    if chars.len() < 12 {
+    // A password is shown as nothing at all; any other secret by at most its last four
+    // characters, and only when it is long enough that they do not give it away.
+    if name.contains("password") || chars.len() < 12 {
         return "••••".into();
     }
-    let head: String = chars[..3].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
+    format!("…{tail}")
 }
 
 #[cfg(test)]
@@ -205,7 +206,8 @@ mod tests {
 
     #[test]
     fn masks_never_reveal_a_usable_secret() {
-        assert_eq!(mask("short"), "••••");
-        assert_eq!(mask("123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"), "123…ew11");
+        assert_eq!(mask("token", "short"), "••••");
+        assert_eq!(mask("bot_token", "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"), "…ew11");
+        assert_eq!(mask("password", "a-very-long-mailbox-password"), "••••");
     }
 }

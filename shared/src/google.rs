@@ -40,8 +40,8 @@ impl GoogleError {
     }
 }
 
-/// What the token endpoint gave.
-#[derive(Debug, Clone, Deserialize)]
+/// What the token endpoint gave. `Debug` shows no token.
+#[derive(Clone, Deserialize)]
 pub struct TokenSet {
     pub access_token: String,
     /// Only on the first consent (and with `prompt=consent`); keep the stored one otherwise.
@@ -49,6 +49,15 @@ pub struct TokenSet {
     pub expires_in: i64,
     #[serde(default)]
     pub scope: String,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A push channel as Google created it.

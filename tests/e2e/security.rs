@@ -353,3 +353,100 @@ async fn a_shared_meta_app_secret_or_twilio_account_cannot_write_into_another_ch
     assert_eq!(unknown.0, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
+
+/// Everything Leadflow logs while `f` runs on this thread (a `#[tokio::test]` runs the
+/// whole app on it): every level with every span's fields, and what an operator sees at
+/// the default `info` level.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_a_log_line_and_no_personal_data_is_logged_at_info() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let (all, info) = (Captured::default(), Captured::default());
+    let (a, i) = (all.clone(), info.clone());
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || a.clone())
+                .with_ansi(false)
+                .with_span_events(FmtSpan::NEW)
+                .with_filter(EnvFilter::new("trace,hyper=info,h2=info,rustls=info,reqwest=debug")),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || i.clone())
+                .with_ansi(false)
+                .with_filter(EnvFilter::new("info,sqlx=warn,bullmq=warn")),
+        );
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    const INSTANCE_TOKEN: &str = "PLANTEDinstanceTOKEN7f3a9c0d1e2f";
+    const CLIENT_TOKEN: &str = "PLANTEDclientTOKEN1b2c3d4e5f6a7b";
+    const AI_KEY: &str = "sk-PLANTED-operator-ai-key-0001";
+    let providers = FakeProviders::start().await;
+    let app = TestApp::builder().env("LEADFLOW_AI_API_KEY", AI_KEY).start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let ch = channel(
+        &app,
+        json!({"name": "WhatsApp", "type": "whatsapp", "provider": "z-api",
+               "credentials": {"instance_id": "3E4F7360B552F0C2DBCB9E6774402775", "instance_token": INSTANCE_TOKEN,
+                               "client_token": CLIENT_TOKEN, "base_url": providers.base_url}}),
+    )
+    .await;
+    let payload: Value =
+        serde_json::from_str(include_str!("../fixtures/providers/zapi/webhook-received-text.json")).unwrap();
+    let (status, _) = webhook(&app, &ch.path, &payload, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = webhook(&app, &format!("/webhooks/{}?token=wrong", ch.id), &payload, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    providers.wait_for(1, Duration::from_secs(20)).await;
+    let (status, _) = app.get("/backend/channels").await;
+    assert_eq!(status, StatusCode::OK);
+    let master_key = app
+        .env
+        .iter()
+        .find(|(k, _)| k == "LEADFLOW_MASTER_KEY")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let secrets = [
+        ("the channel's webhook token", ch.token.clone()),
+        ("the Z-API instance token", INSTANCE_TOKEN.to_string()),
+        ("the Z-API client token", CLIENT_TOKEN.to_string()),
+        ("the operator's AI key", AI_KEY.to_string()),
+        ("the tenant's API key", app.key().to_string()),
+        ("the tenant's postback secret", app.tenant.postback_secret.clone()),
+        ("the master key", master_key),
+    ];
+    app.stop().await;
+    let (all, info) = (all.text(), info.text());
+    assert!(
+        all.lines().count() > 100,
+        "the capture saw the flow: {} lines",
+        all.lines().count()
+    );
+    for (what, secret) in &secrets {
+        assert!(!all.contains(secret.as_str()), "{what} was logged");
+    }
+    for pii in ["5511987654321", "Vi o anúncio", "Mariana"] {
+        assert!(!info.contains(pii), "{pii:?} was logged at info:\n{info}");
+    }
+}

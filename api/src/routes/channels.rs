@@ -22,7 +22,7 @@ use crate::AppState;
 /// The channel as the API shows it: masked credentials and its webhook path.
 fn view(c: &Channel, creds: &Credentials) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or_default();
-    let masked: Map<String, Value> = creds.iter().map(|(k, s)| (k.clone(), json!(mask(s)))).collect();
+    let masked: Map<String, Value> = creds.iter().map(|(k, s)| (k.clone(), json!(mask(k, s)))).collect();
     v["credentials"] = Value::Object(masked);
     v["webhook_path"] = json!(format!("/webhooks/{}?token={}", c.id, c.webhook_secret));
     v

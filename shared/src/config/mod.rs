@@ -375,7 +375,16 @@ fn load_or_create_key(path: &Path) -> Result<MasterKey, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
-    std::fs::write(path, key.to_encoded()).map_err(|e| e.to_string())?;
+    // Readable by this user only: it decrypts every secret in the database.
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(key.to_encoded().as_bytes()))
+        .map_err(|e| e.to_string())?;
     tracing::warn!(
         path = %path.display(),
         "LEADFLOW_MASTER_KEY is not set: generated a dev master key and stored it locally; set LEADFLOW_MASTER_KEY in production"
@@ -417,6 +426,19 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_generated_dev_master_key_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("leadflow-key-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("master.key");
+        let key = load_or_create_key(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Read back, not regenerated.
+        assert_eq!(load_or_create_key(&path).unwrap().to_encoded(), key.to_encoded());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

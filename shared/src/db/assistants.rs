@@ -35,7 +35,7 @@ fn bind_settings<'q>(q: AssistantQuery<'q>, s: &'q AssistantSettings) -> Assista
         .bind(s.split_replies)
 }
 
-#[tracing::instrument(skip(conn, s))]
+#[tracing::instrument(level = "debug", skip(conn, s))]
 pub async fn insert(conn: &mut PgConnection, tenant_id: Uuid, s: &AssistantSettings) -> Result<Assistant, DbError> {
     if s.is_default {
         clear_default(conn, tenant_id).await?;
@@ -62,7 +62,7 @@ async fn clear_default(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), D
     Ok(())
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Assistant>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 ORDER BY created_at"#);
     Ok(sqlx::query_as::<_, Assistant>(&sql)
@@ -72,7 +72,7 @@ pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Assistant>, DbEr
 }
 
 /// An assistant by id, only within the given tenant.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Assistant>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 AND id = $2"#);
     Ok(sqlx::query_as::<_, Assistant>(&sql)
@@ -82,7 +82,7 @@ pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Ass
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Assistant, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM assistants WHERE id = $1"#);
     sqlx::query_as::<_, Assistant>(&sql)
@@ -92,7 +92,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Assistant, DbError> {
         .ok_or(DbError::NotFound("assistant"))
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find_default(pool: &PgPool, tenant_id: Uuid) -> Result<Option<Assistant>, DbError> {
     let sql = format!(
         r#"SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 ORDER BY is_default DESC, created_at LIMIT 1"#
@@ -104,7 +104,7 @@ pub async fn find_default(pool: &PgPool, tenant_id: Uuid) -> Result<Option<Assis
 }
 
 /// Replaces an assistant's settings (the route merges a PATCH onto the current row).
-#[tracing::instrument(skip(pool, s))]
+#[tracing::instrument(level = "debug", skip(pool, s))]
 pub async fn update(pool: &PgPool, tenant_id: Uuid, id: Uuid, s: &AssistantSettings) -> Result<Assistant, DbError> {
     let mut tx = pool.begin().await?;
     if s.is_default {

@@ -42,18 +42,18 @@ const SELECT: &str = r#"SELECT id, tenant_id, lead_id, assistant_id, mode, postb
        deadline_at <= clock_timestamp() AS past_deadline
 FROM bursts WHERE id = $1"#;
 
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Burst>, DbError> {
     let sql = format!("{SELECT} FOR UPDATE");
     Ok(sqlx::query_as::<_, Burst>(&sql).bind(id).fetch_optional(conn).await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Burst>, DbError> {
     Ok(sqlx::query_as::<_, Burst>(SELECT).bind(id).fetch_optional(pool).await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn lead_of(pool: &PgPool, id: Uuid) -> Result<Option<(Uuid, Option<Uuid>)>, DbError> {
     Ok(
         sqlx::query_as(r#"SELECT lead_id, channel_id FROM bursts WHERE id = $1"#)
@@ -66,7 +66,7 @@ pub async fn lead_of(pool: &PgPool, id: Uuid) -> Result<Option<(Uuid, Option<Uui
 /// Whether the lead's generation slot is taken for `burst`: another of its bursts is
 /// generating (one generation per lead), or an earlier one still waits (answer bursts in
 /// acceptance order).
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub async fn lead_slot_taken(conn: &mut PgConnection, lead_id: Uuid, burst: Uuid) -> Result<bool, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT EXISTS (SELECT 1 FROM bursts
@@ -80,7 +80,7 @@ pub async fn lead_slot_taken(conn: &mut PgConnection, lead_id: Uuid, burst: Uuid
 }
 
 /// Marks the burst as generating and returns the new generation number.
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub async fn start_generation(conn: &mut PgConnection, id: Uuid) -> Result<i32, DbError> {
     Ok(sqlx::query_scalar(
         r#"UPDATE bursts SET status = 'generating', generations = generations + 1, updated_at = now(),
@@ -93,7 +93,7 @@ pub async fn start_generation(conn: &mut PgConnection, id: Uuid) -> Result<i32, 
 }
 
 /// Ends a burst without a reply (`dropped`, `failed`) or with one (`done`).
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub async fn finish(conn: &mut PgConnection, id: Uuid, status: &str, reason: Option<&str>) -> Result<(), DbError> {
     sqlx::query(r#"UPDATE bursts SET status = $2, reason = $3, updated_at = now() WHERE id = $1"#)
         .bind(id)
@@ -116,7 +116,7 @@ pub async fn finish(conn: &mut PgConnection, id: Uuid, status: &str, reason: Opt
 
 /// A superseded draft: the burst goes back to `open` and is due again when the lead
 /// has been quiet for the debounce window (the accept path already moved `due_at`).
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub async fn reopen(conn: &mut PgConnection, id: Uuid) -> Result<i64, DbError> {
     Ok(sqlx::query_scalar(
         r#"UPDATE bursts SET status = 'open', updated_at = now() WHERE id = $1
@@ -129,7 +129,7 @@ pub async fn reopen(conn: &mut PgConnection, id: Uuid) -> Result<i64, DbError> {
 
 /// Past the deadline, messages that arrived during the generation were not in its prompt:
 /// they move to the lead's open burst, or to a new one, which is flushed after this reply.
-#[tracing::instrument(skip(conn, b))]
+#[tracing::instrument(level = "debug", skip(conn, b))]
 pub async fn split_off_after(
     conn: &mut PgConnection,
     b: &Burst,
@@ -196,7 +196,7 @@ pub async fn split_off_after(
 }
 
 /// Open bursts of a lead that were waiting for the lead's generation slot.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn open_for_lead(pool: &PgPool, lead_id: Uuid) -> Result<Vec<(Uuid, i64)>, DbError> {
     Ok(sqlx::query_as(
         r#"SELECT id, (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint
@@ -208,7 +208,7 @@ pub async fn open_for_lead(pool: &PgPool, lead_id: Uuid) -> Result<Vec<(Uuid, i6
 }
 
 /// Sweeper: open bursts overdue by more than `grace_ms` (their flush job was lost).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn overdue_open(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT id FROM bursts WHERE status = 'open' AND due_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
@@ -223,7 +223,7 @@ pub async fn overdue_open(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Ve
 /// Sweeper: generations with no progress for `stale_ms` (their AI job was lost) start
 /// over as a new generation, with a fresh attempt budget; a late run of the old one is
 /// then stale and finishes nothing. Returns the bursts and their new generation.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn restart_stale_generations(pool: &PgPool, stale_ms: i64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
     Ok(sqlx::query_as(
         r#"UPDATE bursts SET generations = generations + 1, updated_at = now()
@@ -241,7 +241,7 @@ pub async fn restart_stale_generations(pool: &PgPool, stale_ms: i64, limit: i64)
 }
 
 /// Records liveness of a generation (retries) so the sweeper leaves it alone.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn touch(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
     sqlx::query(r#"UPDATE bursts SET updated_at = now() WHERE id = $1"#)
         .bind(id)
@@ -252,7 +252,7 @@ pub async fn touch(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
 
 /// Flush lateness (time past `due_at` when the first generation started) in
 /// milliseconds: p50, p99 and max over bursts flushed since `since`.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn lateness_ms(pool: &PgPool, since: DateTime<Utc>) -> Result<(f64, f64, f64, i64), DbError> {
     Ok(sqlx::query_as(
         r#"SELECT COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY l), 0),

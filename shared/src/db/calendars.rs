@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::DbError;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// `Debug` leaves out the push token.
+#[derive(Clone, Serialize, sqlx::FromRow)]
 pub struct CalendarChannel {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -31,11 +32,23 @@ pub struct CalendarChannel {
     pub created_at: DateTime<Utc>,
 }
 
+impl std::fmt::Debug for CalendarChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CalendarChannel")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("integration_id", &self.integration_id)
+            .field("status", &self.status)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
 const COLUMNS: &str = "id, tenant_id, integration_id, calendar_id, token, resource_id, expiration, status, replaced_by,
     replaces, renew_attempts, next_attempt_at, last_error, created_at";
 
 /// A new channel to create at Google (or the successor already in flight for `replaces`).
-#[tracing::instrument(skip(pool, token))]
+#[tracing::instrument(level = "debug", skip(pool, token))]
 pub async fn create_pending(
     pool: &PgPool,
     tenant_id: Uuid,
@@ -66,7 +79,7 @@ pub async fn create_pending(
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<CalendarChannel>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM calendar_channels WHERE id = $1"#);
     Ok(sqlx::query_as::<_, CalendarChannel>(&sql)
@@ -75,7 +88,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<CalendarChannel>, DbE
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<CalendarChannel>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM calendar_channels WHERE tenant_id = $1 ORDER BY created_at"#);
     Ok(sqlx::query_as::<_, CalendarChannel>(&sql)
@@ -86,7 +99,7 @@ pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<CalendarChannel>
 
 /// Google created the channel: it is active, and the one it replaces is to be stopped.
 /// Returns the replaced channel, if any.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn activated(
     pool: &PgPool,
     id: Uuid,
@@ -121,7 +134,7 @@ pub async fn activated(
 }
 
 /// A watch call that failed for good for this row (Google refused it).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn set_status(pool: &PgPool, id: Uuid, status: &str, error: Option<&str>) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE calendar_channels SET status = $2, last_error = coalesce($3, last_error), updated_at = now()
@@ -136,7 +149,7 @@ pub async fn set_status(pool: &PgPool, id: Uuid, status: &str, error: Option<&st
 }
 
 /// A renewal of `id` failed; the next one is due at `next`. Returns the attempts so far.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn renewal_failed(pool: &PgPool, id: Uuid, error: &str, next: DateTime<Utc>) -> Result<i32, DbError> {
     Ok(sqlx::query_scalar(
         r#"UPDATE calendar_channels SET renew_attempts = renew_attempts + 1, last_error = $2, next_attempt_at = $3,
@@ -152,7 +165,7 @@ pub async fn renewal_failed(pool: &PgPool, id: Uuid, error: &str, next: DateTime
 
 /// Active channels that expire within `margin_secs` and have no successor, whose next
 /// renewal attempt is due: (id, attempt number to make).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn due_for_renewal(pool: &PgPool, margin_secs: f64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
     Ok(sqlx::query_as(
         r#"SELECT id, renew_attempts + 1 FROM calendar_channels
@@ -168,7 +181,7 @@ pub async fn due_for_renewal(pool: &PgPool, margin_secs: f64, limit: i64) -> Res
 }
 
 /// A step on `id` failed and is retried at `at` (so the tick does not resume it meanwhile).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn retry_at(pool: &PgPool, id: Uuid, error: &str, at: DateTime<Utc>) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE calendar_channels SET last_error = $2, next_attempt_at = $3, updated_at = now() WHERE id = $1"#,
@@ -182,7 +195,7 @@ pub async fn retry_at(pool: &PgPool, id: Uuid, error: &str, at: DateTime<Utc>) -
 }
 
 /// Channels left `stopping` (their stop job lost, not waiting for a retry): (id).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn stopping(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT id FROM calendar_channels
@@ -197,7 +210,7 @@ pub async fn stopping(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, DbError> {
 
 /// New channels still `pending`, never attempted, a while after they were asked for
 /// (their watch job was lost).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn stale_pending(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT id FROM calendar_channels
@@ -212,7 +225,7 @@ pub async fn stale_pending(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, DbErr
 
 /// Every live channel of an integration moves to `status` (`stopping` when revoked,
 /// `stopped` when Google can no longer be called).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn end_for_integration(pool: &PgPool, integration_id: Uuid, status: &str) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"UPDATE calendar_channels SET status = $2, updated_at = now()
@@ -225,7 +238,7 @@ pub async fn end_for_integration(pool: &PgPool, integration_id: Uuid, status: &s
 }
 
 /// Whether an integration still has channels being stopped.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn any_stopping(pool: &PgPool, integration_id: Uuid) -> Result<bool, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT EXISTS (SELECT 1 FROM calendar_channels WHERE integration_id = $1 AND status = 'stopping')"#,
@@ -237,7 +250,7 @@ pub async fn any_stopping(pool: &PgPool, integration_id: Uuid) -> Result<bool, D
 
 /// Records push `number` on a channel; `false` when it is not newer than the last one
 /// seen (a redelivery or a stale push).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn push_seen(pool: &PgPool, id: Uuid, number: i64) -> Result<bool, DbError> {
     let done = sqlx::query(
         r#"UPDATE calendar_channels SET last_message_number = $2
@@ -251,7 +264,7 @@ pub async fn push_seen(pool: &PgPool, id: Uuid, number: i64) -> Result<bool, DbE
 }
 
 /// Undoes [`push_seen`] for `number` (its sync could not be enqueued).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn push_forgotten(pool: &PgPool, id: Uuid, number: i64) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE calendar_channels SET last_message_number = NULL WHERE id = $1 AND last_message_number = $2"#,
@@ -264,7 +277,7 @@ pub async fn push_forgotten(pool: &PgPool, id: Uuid, number: i64) -> Result<(), 
 }
 
 /// The stored sync token of a calendar (`None`: never synced, or reset).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip_all, fields(%integration_id))]
 pub async fn sync_token(pool: &PgPool, integration_id: Uuid, calendar_id: &str) -> Result<Option<String>, DbError> {
     Ok(sqlx::query_scalar::<_, Option<String>>(
         r#"SELECT sync_token FROM calendar_syncs WHERE integration_id = $1 AND calendar_id = $2"#,
@@ -278,7 +291,7 @@ pub async fn sync_token(pool: &PgPool, integration_id: Uuid, calendar_id: &str) 
 
 /// Stores a sync's events and its new token in one transaction. `full` counts full syncs
 /// and, when complete (a token), replaces the calendar's events.
-#[tracing::instrument(skip(pool, events))]
+#[tracing::instrument(level = "debug", skip(pool, events, token))]
 pub async fn store_sync(
     pool: &PgPool,
     integration_id: Uuid,

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::DbError;
 use crate::crypto::MasterKey;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// `Debug` leaves out the webhook secret (spans and slow-query warnings print it).
+#[derive(Clone, Serialize, sqlx::FromRow)]
 pub struct Channel {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -34,6 +35,18 @@ pub struct Channel {
     pub connection_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("provider", &self.provider)
+            .field("status", &self.status)
+            .field("connection", &self.connection)
+            .finish_non_exhaustive()
+    }
 }
 
 pub type Credentials = BTreeMap<String, String>;
@@ -57,7 +70,7 @@ fn seal(key: &MasterKey, c: &Credentials) -> Vec<u8> {
     key.encrypt_str(&serde_json::to_string(c).expect("a map of strings serialises"))
 }
 
-#[tracing::instrument(skip(pool, key, f))]
+#[tracing::instrument(level = "debug", skip(pool, key, f))]
 pub async fn insert(pool: &PgPool, key: &MasterKey, tenant_id: Uuid, f: &ChannelFields) -> Result<Channel, DbError> {
     let sql = format!(
         r#"INSERT INTO channels (id, tenant_id, name, type, provider, credentials_enc, webhook_secret, assistant_id,
@@ -80,7 +93,7 @@ pub async fn insert(pool: &PgPool, key: &MasterKey, tenant_id: Uuid, f: &Channel
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Channel>, DbError> {
     let sql =
         format!(r#"SELECT {COLUMNS} FROM channels WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY created_at"#);
@@ -91,7 +104,7 @@ pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Channel>, DbErro
 }
 
 /// A live channel, only within `tenant_id`.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Channel>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM channels WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"#);
     Ok(sqlx::query_as::<_, Channel>(&sql)
@@ -102,7 +115,7 @@ pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Cha
 }
 
 /// The decrypted credentials of a channel.
-#[tracing::instrument(skip(pool, key))]
+#[tracing::instrument(level = "debug", skip(pool, key))]
 pub async fn credentials(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Credentials, DbError> {
     let enc: Vec<u8> = sqlx::query_scalar(r#"SELECT credentials_enc FROM channels WHERE id = $1"#)
         .bind(id)
@@ -120,7 +133,7 @@ pub fn open(key: &MasterKey, enc: &[u8]) -> Result<Credentials, DbError> {
 }
 
 /// Replaces a channel's fields (the route merges a PATCH onto the current ones).
-#[tracing::instrument(skip(pool, key, f))]
+#[tracing::instrument(level = "debug", skip(pool, key, f))]
 pub async fn update(
     pool: &PgPool,
     key: &MasterKey,
@@ -147,7 +160,7 @@ pub async fn update(
 }
 
 /// Hides a channel; `false` if there was none.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, DbError> {
     let done = sqlx::query(
         r#"UPDATE channels SET deleted_at = now(), status = 'inactive', updated_at = now()

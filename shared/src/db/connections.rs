@@ -9,14 +9,24 @@ use uuid::Uuid;
 
 use super::DbError;
 
-/// A channel the connection check looks at.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A channel the connection check looks at. `Debug` leaves out the credentials.
+#[derive(Clone, sqlx::FromRow)]
 pub struct Checked {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub name: String,
     pub provider: String,
     pub credentials_enc: Vec<u8>,
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A change of a channel's connection state.
@@ -31,7 +41,7 @@ pub struct Transition {
 }
 
 /// Active WhatsApp channels whose provider has a status endpoint, of enabled tenants.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn to_check(pool: &PgPool, providers: &[&str]) -> Result<Vec<Checked>, DbError> {
     let providers: Vec<String> = providers.iter().map(|p| p.to_string()).collect();
     Ok(sqlx::query_as::<_, Checked>(
@@ -59,7 +69,7 @@ pub struct Observation<'a> {
 }
 
 /// Records an observed state; `Some` when it changed the channel's state.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn observe(pool: &PgPool, channel_id: Uuid, o: Observation<'_>) -> Result<Option<Transition>, DbError> {
     let Observation {
         status,
@@ -122,7 +132,7 @@ pub async fn observe(pool: &PgPool, channel_id: Uuid, o: Observation<'_>) -> Res
 }
 
 /// A check that could not reach the provider; returns how many in a row there now are.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn check_failed(pool: &PgPool, channel_id: Uuid, error: &str) -> Result<i32, DbError> {
     Ok(sqlx::query_scalar(
         r#"UPDATE channels SET check_failures = check_failures + 1, connection_checked_at = now(),
@@ -140,7 +150,7 @@ pub async fn check_failed(pool: &PgPool, channel_id: Uuid, error: &str) -> Resul
 /// transaction-level advisory lock) when no other run of it is going. The lock goes with
 /// the transaction, so a worker that dies mid-run (or a run whose future is dropped)
 /// releases it at once, unlike a lease that must expire.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn hold_task(
     pool: &PgPool,
     task: &str,
@@ -154,7 +164,7 @@ pub async fn hold_task(
 }
 
 /// Marks a run of a periodic task; returns its row id for [`run_finished`].
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn run_started(pool: &PgPool, task: &str, tick: i64) -> Result<i64, DbError> {
     Ok(
         sqlx::query_scalar(r#"INSERT INTO scheduler_runs (task, tick) VALUES ($1, $2) RETURNING id"#)
@@ -165,7 +175,7 @@ pub async fn run_started(pool: &PgPool, task: &str, tick: i64) -> Result<i64, Db
     )
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn run_finished(pool: &PgPool, id: i64, detail: &str) -> Result<(), DbError> {
     sqlx::query(r#"UPDATE scheduler_runs SET finished_at = now(), detail = $2 WHERE id = $1"#)
         .bind(id)

@@ -49,7 +49,7 @@ const COLUMNS: &str =
      next_attempt_at, last_error, created_at, updated_at";
 
 /// Creates the burst's delivery; `None` when it already exists (a re-run).
-#[tracing::instrument(skip(conn, payload))]
+#[tracing::instrument(level = "debug", skip(conn, url, payload))]
 pub async fn create(
     conn: &mut PgConnection,
     tenant_id: Uuid,
@@ -75,7 +75,7 @@ pub async fn create(
 }
 
 /// Ends a pending delivery without an attempt (a held notification that was superseded).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn cancel(pool: &PgPool, id: Uuid, reason: &str) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE deliveries SET status = 'failed', last_error = $2, next_attempt_at = NULL, updated_at = now()
@@ -88,7 +88,7 @@ pub async fn cancel(pool: &PgPool, id: Uuid, reason: &str) -> Result<(), DbError
     Ok(())
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Delivery>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1");
     Ok(sqlx::query_as::<_, Delivery>(&sql)
@@ -97,7 +97,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Delivery>, DbError> {
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find_for_tenants(pool: &PgPool, tenants: &[Uuid], id: Uuid) -> Result<Option<Delivery>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1 AND tenant_id = ANY($2)");
     Ok(sqlx::query_as::<_, Delivery>(&sql)
@@ -107,7 +107,7 @@ pub async fn find_for_tenants(pool: &PgPool, tenants: &[Uuid], id: Uuid) -> Resu
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn list(pool: &PgPool, tenants: &[Uuid], status: Option<&str>, limit: i64) -> Result<Vec<Delivery>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM deliveries WHERE tenant_id = ANY($1) AND ($2::text IS NULL OR status = $2)
@@ -121,7 +121,7 @@ pub async fn list(pool: &PgPool, tenants: &[Uuid], status: Option<&str>, limit: 
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn attempts(pool: &PgPool, id: Uuid) -> Result<Vec<Attempt>, DbError> {
     Ok(sqlx::query_as::<_, Attempt>(
         r#"SELECT attempt, status_code, duration_ms, error, response_body, created_at
@@ -150,7 +150,7 @@ pub enum Outcome {
 /// Records an attempt and moves the delivery on, in one transaction. Returns false when
 /// the delivery had already moved on (a duplicate run of this attempt, e.g. after a lost
 /// job lock): the attempt row is still kept, but its outcome is not applied.
-#[tracing::instrument(skip(pool, rec, outcome))]
+#[tracing::instrument(level = "debug", skip(pool, rec, outcome))]
 pub async fn record_attempt(
     pool: &PgPool,
     id: Uuid,
@@ -195,7 +195,7 @@ pub async fn record_attempt(
 }
 
 /// The burst's delivery when no attempt has been made yet.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn unstarted_for_burst(pool: &PgPool, burst_id: Uuid) -> Result<Option<Uuid>, DbError> {
     Ok(
         sqlx::query_scalar(r#"SELECT id FROM deliveries WHERE burst_id = $1 AND status = 'pending' AND attempts = 0"#)
@@ -206,7 +206,7 @@ pub async fn unstarted_for_burst(pool: &PgPool, burst_id: Uuid) -> Result<Option
 }
 
 /// Manual retry of a failed delivery: back to pending; returns the attempt number to use.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn reopen(pool: &PgPool, id: Uuid) -> Result<Option<i32>, DbError> {
     Ok(sqlx::query_scalar(
         r#"UPDATE deliveries SET status = 'pending', next_attempt_at = now(), updated_at = now()
@@ -218,7 +218,7 @@ pub async fn reopen(pool: &PgPool, id: Uuid) -> Result<Option<i32>, DbError> {
 }
 
 /// Sweeper: pending deliveries whose next attempt is overdue by `grace_ms` (job lost).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn overdue_pending(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
     Ok(sqlx::query_as(
         r#"SELECT id, attempts + 1 FROM deliveries

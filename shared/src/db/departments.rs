@@ -16,7 +16,7 @@ pub struct Department {
 }
 
 /// `None` when the tenant already has a live department of that name.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn insert(pool: &PgPool, tenant_id: Uuid, name: &str) -> Result<Option<Department>, DbError> {
     Ok(sqlx::query_as::<_, Department>(
         r#"INSERT INTO departments (id, tenant_id, name) VALUES ($1, $2, $3)
@@ -30,7 +30,7 @@ pub async fn insert(pool: &PgPool, tenant_id: Uuid, name: &str) -> Result<Option
     .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Department>, DbError> {
     Ok(sqlx::query_as::<_, Department>(
         r#"SELECT id, tenant_id, name, created_at FROM departments
@@ -42,7 +42,7 @@ pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Department>, DbE
 }
 
 /// Whether `id` is a live department of `tenant_id` (references must stay in-tenant).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn exists(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT EXISTS (SELECT 1 FROM departments WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL)"#,
@@ -53,7 +53,7 @@ pub async fn exists(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, Db
     .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, DbError> {
     let done = sqlx::query(
         r#"UPDATE departments SET deleted_at = now() WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"#,

@@ -16,7 +16,7 @@ pub const TABLES: [(&str, &str, &str, &str); 5] = [
 
 /// Deletes up to `limit` rows of `table` older than `age_secs` (consent states: a day);
 /// returns how many.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn delete_old(
     pool: &PgPool,
     (table, key, at, cond): (&str, &str, &str, &str),

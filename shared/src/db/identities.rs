@@ -11,7 +11,7 @@ use super::DbError;
 pub type Keys = Vec<(&'static str, String)>;
 
 /// The `external_id` of the lead that already owns one of `keys`, if any.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find_lead(pool: &PgPool, tenant_id: Uuid, keys: &Keys) -> Result<Option<String>, DbError> {
     let kinds: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
     let values: Vec<&str> = keys.iter().map(|(_, v)| v.as_str()).collect();
@@ -30,7 +30,7 @@ pub async fn find_lead(pool: &PgPool, tenant_id: Uuid, keys: &Keys) -> Result<Op
 }
 
 /// Attaches `keys` to `lead_id`; keys another lead already owns stay with it.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn attach(pool: &PgPool, tenant_id: Uuid, lead_id: Uuid, keys: &Keys) -> Result<(), DbError> {
     let kinds: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
     let values: Vec<&str> = keys.iter().map(|(_, v)| v.as_str()).collect();
@@ -49,7 +49,7 @@ pub async fn attach(pool: &PgPool, tenant_id: Uuid, lead_id: Uuid, keys: &Keys) 
 }
 
 /// Every identity of a lead, as `(kind, value)`.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn for_lead(pool: &PgPool, lead_id: Uuid) -> Result<Vec<(String, String)>, DbError> {
     Ok(
         sqlx::query_as(r#"SELECT kind, value FROM lead_identities WHERE lead_id = $1 ORDER BY created_at"#)

@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::DbError;
 
 /// The channel a webhook names, with what verifying it takes.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// `Debug` leaves out the secret and the credentials.
+#[derive(Clone, sqlx::FromRow)]
 pub struct WebhookChannel {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -21,7 +22,18 @@ pub struct WebhookChannel {
     pub credentials_enc: Vec<u8>,
 }
 
-#[tracing::instrument(skip(pool))]
+impl std::fmt::Debug for WebhookChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookChannel")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("provider", &self.provider)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn channel(pool: &PgPool, id: Uuid) -> Result<Option<WebhookChannel>, DbError> {
     Ok(sqlx::query_as::<_, WebhookChannel>(
         r#"SELECT id, tenant_id, provider, webhook_secret, status, credentials_enc
@@ -44,7 +56,7 @@ pub struct NewEvent {
 /// Stores a call's events in one statement, the payload once for all of them. Returns
 /// the ids of the events that are new (a key already stored is a duplicate delivery and
 /// is skipped); when none is new the payload is not stored either.
-#[tracing::instrument(skip_all, fields(channel_id = %ch.id, events = events.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(channel_id = %ch.id, events = events.len()))]
 pub async fn insert_all(
     pool: &PgPool,
     ch: &WebhookChannel,
@@ -116,7 +128,7 @@ pub struct Event {
     pub status: String,
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Event>, DbError> {
     Ok(sqlx::query_as::<_, Event>(
         r#"SELECT e.id, e.sender, e.created_at, e.tenant_id, e.channel_id, e.dedupe_key, e.item,
@@ -132,7 +144,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Event>, DbError> {
 /// Whether an earlier message of the same sender on the same channel still waits: it goes
 /// first, so a lead's messages enter the pipeline in the order they arrived. Events stuck
 /// for over a minute stop holding later ones back.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn earlier_pending(pool: &PgPool, e: &Event) -> Result<bool, DbError> {
     let Some(sender) = &e.sender else { return Ok(false) };
     Ok(sqlx::query_scalar(
@@ -149,7 +161,7 @@ pub async fn earlier_pending(pool: &PgPool, e: &Event) -> Result<bool, DbError> 
 }
 
 /// Marks an event handled (`processed`, `ignored` with why, or `failed`).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn finish(pool: &PgPool, id: Uuid, status: &str, note: Option<&str>) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE inbound_events SET status = $2, note = $3, processed_at = now() WHERE id = $1 AND status = 'pending'"#,
@@ -163,7 +175,7 @@ pub async fn finish(pool: &PgPool, id: Uuid, status: &str, note: Option<&str>) -
 }
 
 /// Pending events older than `grace_ms` (their job was lost).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn overdue(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT id FROM inbound_events WHERE status = 'pending'

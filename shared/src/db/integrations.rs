@@ -31,7 +31,7 @@ const COLUMNS: &str = "id, tenant_id, service, status, expires_at, scopes, last_
 /// How long a consent `state` stays valid.
 pub const STATE_TTL_SECS: f64 = 600.0;
 
-#[tracing::instrument(skip(pool, state))]
+#[tracing::instrument(level = "debug", skip(pool, state))]
 pub async fn new_state(pool: &PgPool, tenant_id: Uuid, service: &str, state: &str) -> Result<(), DbError> {
     sqlx::query(r#"INSERT INTO oauth_states (state, tenant_id, service) VALUES ($1, $2, $3)"#)
         .bind(state)
@@ -43,7 +43,7 @@ pub async fn new_state(pool: &PgPool, tenant_id: Uuid, service: &str, state: &st
 }
 
 /// Uses a `state` once: its tenant, or `None` when unknown, used or expired.
-#[tracing::instrument(skip(pool, state))]
+#[tracing::instrument(level = "debug", skip(pool, state))]
 pub async fn take_state(pool: &PgPool, state: &str, service: &str) -> Result<Option<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"UPDATE oauth_states SET used_at = now()
@@ -60,7 +60,7 @@ pub async fn take_state(pool: &PgPool, state: &str, service: &str) -> Result<Opt
 
 /// Stores a fresh consent's tokens as the tenant's live integration (replacing the tokens
 /// of one that needed re-authorisation, keeping its id so its calendars carry on).
-#[tracing::instrument(skip(pool, key, access, refresh))]
+#[tracing::instrument(level = "debug", skip(pool, key, access, refresh))]
 #[allow(clippy::too_many_arguments)]
 pub async fn store_consent(
     pool: &PgPool,
@@ -94,7 +94,7 @@ pub async fn store_consent(
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Integration>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM integration_tokens WHERE tenant_id = $1 ORDER BY created_at"#);
     Ok(sqlx::query_as::<_, Integration>(&sql)
@@ -103,7 +103,7 @@ pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Integration>, Db
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Integration>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM integration_tokens WHERE id = $1"#);
     Ok(sqlx::query_as::<_, Integration>(&sql)
@@ -113,7 +113,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Integration>, DbError
 }
 
 /// The tenant's live integration with `service`.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn live(pool: &PgPool, tenant_id: Uuid, service: &str) -> Result<Option<Integration>, DbError> {
     let sql = format!(
         r#"SELECT {COLUMNS} FROM integration_tokens WHERE tenant_id = $1 AND service = $2 AND status <> 'revoked'"#
@@ -131,7 +131,7 @@ pub struct Secrets {
     pub refresh: Option<SecretString>,
 }
 
-#[tracing::instrument(skip(pool, key))]
+#[tracing::instrument(level = "debug", skip(pool, key))]
 pub async fn secrets(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Secrets, DbError> {
     let (access, refresh): (Option<Vec<u8>>, Option<Vec<u8>>) =
         sqlx::query_as(r#"SELECT access_token_enc, refresh_token_enc FROM integration_tokens WHERE id = $1"#)
@@ -147,7 +147,7 @@ pub async fn secrets(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Secrets
 }
 
 /// A refreshed access token.
-#[tracing::instrument(skip(pool, key, access))]
+#[tracing::instrument(level = "debug", skip(pool, key, access))]
 pub async fn refreshed(
     pool: &PgPool,
     key: &MasterKey,
@@ -168,7 +168,7 @@ pub async fn refreshed(
 }
 
 /// Moves an integration to `status` (`needs_reauth`, `revoked`); `true` when it changed.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn set_status(pool: &PgPool, id: Uuid, status: &str, error: Option<&str>) -> Result<bool, DbError> {
     let done = sqlx::query(
         r#"UPDATE integration_tokens SET status = $2, last_error = coalesce($3, last_error), updated_at = now()
@@ -183,7 +183,7 @@ pub async fn set_status(pool: &PgPool, id: Uuid, status: &str, error: Option<&st
 }
 
 /// Forgets a revoked integration's tokens once its channels are stopped.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn wipe(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE integration_tokens SET access_token_enc = NULL, refresh_token_enc = NULL, updated_at = now()

@@ -29,7 +29,7 @@ pub struct LeadChannel {
 /// Counts one message of `lead_id` on `channel_id`, creating the lead channel (with the
 /// channel's assistant — the tenant's default when it names none — and department) on
 /// first contact.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn touch(
     pool: &PgPool,
     tenant_id: Uuid,
@@ -69,7 +69,7 @@ pub async fn touch(
 }
 
 /// When the lead last wrote on this channel.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn last_inbound(pool: &PgPool, lead_id: Uuid, channel_id: Uuid) -> Result<Option<DateTime<Utc>>, DbError> {
     Ok(
         sqlx::query_scalar(r#"SELECT last_inbound_at FROM lead_channels WHERE lead_id = $1 AND channel_id = $2"#)
@@ -81,7 +81,7 @@ pub async fn last_inbound(pool: &PgPool, lead_id: Uuid, channel_id: Uuid) -> Res
     )
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn for_lead(pool: &PgPool, lead_id: Uuid) -> Result<Vec<LeadChannel>, DbError> {
     Ok(sqlx::query_as::<_, LeadChannel>(
         r#"SELECT lc.id, lc.lead_id, lc.channel_id, lc.assistant_id, c.name AS channel_name, c.type AS channel_type,
@@ -106,13 +106,13 @@ pub struct LeadChannelFields {
     pub is_primary: bool,
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find(pool: &PgPool, lead_id: Uuid, id: Uuid) -> Result<Option<LeadChannel>, DbError> {
     Ok(for_lead(pool, lead_id).await?.into_iter().find(|lc| lc.id == id))
 }
 
 /// Applies `f`; making one channel primary makes the lead's others not.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn update(pool: &PgPool, lead_id: Uuid, id: Uuid, f: &LeadChannelFields) -> Result<(), DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query(r#"SELECT 1 FROM leads WHERE id = $1 FOR UPDATE"#)
@@ -161,7 +161,7 @@ pub struct Attendant {
 
 /// Counts one human message on the lead channel: `user_id` for an operator's message,
 /// `None` for a reply typed on the phone (credited to the lead channel's assigned user).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn attend(pool: &PgPool, lead_id: Uuid, channel_id: Uuid, user_id: Option<Uuid>) -> Result<(), DbError> {
     sqlx::query(
         r#"INSERT INTO attendances AS a (lead_id, channel_id, user_id, source, message_count, last_message_at)
@@ -179,7 +179,7 @@ pub async fn attend(pool: &PgPool, lead_id: Uuid, channel_id: Uuid, user_id: Opt
     Ok(())
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn attendants(pool: &PgPool, lead_id: Uuid) -> Result<Vec<Attendant>, DbError> {
     Ok(sqlx::query_as::<_, Attendant>(
         r#"SELECT at.user_id, op.name AS user_name, c.id AS channel_id, c.name AS channel_name, c.type AS channel_type,
@@ -201,7 +201,7 @@ pub async fn attendants(pool: &PgPool, lead_id: Uuid) -> Result<Vec<Attendant>, 
 }
 
 /// The assistant a lead channel names (a PATCH may have changed it from the channel's).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn assistant_for(
     pool: &PgPool,
     tenant_id: Uuid,

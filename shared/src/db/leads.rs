@@ -88,7 +88,7 @@ struct AcceptRow {
 /// non-`user` or paused message is only recorded; a `user` message joins the lead's live
 /// debounce burst (bumping its version and moving `due_at`) or opens a new burst (sync
 /// messages always get their own).
-#[tracing::instrument(skip_all, fields(tenant_id = %m.tenant_id, lead = m.lead_external_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(tenant_id = %m.tenant_id))]
 pub async fn accept(pool: &PgPool, m: &Incoming<'_>) -> Result<Accepted, DbError> {
     let Some(handle) = m.media_handle else {
         return accept_in(pool, m).await;
@@ -158,7 +158,7 @@ async fn accept_in<'e>(db: impl sqlx::PgExecutor<'e>, m: &Incoming<'_>) -> Resul
 /// Locks the lead row for the transaction (serialises decisions about one lead) and
 /// says whether a human has paused the AI for it: on the lead as a whole, or on the
 /// channel the burst came through.
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub async fn lock(conn: &mut sqlx::PgConnection, lead_id: Uuid, channel_id: Option<Uuid>) -> Result<bool, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT COALESCE(l.paused_until > now(), false)
@@ -173,7 +173,7 @@ pub async fn lock(conn: &mut sqlx::PgConnection, lead_id: Uuid, channel_id: Opti
 }
 
 /// The integrator's id of a lead.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn external_id(pool: &PgPool, lead_id: Uuid) -> Result<String, DbError> {
     Ok(sqlx::query_scalar(r#"SELECT external_id FROM leads WHERE id = $1"#)
         .bind(lead_id)
@@ -181,7 +181,7 @@ pub async fn external_id(pool: &PgPool, lead_id: Uuid) -> Result<String, DbError
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find_id(pool: &PgPool, tenant_id: Uuid, external_id: &str) -> Result<Option<Uuid>, DbError> {
     Ok(
         sqlx::query_scalar(r#"SELECT id FROM leads WHERE tenant_id = $1 AND external_id = $2"#)
@@ -194,7 +194,7 @@ pub async fn find_id(pool: &PgPool, tenant_id: Uuid, external_id: &str) -> Resul
 
 /// Ends a human takeover now: the AI answers the lead's next messages again, on
 /// `channel_id` only, or everywhere when it is `None`.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn release(pool: &PgPool, lead_id: Uuid, channel_id: Option<Uuid>) -> Result<(), DbError> {
     let mut tx = pool.begin().await?;
     if channel_id.is_none() {

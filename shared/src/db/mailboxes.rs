@@ -8,7 +8,7 @@ use super::DbError;
 use crate::mail::{StoredMail, Thread};
 
 /// Active e-mail channels, for the poller.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn channels(pool: &PgPool) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT id FROM channels WHERE provider = 'smtp-imap' AND status = 'active' AND deleted_at IS NULL"#,
@@ -18,7 +18,7 @@ pub async fn channels(pool: &PgPool) -> Result<Vec<Uuid>, DbError> {
 }
 
 /// `(uid_validity, last_uid)` of the channel's mailbox; `None` before its first poll.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn watermark(pool: &PgPool, channel_id: Uuid) -> Result<Option<(i64, i64)>, DbError> {
     Ok(sqlx::query_as(
         r#"SELECT uid_validity, last_uid FROM mailboxes WHERE channel_id = $1 AND uid_validity IS NOT NULL"#,
@@ -30,7 +30,7 @@ pub async fn watermark(pool: &PgPool, channel_id: Uuid) -> Result<Option<(i64, i
 
 /// Moves the watermark forward (never back: two polls may overlap), or resets it when
 /// the mailbox's UIDVALIDITY changed.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn advance(pool: &PgPool, channel_id: Uuid, uid_validity: i64, last_uid: i64) -> Result<(), DbError> {
     sqlx::query(
         r#"INSERT INTO mailboxes AS m (channel_id, uid_validity, last_uid) VALUES ($1, $2, $3)
@@ -47,7 +47,7 @@ pub async fn advance(pool: &PgPool, channel_id: Uuid, uid_validity: i64, last_ui
 }
 
 /// Keeps the last polling failure where operators can see it.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn record_error(pool: &PgPool, channel_id: Uuid, error: &str) -> Result<(), DbError> {
     sqlx::query(
         r#"INSERT INTO mailboxes (channel_id, last_error) VALUES ($1, $2)
@@ -60,7 +60,7 @@ pub async fn record_error(pool: &PgPool, channel_id: Uuid, error: &str) -> Resul
     Ok(())
 }
 
-#[tracing::instrument(skip(pool, data))]
+#[tracing::instrument(level = "debug", skip(pool, data))]
 pub async fn store_attachment(
     pool: &PgPool,
     tenant_id: Uuid,
@@ -94,7 +94,7 @@ pub struct StoredFile {
 }
 
 /// An attachment, its bytes loaded only if at most `limit` bytes.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn attachment(
     pool: &PgPool,
     tenant_id: Uuid,
@@ -116,7 +116,7 @@ pub async fn attachment(
 }
 
 /// What a reply to `address` on this channel answers: the lead's last e-mail there.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool, address))]
 pub async fn last_thread(pool: &PgPool, channel_id: Uuid, address: &str) -> Result<Option<Thread>, DbError> {
     let payload: Option<serde_json::Value> = sqlx::query_scalar(
         r#"SELECT COALESCE(e.payload, p.payload) FROM inbound_events e

@@ -60,7 +60,7 @@ const COLUMNS: &str = r#"message_id, kind, status, mime, file_name, size_bytes, 
 /// Takes the medium of `message_id` for `lease`, creating its row on first contact.
 /// `None`: it is finished, or another job holds it (and `attempt` is not the retry that
 /// was scheduled for it).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn claim(pool: &PgPool, message_id: Uuid, attempt: u32, lease: Duration) -> Result<Option<Claim>, DbError> {
     Ok(sqlx::query_as::<_, Claim>(
         r#"WITH c AS (
@@ -100,7 +100,7 @@ pub struct Outcome {
     pub duration_ms: i32,
 }
 
-#[tracing::instrument(skip(pool, o))]
+#[tracing::instrument(level = "debug", skip(pool, o))]
 pub async fn succeed(pool: &PgPool, message_id: Uuid, o: &Outcome) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE media SET status = 'done', mime = $2, file_name = $3, size_bytes = $4, text = $5, pages = $6,
@@ -125,7 +125,7 @@ pub async fn succeed(pool: &PgPool, message_id: Uuid, o: &Outcome) -> Result<(),
 }
 
 /// Gives up on the medium: the prompt will carry a note instead.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn fail(pool: &PgPool, message_id: Uuid, code: &str, error: &str) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE media SET status = 'failed', error_code = $2, error = $3, locked_until = NULL, updated_at = now()
@@ -141,7 +141,7 @@ pub async fn fail(pool: &PgPool, message_id: Uuid, code: &str, error: &str) -> R
 
 /// Keeps the row for the retry scheduled as `next_attempt` (after `delay`, plus a lease),
 /// so the sweeper does not start a second copy meanwhile.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn hold_for_retry(
     pool: &PgPool,
     message_id: Uuid,
@@ -163,7 +163,7 @@ pub async fn hold_for_retry(
 }
 
 /// Lets go of a claim without a result (the job hit an infrastructure error).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn release(pool: &PgPool, message_id: Uuid) -> Result<(), DbError> {
     sqlx::query(r#"UPDATE media SET locked_until = NULL WHERE message_id = $1 AND status = 'pending'"#)
         .bind(message_id)
@@ -173,7 +173,7 @@ pub async fn release(pool: &PgPool, message_id: Uuid) -> Result<(), DbError> {
 }
 
 /// Results of these messages; `with_data` also loads the stored bytes (images, PDFs).
-#[tracing::instrument(skip(pool, ids))]
+#[tracing::instrument(level = "debug", skip(pool, ids))]
 pub async fn for_messages(pool: &PgPool, ids: &[Uuid], with_data: bool) -> Result<HashMap<Uuid, Media>, DbError> {
     if ids.is_empty() {
         return Ok(HashMap::new());
@@ -186,7 +186,7 @@ pub async fn for_messages(pool: &PgPool, ids: &[Uuid], with_data: bool) -> Resul
 
 /// Media of live bursts whose job seems lost: no row after `grace_ms`, or a pending row
 /// whose lease ran out. Returns (message id, the attempt number a new job should carry).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn orphaned(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
     Ok(sqlx::query_as(
         r#"SELECT m.id, COALESCE(x.attempts, 0) + 1

@@ -26,7 +26,7 @@ pub struct Message {
 const COLUMNS: &str = "id, seq, role, content, message_type, url, external_id, status, created_at";
 
 /// The burst's messages in acceptance order.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn in_burst(pool: &PgPool, burst_id: Uuid) -> Result<Vec<Message>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM messages WHERE burst_id = $1 AND role = 'user' ORDER BY seq"#);
     Ok(sqlx::query_as::<_, Message>(&sql)
@@ -37,7 +37,7 @@ pub async fn in_burst(pool: &PgPool, burst_id: Uuid) -> Result<Vec<Message>, DbE
 
 /// The lead's last `limit` messages before `before_seq` that are not part of `burst_id`
 /// (plus the replies to earlier bursts), oldest first.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn history(
     pool: &PgPool,
     lead_id: Uuid,
@@ -65,7 +65,7 @@ pub async fn history(
 }
 
 /// The conversation as stored, oldest first.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn for_lead(pool: &PgPool, lead_id: Uuid, limit: i64) -> Result<Vec<Message>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM messages WHERE lead_id = $1 ORDER BY seq LIMIT $2"#);
     Ok(sqlx::query_as::<_, Message>(&sql)
@@ -87,7 +87,7 @@ pub struct Reply<'a> {
 
 /// Stores the AI's reply to a burst. At most one per burst (unique `reply_to_burst`):
 /// returns `None` when a re-run already stored one.
-#[tracing::instrument(skip(conn, r), fields(burst_id = %r.burst_id))]
+#[tracing::instrument(level = "debug", skip(conn, r), fields(burst_id = %r.burst_id))]
 pub async fn insert_reply(conn: &mut PgConnection, r: &Reply<'_>) -> Result<Option<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, reply_to_burst, status,
@@ -109,7 +109,7 @@ pub async fn insert_reply(conn: &mut PgConnection, r: &Reply<'_>) -> Result<Opti
 }
 
 /// The reply stored for a burst, if any.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn reply_of(pool: &PgPool, burst_id: Uuid) -> Result<Option<String>, DbError> {
     Ok(
         sqlx::query_scalar(r#"SELECT content FROM messages WHERE reply_to_burst = $1"#)

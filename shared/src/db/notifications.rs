@@ -49,7 +49,7 @@ pub struct ConfigFields {
 
 const COLUMNS: &str = "id, tenant_id, events, target, url, email, channel_id, phone, created_at";
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool, f))]
 pub async fn create(pool: &PgPool, tenant_id: Uuid, f: &ConfigFields) -> Result<NotificationConfig, DbError> {
     let sql = format!(
         r#"INSERT INTO notification_configs (id, tenant_id, events, target, url, email, channel_id, phone)
@@ -68,7 +68,7 @@ pub async fn create(pool: &PgPool, tenant_id: Uuid, f: &ConfigFields) -> Result<
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<NotificationConfig>, DbError> {
     let sql = format!(
         r#"SELECT {COLUMNS} FROM notification_configs WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY created_at"#
@@ -79,7 +79,7 @@ pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<NotificationConf
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<NotificationConfig>, DbError> {
     let sql = format!(
         r#"SELECT {COLUMNS} FROM notification_configs WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"#
@@ -92,7 +92,7 @@ pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Not
 }
 
 /// Stops a configuration (its earlier deliveries keep pointing at it); `false` if none.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, DbError> {
     let done = sqlx::query(
         r#"UPDATE notification_configs SET deleted_at = now()
@@ -116,7 +116,7 @@ pub struct Raised {
 }
 
 /// Raises `event` about `subject` (a channel id, a delivery id…) for a tenant.
-#[tracing::instrument(skip(pool, payload))]
+#[tracing::instrument(level = "debug", skip(pool, payload))]
 pub async fn raise(
     pool: &PgPool,
     tenant_id: Uuid,
@@ -183,7 +183,7 @@ pub async fn raise(
 /// Whether a notification's deliveries may go out now. A held one is released only if it
 /// is still the latest about its subject and differs from the last one that went out;
 /// otherwise it is dropped (superseded, or nothing new to say).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn may_send(pool: &PgPool, id: Uuid) -> Result<bool, DbError> {
     let mut tx = pool.begin().await?;
     let Some((tenant_id, subject, event, status)): Option<(Uuid, String, String, String)> =

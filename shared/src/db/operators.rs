@@ -29,7 +29,7 @@ pub struct OperatorFields {
 const COLUMNS: &str = "id, tenant_id, name, email, department_id, created_at, updated_at";
 
 /// `None` when another live operator of the tenant has that e-mail.
-#[tracing::instrument(skip(pool, f))]
+#[tracing::instrument(level = "debug", skip(pool, f))]
 pub async fn insert(pool: &PgPool, tenant_id: Uuid, f: &OperatorFields) -> Result<Option<Operator>, DbError> {
     let sql = format!(
         r#"INSERT INTO operators (id, tenant_id, name, email, department_id) VALUES ($1, $2, $3, $4, $5)
@@ -46,7 +46,7 @@ pub async fn insert(pool: &PgPool, tenant_id: Uuid, f: &OperatorFields) -> Resul
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Operator>, DbError> {
     let sql =
         format!(r#"SELECT {COLUMNS} FROM operators WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY created_at"#);
@@ -56,7 +56,7 @@ pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<Operator>, DbErr
         .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Operator>, DbError> {
     let sql = format!(r#"SELECT {COLUMNS} FROM operators WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"#);
     Ok(sqlx::query_as::<_, Operator>(&sql)
@@ -72,7 +72,7 @@ pub enum Updated {
     EmailTaken,
 }
 
-#[tracing::instrument(skip(pool, f))]
+#[tracing::instrument(level = "debug", skip(pool, f))]
 pub async fn update(pool: &PgPool, tenant_id: Uuid, id: Uuid, f: &OperatorFields) -> Result<Updated, DbError> {
     let sql = format!(
         r#"UPDATE operators SET name = $3, email = $4, department_id = $5, updated_at = now()
@@ -95,7 +95,7 @@ pub async fn update(pool: &PgPool, tenant_id: Uuid, id: Uuid, f: &OperatorFields
     }
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, DbError> {
     let done = sqlx::query(
         r#"UPDATE operators SET deleted_at = now() WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"#,

@@ -22,7 +22,7 @@ pub struct Outgoing {
 /// The AI reply of `burst_id`, to send through `channel_id` (one per burst), as one
 /// row per part: the first is due now, each next one once the one before is sent.
 /// Returns the first part's id (None if the reply was already stored).
-#[tracing::instrument(skip(conn, parts))]
+#[tracing::instrument(level = "debug", skip(conn, parts))]
 pub async fn create_reply(
     conn: &mut PgConnection,
     tenant_id: Uuid,
@@ -54,7 +54,7 @@ pub async fn create_reply(
 }
 
 /// After part `id` of a reply was sent: the next part, now due after `delay`.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn next_part(pool: &PgPool, id: Uuid, delay: std::time::Duration) -> Result<Option<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"UPDATE outbox n SET next_attempt_at = now() + $2
@@ -71,7 +71,7 @@ pub async fn next_part(pool: &PgPool, id: Uuid, delay: std::time::Duration) -> R
 
 /// After part `id` failed for good, the parts after it are not sent either (a reply with
 /// a hole in it would read wrong).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn fail_later_parts(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE outbox n SET status = 'failed', error = 'an earlier part of this reply could not be sent'
@@ -86,7 +86,7 @@ pub async fn fail_later_parts(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
 }
 
 /// A message an operator typed in Leadflow, to send through `channel_id`.
-#[tracing::instrument(skip(pool, content))]
+#[tracing::instrument(level = "debug", skip(pool, content))]
 pub async fn create_manual(
     pool: &PgPool,
     tenant_id: Uuid,
@@ -112,7 +112,7 @@ pub async fn create_manual(
 
 /// The reply of `burst_id` if it was stored but never attempted (a crash between the
 /// commit and the enqueue).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn unstarted_for_burst(pool: &PgPool, burst_id: Uuid) -> Result<Option<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT id FROM outbox WHERE burst_id = $1 AND part = 0 AND status = 'pending' AND attempts = 0"#,
@@ -122,7 +122,7 @@ pub async fn unstarted_for_burst(pool: &PgPool, burst_id: Uuid) -> Result<Option
     .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Outgoing>, DbError> {
     Ok(sqlx::query_as::<_, Outgoing>(
         r#"SELECT id, tenant_id, channel_id, lead_id, content, status, attempts FROM outbox WHERE id = $1"#,
@@ -149,7 +149,7 @@ pub struct Attempt<'a> {
 }
 
 /// Records one attempt as a row and moves the message to the attempt's outcome.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn record_attempt(pool: &PgPool, id: Uuid, a: &Attempt<'_>) -> Result<(), DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query(
@@ -186,7 +186,7 @@ pub async fn record_attempt(pool: &PgPool, id: Uuid, a: &Attempt<'_>) -> Result<
 /// Whether a `fromMe` message is Leadflow's own: its provider id is in the outbox, or the
 /// same text went to this lead through this channel in the last two minutes (the echo can
 /// arrive before the provider's answer to our send).
-#[tracing::instrument(skip(pool, content))]
+#[tracing::instrument(level = "debug", skip(pool, content))]
 pub async fn is_own_echo(
     pool: &PgPool,
     channel_id: Uuid,
@@ -209,7 +209,7 @@ pub async fn is_own_echo(
 
 /// Messages whose next attempt is `grace_ms` overdue (its job was lost: Redis refused the
 /// enqueue or lost data), as (id, the attempt number a new job should carry).
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn overdue_pending(pool: &PgPool, grace_ms: i64, limit: i64) -> Result<Vec<(Uuid, i32)>, DbError> {
     Ok(sqlx::query_as(
         r#"SELECT id, attempts + 1 FROM outbox
@@ -223,7 +223,7 @@ pub async fn overdue_pending(pool: &PgPool, grace_ms: i64, limit: i64) -> Result
 }
 
 /// A provider's asynchronous failure report for a message we sent.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn mark_failed_by_provider_id(
     pool: &PgPool,
     channel_id: Uuid,

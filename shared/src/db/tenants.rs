@@ -21,12 +21,22 @@ pub struct Tenant {
 }
 
 /// What `leadflow tenant create` prints: the only time the API key is ever shown.
-#[derive(Debug, serde::Serialize)]
+/// `Debug` shows neither secret.
+#[derive(serde::Serialize)]
 pub struct CreatedTenant {
     pub tenant_id: Uuid,
     pub api_key: String,
     pub postback_secret: String,
     pub assistant_id: Uuid,
+}
+
+impl std::fmt::Debug for CreatedTenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedTenant")
+            .field("tenant_id", &self.tenant_id)
+            .field("assistant_id", &self.assistant_id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +54,7 @@ impl TenantKind {
     }
 }
 
-#[tracing::instrument(skip(pool, key))]
+#[tracing::instrument(level = "debug", skip(pool, key))]
 pub async fn create(
     pool: &PgPool,
     key: &MasterKey,
@@ -88,7 +98,7 @@ pub async fn create(
     })
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Tenant>, DbError> {
     Ok(sqlx::query_as::<_, Tenant>(
         r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants
@@ -99,7 +109,7 @@ pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Tena
     .await?)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Tenant>, DbError> {
     Ok(sqlx::query_as::<_, Tenant>(
         r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants WHERE id = $1 AND disabled_at IS NULL"#,
@@ -110,7 +120,7 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Tenant>, DbError> {
 }
 
 /// The tenant's postback signing secret, decrypted.
-#[tracing::instrument(skip(pool, key))]
+#[tracing::instrument(level = "debug", skip(pool, key))]
 pub async fn postback_secret(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<WebhookSecret, DbError> {
     let enc: Vec<u8> = sqlx::query_scalar(r#"SELECT postback_secret_enc FROM tenants WHERE id = $1"#)
         .bind(id)
@@ -128,7 +138,7 @@ pub struct TenantAi {
     pub base_url: Option<String>,
 }
 
-#[tracing::instrument(skip(pool, key))]
+#[tracing::instrument(level = "debug", skip(pool, key))]
 pub async fn ai_settings(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<TenantAi, DbError> {
     let row: Option<(Option<Vec<u8>>, Option<String>)> =
         sqlx::query_as(r#"SELECT ai_api_key_enc, ai_base_url FROM tenants WHERE id = $1"#)
@@ -140,7 +150,7 @@ pub async fn ai_settings(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Ten
     Ok(TenantAi { api_key, base_url })
 }
 
-#[tracing::instrument(skip(pool, key, api_key))]
+#[tracing::instrument(level = "debug", skip(pool, key, api_key))]
 pub async fn set_ai_settings(
     pool: &PgPool,
     key: &MasterKey,
@@ -166,7 +176,7 @@ pub struct Client {
     pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn clients(pool: &PgPool, agency: Uuid) -> Result<Vec<Client>, DbError> {
     Ok(sqlx::query_as::<_, Client>(
         r#"SELECT id, name, created_at, disabled_at FROM tenants WHERE parent_id = $1 ORDER BY created_at"#,
@@ -177,7 +187,7 @@ pub async fn clients(pool: &PgPool, agency: Uuid) -> Result<Vec<Client>, DbError
 }
 
 /// Disables (or re-enables) one of `agency`'s clients; `false` if it is not its client.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn set_client_disabled(pool: &PgPool, agency: Uuid, client: Uuid, disabled: bool) -> Result<bool, DbError> {
     let done = sqlx::query(
         r#"UPDATE tenants SET disabled_at = CASE WHEN $3 THEN COALESCE(disabled_at, now()) END
