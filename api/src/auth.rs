@@ -16,9 +16,10 @@ use crate::AppState;
 
 const CACHE_TTL: Duration = Duration::from_secs(30);
 
-/// The authenticated tenant.
+/// The authenticated tenant, and whether the request only reads (`GET`/`HEAD`): an
+/// agency may read a disabled client's data but not act for it.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Tenant);
+pub struct Caller(pub Tenant, pub bool);
 
 pub struct AuthCache {
     by_key: TtlCache<String, Tenant>,
@@ -78,7 +79,8 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         let tenant = state.auth.by_key(state, key).await?.ok_or(ApiError::Unauthorized)?;
-        Ok(Caller(tenant))
+        let reads = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+        Ok(Caller(tenant, reads))
     }
 }
 
@@ -87,14 +89,15 @@ impl Caller {
         self.0.id
     }
 
-    /// Checks the caller may act for `tenant_id` and returns that tenant.
+    /// Checks the caller may act for `tenant_id` (read only, for a disabled client) and
+    /// returns that tenant.
     pub async fn act_for(&self, state: &AppState, tenant_id: Uuid) -> Result<Tenant, ApiError> {
         if tenant_id == self.0.id {
             return Ok(self.0.clone());
         }
         if self.0.kind == "agency" {
             if let Some(t) = state.auth.by_id(state, tenant_id).await? {
-                if t.parent_id == Some(self.0.id) {
+                if t.parent_id == Some(self.0.id) && (self.1 || !t.disabled) {
                     return Ok(t);
                 }
             }
@@ -111,14 +114,17 @@ impl Caller {
         }
     }
 
-    /// The tenants the caller can see: itself, and an agency's clients.
+    /// The tenants the caller can see — itself and an agency's clients — or, for a
+    /// request that acts, those it may act for (no disabled client).
     pub async fn visible_tenants(&self, state: &AppState) -> Result<Vec<Uuid>, ApiError> {
         let mut ids = vec![self.0.id];
         if self.0.kind == "agency" {
-            let children: Vec<Uuid> = sqlx::query_scalar(r#"SELECT id FROM tenants WHERE parent_id = $1"#)
-                .bind(self.0.id)
-                .fetch_all(&state.pool)
-                .await?;
+            let children: Vec<Uuid> =
+                sqlx::query_scalar(r#"SELECT id FROM tenants WHERE parent_id = $1 AND ($2 OR disabled_at IS NULL)"#)
+                    .bind(self.0.id)
+                    .bind(self.1)
+                    .fetch_all(&state.pool)
+                    .await?;
             ids.extend(children);
         }
         Ok(ids)

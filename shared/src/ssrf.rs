@@ -91,6 +91,16 @@ pub enum SsrfError {
     NoAddress(String),
 }
 
+/// Whether `host` is a bare host name or address: nothing that would change what a URL
+/// or a connection string means (`@ / # ?`, `\`, whitespace, control characters).
+pub fn is_plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && !host
+            .chars()
+            .any(|c| matches!(c, '@' | '/' | '#' | '?' | '\\') || c.is_whitespace() || c.is_control())
+}
+
 /// True for every address that is not publicly routable: private, loopback, link-local,
 /// shared, documentation, benchmarking, multicast and reserved ranges, and IPv6 forms
 /// that embed such an IPv4 address (mapped, compatible, NAT64, 6to4).
@@ -327,15 +337,31 @@ impl Policy {
         }
     }
 
-    /// Whether a mail server (SMTP, IMAP) at `host:port` may be contacted: the same
-    /// address rules as for URLs.
-    pub async fn check_host(&self, host: &str, port: u16) -> Result<(), SsrfError> {
-        let host = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        };
-        self.check_url(&format!("http://{host}:{port}/")).await.map(drop)
+    /// The address to connect to for a mail server (SMTP, IMAP) at `host:port`, checked
+    /// once: a literal address under the same rules as URLs (and the operator's
+    /// exceptions), a name resolved once through the guard. Connect to the returned
+    /// address and pass the name only for TLS (SNI, the certificate check): resolving it
+    /// again at connect time would let a DNS answer that changed in between (rebinding)
+    /// reach an internal service.
+    pub async fn resolve_host(&self, host: &str, port: u16) -> Result<SocketAddr, SsrfError> {
+        if !is_plain_host(host) {
+            return Err(SsrfError::InvalidUrl(format!("{host:?} is not a host name")));
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            let addr = SocketAddr::new(ip, port);
+            if self.allow_private || self.exceptions.contains(&addr) {
+                return Ok(addr);
+            }
+            check_ip(bare, ip)?;
+            return Ok(addr);
+        }
+        self.check_without_dns(&format!("http://{bare}:{port}/"))?;
+        let addrs = resolve_checked(bare, self.allow_private).await?;
+        addrs
+            .first()
+            .map(|a| SocketAddr::new(a.ip(), port))
+            .ok_or_else(|| SsrfError::NoAddress(bare.to_owned()))
     }
 
     /// [`check_url`] under this policy.
@@ -449,6 +475,46 @@ mod tests {
             Ok(u) => panic!("{url} was accepted as {u}"),
             Err(e) => e,
         }
+    }
+
+    #[tokio::test]
+    async fn a_mail_host_is_resolved_once_to_a_checked_address() {
+        let guard = Policy::new(false, &[]);
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "[::1]",
+            "localhost",
+            "mail.localhost",
+            "169.254.169.254",
+        ] {
+            assert!(guard.resolve_host(bad, 993).await.is_err(), "{bad}");
+        }
+        for malformed in [
+            "user@10.0.0.1",
+            "mail.example.com/x",
+            "a#b",
+            "a?b",
+            "mail example.com",
+            "",
+            "a\\b",
+        ] {
+            assert!(
+                matches!(guard.resolve_host(malformed, 25).await, Err(SsrfError::InvalidUrl(_))),
+                "{malformed:?}"
+            );
+        }
+        assert_eq!(
+            guard.resolve_host("8.8.8.8", 587).await.unwrap(),
+            "8.8.8.8:587".parse::<SocketAddr>().unwrap()
+        );
+        // Tests and dev reach loopback only when told to; an operator's exception is literal.
+        let open = Policy::new(true, &[]);
+        assert_eq!(open.resolve_host("localhost", 2525).await.unwrap().port(), 2525);
+        let exception: SocketAddr = "10.0.0.5:993".parse().unwrap();
+        let excepted = Policy::new(false, &[exception]);
+        assert_eq!(excepted.resolve_host("10.0.0.5", 993).await.unwrap(), exception);
+        assert!(excepted.resolve_host("10.0.0.5", 994).await.is_err());
     }
 
     #[tokio::test]

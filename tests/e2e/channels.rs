@@ -251,7 +251,14 @@ async fn an_agency_creates_lists_disables_and_enables_its_clients() {
         "a disabled client's key stops working"
     );
     let (status, _) = app.get(&format!("/backend/channels?tenant_id={client_id}")).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "and the agency cannot act for it");
+    assert_eq!(status, StatusCode::OK, "the agency still reads its data");
+    let (status, _) = app
+        .post(
+            &format!("/backend/departments?tenant_id={client_id}"),
+            &json!({"name": "Vendas"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "but cannot act for it");
     let (status, _) = app
         .post(&format!("/backend/clients/{client_id}/enable"), &json!({}))
         .await;

@@ -450,3 +450,178 @@ async fn no_secret_reaches_a_log_line_and_no_personal_data_is_logged_at_info() {
         assert!(!info.contains(pii), "{pii:?} was logged at info:\n{info}");
     }
 }
+
+#[tokio::test]
+async fn a_disabled_client_is_disabled_everywhere_and_resumes_new_work_only() {
+    use reqwest::Method;
+    let providers = FakeProviders::start().await;
+    let app = TestApp::start().await; // the agency
+    let (status, client) = app.post("/backend/clients", &json!({"name": "Acme"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let client_id = client["tenant_id"].as_str().unwrap().to_string();
+    let key = client["api_key"].as_str().unwrap().to_string();
+    let assistant = client["assistant_id"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .send_as(
+            &key,
+            Method::PATCH,
+            &format!("/backend/assistants/{assistant}"),
+            Some(&json!({"debounce_seconds": 1.5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, ch) = app
+        .post_as(
+            &key,
+            "/backend/channels",
+            &json!({"name": "WhatsApp", "type": "whatsapp", "provider": "z-api",
+                    "credentials": {"instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
+                                    "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F",
+                                    "client_token": "Fa1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6S",
+                                    "base_url": providers.base_url}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ch}");
+    let hook = ch["webhook_path"].as_str().unwrap().to_string();
+
+    // Work in flight when the client is disabled: a burst waiting out its debounce, and
+    // an operator's message whose first send the provider refuses (to be retried).
+    let msg = json!({"tenant_id": client_id, "lead_id": "lead-queued", "role": "user", "content": "oi",
+                     "message_type": "text", "debounce": true, "postback_url": app.receiver.url});
+    let (status, out) = app.post_as(&key, "/ai/process", &msg).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+    let first = crate::inbound::zapi_text("3A0000000000000000A1", "primeira mensagem");
+    assert_eq!(webhook(&app, &hook, &first, &[]).await.0, StatusCode::OK);
+    eventually(Duration::from_secs(10), "the lead from the webhook", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM lead_channels")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    let (status, user) = app
+        .post_as(&key, "/backend/users", &json!({"name": "Ana", "email": "ana@acme.com"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    providers.push_status(503);
+    let (status, out) = app
+        .post_as(
+            &key,
+            "/backend/leads/+5511987654321/messages",
+            &json!({"channel_id": ch["id"], "user_id": user["id"], "content": "Olá, aqui é a Ana"}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {out}");
+    providers.wait_for(1, Duration::from_secs(10)).await; // the refused first attempt
+
+    let (status, mail) = app
+        .post_as(
+            &key,
+            "/backend/channels",
+            &json!({"name": "E-mail", "type": "email", "provider": "smtp-imap",
+                    "credentials": {"smtp_host": "127.0.0.1", "smtp_port": "2525", "username": "u",
+                                    "password": "p", "from": "vendas@acme.example"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{mail}");
+    let mail_id: uuid::Uuid = mail["id"].as_str().unwrap().parse().unwrap();
+    let polled = || async { leadflow_shared::db::mailboxes::channels(&app.pool).await.unwrap() };
+    assert!(polled().await.contains(&mail_id));
+
+    let (status, _) = app
+        .post(&format!("/backend/clients/{client_id}/disable"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!polled().await.contains(&mail_id), "its mailboxes are no longer polled");
+    let ai_calls = app.ai.request_count();
+
+    // A webhook while disabled: acknowledged, kept as ignored, not processed.
+    let while_off = crate::inbound::zapi_text("3A0000000000000000B2", "estou esperando");
+    let (status, out) = webhook(&app, &hook, &while_off, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let note: (String, Option<String>) =
+        sqlx::query_as("SELECT status, note FROM inbound_events WHERE dedupe_key = 'msg:3A0000000000000000B2'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(note, ("ignored".into(), Some("the tenant is disabled".into())));
+
+    // Queued work is dropped with its reason when it comes up.
+    let (reason,): (Option<String>,) = eventually(Duration::from_secs(15), "the burst dropped", || async {
+        sqlx::query_as::<_, (Option<String>,)>(
+            "SELECT b.reason FROM bursts b JOIN leads l ON l.id = b.lead_id
+             WHERE l.external_id = 'lead-queued' AND b.status = 'dropped'",
+        )
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    assert_eq!(reason.as_deref(), Some("tenant_disabled"));
+    let error: String = eventually(Duration::from_secs(15), "the send refused", || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT error FROM outbox WHERE content = 'Olá, aqui é a Ana' AND status = 'failed'",
+        )
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap()
+        .flatten()
+    })
+    .await;
+    assert!(error.contains("the tenant is disabled"), "{error}");
+    assert_eq!(providers.sent().len(), 1, "nothing more was sent");
+    assert!(app.receiver.deliveries().is_empty(), "nothing was posted");
+    assert_eq!(app.ai.request_count(), ai_calls, "no AI reply");
+
+    // The agency reads but does not act; the client's own key is refused.
+    let (status, _) = app
+        .get(&format!("/backend/leads/lead-queued/messages?tenant_id={client_id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.post("/ai/process", &msg).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.post_as(&key, "/ai/process", &msg).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Enabled again: new work runs, what came in meanwhile is not replayed.
+    let (status, _) = app
+        .post(&format!("/backend/clients/{client_id}/enable"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // (Another lead: the operator's message paused the AI for the first one.)
+    let mut after = crate::inbound::zapi_text("3A0000000000000000C3", "voltei");
+    after["phone"] = json!("5511912340000");
+    after["chatLid"] = Value::Null;
+    assert_eq!(webhook(&app, &hook, &after, &[]).await.0, StatusCode::OK);
+    let sent = providers.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(sent[1].body["message"], json!("reply to: voltei"));
+    let turn = crate::support::last_user_turn(&app.ai.requests().last().unwrap().body);
+    assert!(!turn.contains("estou esperando"), "{turn}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_mail_host_with_url_syntax_is_refused_naming_the_field() {
+    let app = TestApp::start().await;
+    for (key, host) in [
+        ("smtp_host", "user@10.0.0.1"),
+        ("smtp_host", "mail.example.com/x"),
+        ("imap_host", "imap.example.com#frag"),
+        ("imap_host", "imap.example.com?x"),
+        ("smtp_host", "mail example.com"),
+    ] {
+        let mut creds = json!({"smtp_host": "smtp.example.com", "username": "u", "password": "p",
+                               "from": "vendas@acme.example"});
+        creds[key] = json!(host);
+        let (status, out) = app
+            .post(
+                "/backend/channels",
+                &json!({"name": "E-mail", "type": "email", "provider": "smtp-imap", "credentials": creds}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{host}: {out}");
+        assert_eq!(out["error"]["field"], json!(format!("credentials.{key}")));
+    }
+    app.stop().await;
+}

@@ -88,11 +88,10 @@ impl Server {
     }
 
     /// Everything above `after` (`(uid_validity, last_uid)`), at most [`BATCH`] messages.
-    pub async fn fetch_new(&self, after: Option<(i64, i64)>) -> Result<Fetched, MailError> {
+    /// Connects to `addr` (the checked address of `host`); the name is used for TLS only.
+    pub async fn fetch_new(&self, addr: std::net::SocketAddr, after: Option<(i64, i64)>) -> Result<Fetched, MailError> {
         let work = async {
-            let tcp = TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .map_err(|e| self.fail(e))?;
+            let tcp = TcpStream::connect(addr).await.map_err(|e| self.fail(e))?;
             if !self.tls {
                 return self.session(tcp, after).await;
             }

@@ -112,6 +112,14 @@ fn merge_credentials(provider: Provider, mut creds: Credentials, body: &JsonObje
             }
         }
     }
+    for k in ["smtp_host", "imap_host"] {
+        if creds.get(k).is_some_and(|h| !leadflow_shared::ssrf::is_plain_host(h)) {
+            return Err(ApiError::invalid(
+                format!("credentials.{k}"),
+                format!("credentials.{k} must be a bare host name or address (no @ / # ? or spaces)"),
+            ));
+        }
+    }
     Ok(creds)
 }
 

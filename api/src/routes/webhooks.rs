@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leadflow_shared::channel::{meta_signature_ok, secrets_match, Provider};
-use leadflow_shared::db::{channels, inbound};
+use leadflow_shared::db::{channels, inbound, tenants};
 use leadflow_shared::inbound::twilio;
 use leadflow_shared::queue::ProcessInbound;
 use serde::Deserialize;
@@ -201,9 +201,12 @@ pub async fn receive(
             sender: None,
         });
     }
-    let new_events = inbound::insert_all(&state.pool, &ch, &keys, &payload).await?;
+    // A disabled tenant's calls are acknowledged (the provider must not retry forever)
+    // and kept as ignored events; nothing is processed.
+    let ignored = ch.tenant_disabled.then_some(tenants::DISABLED);
+    let new_events = inbound::insert_all(&state.pool, &ch, &keys, &payload, ignored).await?;
     let (stored, duplicates) = (new_events.len(), keys.len() - new_events.len());
-    for event_id in new_events {
+    for event_id in new_events.into_iter().filter(|_| ignored.is_none()) {
         // Stored is what matters: the sweeper enqueues events whose job was lost.
         let job = ProcessInbound { event_id, wait: 0 };
         if let Err(e) = state.queues.enqueue(&job, Duration::ZERO).await {

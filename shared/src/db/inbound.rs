@@ -20,6 +20,8 @@ pub struct WebhookChannel {
     /// Read in the same query: Meta and Twilio verify with a credential, and a second
     /// round trip per webhook would cost a third of the ingest rate.
     pub credentials_enc: Vec<u8>,
+    /// The tenant is disabled: calls are acknowledged and stored as ignored events.
+    pub tenant_disabled: bool,
 }
 
 impl std::fmt::Debug for WebhookChannel {
@@ -36,8 +38,10 @@ impl std::fmt::Debug for WebhookChannel {
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn channel(pool: &PgPool, id: Uuid) -> Result<Option<WebhookChannel>, DbError> {
     Ok(sqlx::query_as::<_, WebhookChannel>(
-        r#"SELECT id, tenant_id, provider, webhook_secret, status, credentials_enc
-           FROM channels WHERE id = $1 AND deleted_at IS NULL"#,
+        r#"SELECT c.id, c.tenant_id, c.provider, c.webhook_secret, c.status, c.credentials_enc,
+                  t.disabled_at IS NOT NULL AS tenant_disabled
+           FROM channels c JOIN tenants t ON t.id = c.tenant_id
+           WHERE c.id = $1 AND c.deleted_at IS NULL"#,
     )
     .bind(id)
     .fetch_optional(pool)
@@ -55,13 +59,15 @@ pub struct NewEvent {
 
 /// Stores a call's events in one statement, the payload once for all of them. Returns
 /// the ids of the events that are new (a key already stored is a duplicate delivery and
-/// is skipped); when none is new the payload is not stored either.
+/// is skipped); when none is new the payload is not stored either. With `ignored`, the
+/// events are stored already finished as `ignored` with that note (kept, not processed).
 #[tracing::instrument(level = "debug", skip_all, fields(channel_id = %ch.id, events = events.len()))]
 pub async fn insert_all(
     pool: &PgPool,
     ch: &WebhookChannel,
     events: &[NewEvent],
     payload: &Value,
+    ignored: Option<&str>,
 ) -> Result<Vec<Uuid>, DbError> {
     if events.is_empty() {
         return Ok(Vec::new());
@@ -81,8 +87,12 @@ pub async fn insert_all(
                SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM fresh)
                RETURNING id
            )
-           INSERT INTO inbound_events (id, tenant_id, channel_id, dedupe_key, item, sender, payload_id)
-           SELECT fresh.id, $2, $3, fresh.key, fresh.item, fresh.sender, p.id FROM fresh, p
+           INSERT INTO inbound_events (id, tenant_id, channel_id, dedupe_key, item, sender, payload_id,
+                                       status, note, processed_at)
+           SELECT fresh.id, $2, $3, fresh.key, fresh.item, fresh.sender, p.id,
+                  CASE WHEN $9::text IS NULL THEN 'pending' ELSE 'ignored' END, $9,
+                  CASE WHEN $9::text IS NULL THEN NULL ELSE now() END
+           FROM fresh, p
            ON CONFLICT (channel_id, dedupe_key) DO NOTHING
            RETURNING id"#,
     )
@@ -94,6 +104,7 @@ pub async fn insert_all(
     .bind(&keys)
     .bind(&items)
     .bind(&senders)
+    .bind(ignored)
     .fetch_all(pool)
     .await?)
 }
@@ -112,7 +123,7 @@ pub async fn insert(
         item,
         sender: sender.map(str::to_owned),
     };
-    Ok(insert_all(pool, ch, &[event], payload).await?.into_iter().next())
+    Ok(insert_all(pool, ch, &[event], payload, None).await?.into_iter().next())
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

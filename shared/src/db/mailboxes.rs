@@ -7,11 +7,12 @@ use uuid::Uuid;
 use super::DbError;
 use crate::mail::{StoredMail, Thread};
 
-/// Active e-mail channels, for the poller.
+/// Active e-mail channels of enabled tenants, for the poller.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn channels(pool: &PgPool) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
-        r#"SELECT id FROM channels WHERE provider = 'smtp-imap' AND status = 'active' AND deleted_at IS NULL"#,
+        r#"SELECT c.id FROM channels c JOIN tenants t ON t.id = c.tenant_id
+           WHERE c.provider = 'smtp-imap' AND c.status = 'active' AND c.deleted_at IS NULL AND t.disabled_at IS NULL"#,
     )
     .fetch_all(pool)
     .await?)

@@ -18,6 +18,26 @@ pub struct Tenant {
     pub kind: String,
     pub parent_id: Option<Uuid>,
     pub rate_limit_per_sec: Option<i32>,
+    /// Disabled by its agency: its key stops working, its agency may read but not act.
+    pub disabled: bool,
+}
+
+/// Why work of a disabled tenant is not done: recorded on whatever it dropped.
+pub const DISABLED: &str = "the tenant is disabled";
+
+/// Whether the tenant is disabled (an agency disabled its client). A disabled tenant's
+/// webhooks are acknowledged and kept as ignored events; its queued work is dropped with
+/// [`DISABLED`] when it comes up; nothing is processed, sent, polled or posted. Enabling
+/// it again resumes new work only.
+#[tracing::instrument(level = "debug", skip(db))]
+pub async fn is_disabled<'e>(db: impl sqlx::PgExecutor<'e>, id: Uuid) -> Result<bool, DbError> {
+    Ok(
+        sqlx::query_scalar::<_, bool>(r#"SELECT disabled_at IS NOT NULL FROM tenants WHERE id = $1"#)
+            .bind(id)
+            .fetch_optional(db)
+            .await?
+            .unwrap_or(true),
+    )
 }
 
 /// What `leadflow tenant create` prints: the only time the API key is ever shown.
@@ -101,7 +121,7 @@ pub async fn create(
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Tenant>, DbError> {
     Ok(sqlx::query_as::<_, Tenant>(
-        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants
+        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec, false AS disabled FROM tenants
            WHERE api_key_hash = $1 AND disabled_at IS NULL"#,
     )
     .bind(crypto::hash_api_key(api_key))
@@ -112,7 +132,8 @@ pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Tena
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Tenant>, DbError> {
     Ok(sqlx::query_as::<_, Tenant>(
-        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec FROM tenants WHERE id = $1 AND disabled_at IS NULL"#,
+        r#"SELECT id, name, kind, parent_id, rate_limit_per_sec, disabled_at IS NOT NULL AS disabled
+           FROM tenants WHERE id = $1"#,
     )
     .bind(id)
     .fetch_optional(pool)

@@ -9,10 +9,12 @@
 use std::time::Duration;
 
 use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::ssrf::Policy;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials as Login;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::net::SocketAddr;
 
 use super::{need, Recipient, SendError, Sent};
 
@@ -31,27 +33,33 @@ pub fn smtp_server(creds: &Credentials) -> Result<(String, u16), SendError> {
     Ok((host, port))
 }
 
-fn transport(creds: &Credentials) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
+/// A transport that connects to `addr` (checked once by the SSRF guard) and uses the
+/// host name only for TLS: SNI and the certificate check.
+fn transport(creds: &Credentials, addr: SocketAddr) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
     let (host, port) = smtp_server(creds)?;
-    let builder = match creds.get("smtp_security").map_or("starttls", String::as_str) {
-        "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host),
-        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&host),
-        "none" => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)),
+    let tls = || TlsParameters::new(host.clone()).map_err(|e| SendError::Config(format!("SMTP server {host}: {e}")));
+    let tls = match creds.get("smtp_security").map_or("starttls", String::as_str) {
+        "starttls" => Tls::Required(tls()?),
+        "tls" => Tls::Wrapper(tls()?),
+        "none" => Tls::None,
         other => {
             return Err(SendError::Config(format!(
                 "credentials.smtp_security must be starttls, tls or none, not {other:?}"
             )))
         }
-    }
-    .map_err(|e| SendError::Config(format!("SMTP server {host}: {e}")))?;
-    Ok(builder
-        .port(port)
-        .credentials(Login::new(
-            need(creds, "username")?.into(),
-            need(creds, "password")?.into(),
-        ))
-        .timeout(Some(Duration::from_secs(30)))
-        .build())
+    };
+    Ok(
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+            .tls(tls)
+            .port(port)
+            .credentials(Login::new(
+                need(creds, "username")?.into(),
+                need(creds, "password")?.into(),
+            ))
+            .timeout(Some(Duration::from_secs(30)))
+            .build(),
+    )
 }
 
 fn reply_subject(thread: Option<&Thread>, fallback: &str) -> String {
@@ -62,7 +70,7 @@ fn reply_subject(thread: Option<&Thread>, fallback: &str) -> String {
     }
 }
 
-pub async fn send_text(creds: &Credentials, to: &Recipient, text: &str) -> Result<Sent, SendError> {
+pub async fn send_text(policy: &Policy, creds: &Credentials, to: &Recipient, text: &str) -> Result<Sent, SendError> {
     let address = to
         .email
         .as_deref()
@@ -97,7 +105,12 @@ pub async fn send_text(creds: &Credentials, to: &Recipient, text: &str) -> Resul
     let message = message
         .body(text.to_string())
         .map_err(|e| SendError::Config(format!("the e-mail could not be built: {e}")))?;
-    match transport(creds)?.send(message).await {
+    let (host, port) = smtp_server(creds)?;
+    let addr = policy
+        .resolve_host(&host, port)
+        .await
+        .map_err(|e| SendError::Config(format!("credentials.smtp_host refused: {e}")))?;
+    match transport(creds, addr)?.send(message).await {
         Ok(resp) => Ok(Sent {
             status: u16::from(resp.code()),
             provider_message_id: Some(id),

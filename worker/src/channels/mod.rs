@@ -159,6 +159,7 @@ pub fn split_reply(content: &str) -> Vec<String> {
 /// Sends `text` to `to` through the channel's provider.
 pub async fn send_text(
     http: &reqwest::Client,
+    policy: &leadflow_shared::ssrf::Policy,
     provider: Provider,
     creds: &Credentials,
     to: &Recipient,
@@ -172,7 +173,7 @@ pub async fn send_text(
         Provider::Gupshup => gupshup::send_text(http, creds, to, text).await,
         Provider::Twilio => twilio::send_text(http, creds, to, text).await,
         Provider::HttpSms => http_sms::send_text(http, creds, to, text).await,
-        Provider::SmtpImap => email::send_text(creds, to, text).await,
+        Provider::SmtpImap => email::send_text(policy, creds, to, text).await,
     }
 }
 

@@ -55,6 +55,14 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if tenants::is_disabled(&ctx.pool, b.tenant_id).await? {
+        let mut tx = ctx.pool.begin().await?;
+        bursts::finish(&mut tx, b.id, "dropped", Some("tenant_disabled")).await?;
+        tx.commit().await?;
+        tracing::info!(burst_id = %b.id, "generation dropped: the tenant is disabled");
+        ctx.publish_outcome(b.id).await;
+        return Ok(());
+    }
     let burst_msgs = messages::in_burst(&ctx.pool, b.id).await?;
     let Some(max_seq) = burst_msgs.iter().map(|m| m.seq).max() else {
         tracing::warn!(burst_id = %b.id, "burst without messages");

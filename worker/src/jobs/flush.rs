@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::{bursts, leads};
+use leadflow_shared::db::{bursts, leads, tenants};
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, GenerateReply};
 use uuid::Uuid;
 
@@ -36,6 +36,14 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
     let Some(b) = bursts::lock(&mut tx, job.burst_id).await? else {
         return Ok(());
     };
+    let live = matches!(b.status.as_str(), "open" | "generating");
+    if live && tenants::is_disabled(&mut *tx, b.tenant_id).await? {
+        bursts::finish(&mut tx, b.id, "dropped", Some("tenant_disabled")).await?;
+        tx.commit().await?;
+        tracing::info!(burst_id = %b.id, "burst dropped: the tenant is disabled");
+        ctx.publish_outcome(b.id).await;
+        return Ok(());
+    }
     let next = match b.status.as_str() {
         // A re-run after the generation started: make sure its job exists.
         "generating" => Next::Generate(b.generations),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use leadflow_shared::channel::Provider;
 use leadflow_shared::db::leads::{self, Accepted, Incoming};
-use leadflow_shared::db::{assistants, channels, identities, inbound, lead_channels, outbox};
+use leadflow_shared::db::{assistants, channels, identities, inbound, lead_channels, outbox, tenants};
 use leadflow_shared::domain::{MessageType, Role};
 use leadflow_shared::inbound::{Content, Identity, MediaKind};
 use leadflow_shared::media_handle::MediaHandle;
@@ -60,6 +60,10 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         return Ok(());
     };
     if ev.status != "pending" {
+        return Ok(());
+    }
+    if tenants::is_disabled(&ctx.pool, ev.tenant_id).await? {
+        inbound::finish(&ctx.pool, ev.id, "ignored", Some(tenants::DISABLED)).await?;
         return Ok(());
     }
     if inbound::earlier_pending(&ctx.pool, &ev).await? {

@@ -24,7 +24,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
     let Some(ch) = inbound::channel(&ctx.pool, job.channel_id).await? else {
         return Ok(());
     };
-    if ch.status != "active" || ch.provider != "smtp-imap" {
+    if ch.status != "active" || ch.provider != "smtp-imap" || ch.tenant_disabled {
         return Ok(());
     }
     let creds = channels::credentials(&ctx.pool, &ctx.master_key, ch.id).await?;
@@ -33,11 +33,13 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
         Ok(None) => return Ok(()), // send-only
         Err(e) => return failed(&ctx, &ch, &e.to_string()).await,
     };
-    if let Err(e) = ctx.ssrf.check_host(&server.host, server.port).await {
-        return failed(&ctx, &ch, &format!("credentials.imap_host refused: {e}")).await;
-    }
+    // Resolved once, through the guard: the connection goes to this address.
+    let addr = match ctx.ssrf.resolve_host(&server.host, server.port).await {
+        Ok(addr) => addr,
+        Err(e) => return failed(&ctx, &ch, &format!("credentials.imap_host refused: {e}")).await,
+    };
     let after = mailboxes::watermark(&ctx.pool, ch.id).await?;
-    let fetched = match server.fetch_new(after).await {
+    let fetched = match server.fetch_new(addr, after).await {
         Ok(f) => f,
         Err(e) => return failed(&ctx, &ch, &e.to_string()).await,
     };

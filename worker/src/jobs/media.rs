@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::{assistants, media};
+use leadflow_shared::db::{assistants, media, tenants};
 use leadflow_shared::domain::AssistantSettings;
 use leadflow_shared::queue::{jittered_backoff, ProcessMedia};
 
@@ -35,6 +35,10 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessMedia) -> anyhow::Result<()> {
 }
 
 async fn run(ctx: &Ctx, claim: &media::Claim) -> anyhow::Result<()> {
+    if tenants::is_disabled(&ctx.pool, claim.tenant_id).await? {
+        media::fail(&ctx.pool, claim.message_id, "tenant_disabled", tenants::DISABLED).await?;
+        return Ok(());
+    }
     let settings = match claim.assistant_id {
         Some(id) => assistants::get(&ctx.pool, id).await?.settings,
         None => AssistantSettings::default(),

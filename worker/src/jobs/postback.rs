@@ -46,6 +46,11 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    if tenants::is_disabled(&ctx.pool, d.tenant_id).await? {
+        deliveries::cancel(&ctx.pool, d.id, tenants::DISABLED).await?;
+        tracing::info!(delivery = %d.id, "delivery dropped: the tenant is disabled");
+        return Ok(());
+    }
     if let Some(notification) = d.notification_id {
         if !notifications::may_send(&ctx.pool, notification).await? {
             let why = "not sent: a newer notification about the same subject, or nothing new since the last one";
@@ -185,6 +190,7 @@ async fn send_through_channel(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sen
     };
     match send_text(
         &ctx.guarded,
+        &ctx.ssrf,
         provider,
         &creds,
         &recipient,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::db::{channels, identities, lead_channels, mailboxes, outbox};
+use leadflow_shared::db::{channels, identities, lead_channels, mailboxes, outbox, tenants};
 use leadflow_shared::queue::{jittered_backoff, SendMessage};
 
 use crate::channels::{send_template, send_text, Recipient, SendError, Sent};
@@ -51,9 +51,13 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
         return Ok(()); // sent, failed, or this attempt already ran
     }
     let ch = channels::find(&ctx.pool, o.tenant_id, o.channel_id).await?;
-    let gate = match ch.as_ref().map_or(Ok(Gate::Open), |ch| disconnected(&ctx, ch))? {
-        Gate::Open => throttle(&ctx, o.channel_id).await.map(Gate::Wait).unwrap_or(Gate::Open),
-        other => other,
+    let gate = if tenants::is_disabled(&ctx.pool, o.tenant_id).await? {
+        Gate::Closed(tenants::DISABLED.to_string())
+    } else {
+        match ch.as_ref().map_or(Ok(Gate::Open), |ch| disconnected(&ctx, ch))? {
+            Gate::Open => throttle(&ctx, o.channel_id).await.map(Gate::Wait).unwrap_or(Gate::Open),
+            other => other,
+        }
     };
     let outcome = match gate {
         Gate::Wait(delay) => {
@@ -202,7 +206,7 @@ pub async fn refused_address(ctx: &Ctx, provider: Provider, creds: &channels::Cr
             Ok(server) => server,
             Err(e) => return Some(e.to_string()),
         };
-        if let Err(e) = ctx.ssrf.check_host(&host, port).await {
+        if let Err(e) = ctx.ssrf.resolve_host(&host, port).await {
             return Some(format!("credentials.smtp_host refused: {e}"));
         }
     }
@@ -243,7 +247,10 @@ async fn attempt(ctx: &Ctx, o: &outbox::Outgoing, ch: Option<&channels::Channel>
             .is_some_and(|t| chrono::Utc::now() < t + chrono::Duration::hours(24));
     let started = Instant::now();
     let (result, template) = if in_window {
-        (send_text(&ctx.guarded, provider, &creds, &to, &o.content).await, None)
+        (
+            send_text(&ctx.guarded, &ctx.ssrf, provider, &creds, &to, &o.content).await,
+            None,
+        )
     } else {
         // Official WhatsApp refuses free-form text 24 h after the lead's last message.
         match send_template(&ctx.guarded, provider, &creds, &to).await {
