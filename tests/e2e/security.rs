@@ -625,3 +625,83 @@ async fn a_mail_host_with_url_syntax_is_refused_naming_the_field() {
     }
     app.stop().await;
 }
+
+/// A server that answers every request 200 with a body that never ends (64 KiB chunks,
+/// as fast as the client reads), counting the requests.
+async fn endless_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let chunk = axum::body::Bytes::from(vec![b'7'; 64 * 1024]);
+            let endless = futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::from_stream(endless),
+            )
+        }
+    });
+    (crate::support::serve(app).await, hits)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_endless_answer_from_a_tenant_chosen_server_fails_the_call_not_the_process() {
+    let (endless, hits) = endless_server().await;
+    let app = TestApp::builder().env("LEADFLOW_MEDIA_MAX_ATTEMPTS", "1").start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let before = rss_kib();
+    // A send whose provider answers forever.
+    let zapi = channel(
+        &app,
+        json!({"name": "Z", "type": "whatsapp", "provider": "z-api",
+               "credentials": {"instance_id": "i", "instance_token": "t", "client_token": "c", "base_url": endless}}),
+    )
+    .await;
+    let text = crate::inbound::zapi_text("3A00000000000000EE01", "oi");
+    assert_eq!(webhook(&app, &zapi.path, &text, &[]).await.0, StatusCode::OK);
+    // A Telegram getFile that answers forever.
+    let tg = channel(
+        &app,
+        json!({"name": "T", "type": "telegram", "provider": "telegram-bot",
+               "credentials": {"bot_token": "1:endless", "base_url": endless}}),
+    )
+    .await;
+    let voice: Value = serde_json::from_str(include_str!("../fixtures/providers/telegram/update-voice.json")).unwrap();
+    let (status, _) = webhook(&app, &format!("/webhooks/{}", tg.id), &voice, &[("X-Telegram-Bot-Api-Secret-Token", &tg.token)]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let send_error: String = eventually(Duration::from_secs(30), "a failed send attempt", || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT error FROM outbox_attempts ORDER BY id LIMIT 1")
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap()
+            .flatten()
+    })
+    .await;
+    assert!(send_error.contains("larger than the 262144-byte limit"), "{send_error}");
+    let (code, media_error): (String, String) = eventually(Duration::from_secs(30), "the medium failed", || async {
+        sqlx::query_as("SELECT error_code, error FROM media WHERE status = 'failed'")
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(code, "media_too_large", "{media_error}");
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let grown = rss_kib().saturating_sub(before);
+    eprintln!("RSS grew by {grown} KiB against endless answers");
+    assert!(grown < 100 * 1024, "grew by {grown} KiB");
+    app.stop().await;
+}
