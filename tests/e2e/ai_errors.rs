@@ -136,3 +136,63 @@ async fn a_message_that_joins_a_failing_generation_still_gets_its_own_answer() {
     assert_eq!(crate::support::last_user_turn(&app.ai.requests()[1].body), "second");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_operators_shared_key_has_allowed_models_and_a_token_cap_a_tenants_own_key_has_neither() {
+    let app = TestApp::builder()
+        .env("LEADFLOW_AI_ALLOWED_MODELS", "gpt-4o-mini, gpt-4.1-mini")
+        .env("LEADFLOW_AI_MAX_TOKENS_CAP", "100")
+        .start()
+        .await;
+    app.set_assistant(json!({"model": "gpt-4o", "max_tokens": 5000})).await;
+    let (status, body) = app.process(&app.msg("lead-model", "oi", false)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], json!("ai_model_not_allowed"), "{body}");
+    assert_eq!(app.ai.request_count(), 0, "nothing was sent on the shared key");
+
+    app.set_assistant(json!({"model": "gpt-4o-mini"})).await;
+    let (status, _) = app.process(&app.msg("lead-cap", "oi", false)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.ai.requests()[0].body["max_tokens"], json!(100));
+
+    // The tenant's own key: any model, its own max_tokens.
+    let own = crate::support::FakeAi::start().await;
+    let key = app.config().master_key.unwrap();
+    leadflow_shared::db::tenants::set_ai_settings(
+        &app.pool,
+        &key,
+        app.tenant.tenant_id,
+        Some("sk-own"),
+        Some(&own.base_url),
+    )
+    .await
+    .unwrap();
+    app.set_assistant(json!({"model": "gpt-4o"})).await;
+    let (status, _) = app.process(&app.msg("lead-own-key", "oi", false)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(own.requests()[0].body["max_tokens"], json!(5000));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_operators_key_never_goes_to_a_base_url_the_tenant_chose() {
+    let app = TestApp::start().await;
+    let tenant_server = crate::support::FakeAi::start().await;
+    let key = app.config().master_key.unwrap();
+    leadflow_shared::db::tenants::set_ai_settings(
+        &app.pool,
+        &key,
+        app.tenant.tenant_id,
+        None,
+        Some(&tenant_server.base_url),
+    )
+    .await
+    .unwrap();
+    let (status, _) = app.process(&app.msg("lead-base", "oi", false)).await;
+    assert_eq!(status, StatusCode::OK);
+    let reqs = tenant_server.requests();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].headers.get("authorization").is_none(), "{:?}", reqs[0].headers);
+    assert_eq!(app.ai.request_count(), 0);
+    app.stop().await;
+}

@@ -679,7 +679,13 @@ async fn an_endless_answer_from_a_tenant_chosen_server_fails_the_call_not_the_pr
     )
     .await;
     let voice: Value = serde_json::from_str(include_str!("../fixtures/providers/telegram/update-voice.json")).unwrap();
-    let (status, _) = webhook(&app, &format!("/webhooks/{}", tg.id), &voice, &[("X-Telegram-Bot-Api-Secret-Token", &tg.token)]).await;
+    let (status, _) = webhook(
+        &app,
+        &format!("/webhooks/{}", tg.id),
+        &voice,
+        &[("X-Telegram-Bot-Api-Secret-Token", &tg.token)],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
     let send_error: String = eventually(Duration::from_secs(30), "a failed send attempt", || async {

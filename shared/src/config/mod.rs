@@ -33,6 +33,8 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_AI_TIMEOUT", Some("120s")),
     ("LEADFLOW_AI_MAX_ATTEMPTS", Some("6")),
     ("LEADFLOW_AI_MAX_RETRY_TIME", Some("10m")),
+    ("LEADFLOW_AI_ALLOWED_MODELS", None),
+    ("LEADFLOW_AI_MAX_TOKENS_CAP", None),
     ("LEADFLOW_MASTER_KEY", None),
     ("LEADFLOW_DATA_DIR", Some(".leadflow")),
     ("LEADFLOW_ALLOW_PRIVATE_URLS", Some("false")),
@@ -127,6 +129,11 @@ pub struct Config {
     pub ai_timeout: Duration,
     pub ai_max_attempts: u32,
     pub ai_max_retry_time: Duration,
+    /// Models tenants may use on the operator's AI key (empty: any). A tenant with its own
+    /// key is not limited.
+    pub ai_allowed_models: Vec<String>,
+    /// Most `max_tokens` a reply may ask for on the operator's AI key (`None`: no cap).
+    pub ai_max_tokens_cap: Option<u32>,
     /// `None` until [`Config::resolve_master_key`] ran (dev may generate one).
     pub master_key: Option<MasterKey>,
     pub data_dir: PathBuf,
@@ -307,6 +314,14 @@ impl Config {
             ai_timeout: l.duration("LEADFLOW_AI_TIMEOUT")?,
             ai_max_attempts: l.number("LEADFLOW_AI_MAX_ATTEMPTS")?,
             ai_max_retry_time: l.duration("LEADFLOW_AI_MAX_RETRY_TIME")?,
+            ai_allowed_models: l.list("LEADFLOW_AI_ALLOWED_MODELS", |s| Ok(s.to_string()))?,
+            ai_max_tokens_cap: match l.get("LEADFLOW_AI_MAX_TOKENS_CAP") {
+                None => None,
+                Some(_) => match l.number::<u32>("LEADFLOW_AI_MAX_TOKENS_CAP")? {
+                    0 => return Err(invalid("LEADFLOW_AI_MAX_TOKENS_CAP", "must be at least 1")),
+                    n => Some(n),
+                },
+            },
             master_key,
             data_dir: PathBuf::from(l.req("LEADFLOW_DATA_DIR")?),
             allow_private_urls: l.boolean("LEADFLOW_ALLOW_PRIVATE_URLS")?,

@@ -49,6 +49,79 @@ impl AiError {
     }
 }
 
+/// Where a tenant's AI calls go, and with which key. A tenant's own key goes to its own
+/// base URL (or the default one); without its own key, calls use the operator's key and
+/// base URL, under the operator's limits. The operator's key never goes to a URL the
+/// tenant chose: a tenant base URL without a key of its own is called without one.
+pub struct AiRoute<'a> {
+    pub base_url: &'a str,
+    pub key: Option<&'a SecretString>,
+    /// The operator's shared key pays: `LEADFLOW_AI_ALLOWED_MODELS` and
+    /// `LEADFLOW_AI_MAX_TOKENS_CAP` apply.
+    pub operator_key: bool,
+}
+
+impl<'a> AiRoute<'a> {
+    /// [`AiError::NotConfigured`] when neither the tenant nor the operator set anything.
+    pub fn for_tenant(
+        cfg: &'a leadflow_shared::Config,
+        tenant: &'a leadflow_shared::db::tenants::TenantAi,
+    ) -> Result<Self, AiError> {
+        Ok(match (&tenant.api_key, &tenant.base_url, &cfg.ai_api_key) {
+            (Some(key), base, _) => Self {
+                base_url: base.as_deref().unwrap_or(&cfg.ai_base_url),
+                key: Some(key),
+                operator_key: false,
+            },
+            (None, Some(base), _) => Self {
+                base_url: base,
+                key: None,
+                operator_key: false,
+            },
+            (None, None, Some(key)) => Self {
+                base_url: &cfg.ai_base_url,
+                key: Some(key),
+                operator_key: true,
+            },
+            (None, None, None) => return Err(AiError::NotConfigured),
+        })
+    }
+
+    /// Applies the operator's limits to a request paid by the operator's key.
+    pub fn limit(
+        &self,
+        cfg: &leadflow_shared::Config,
+        request: &mut CreateChatCompletionRequest,
+    ) -> Result<(), AiError> {
+        if !self.operator_key {
+            return Ok(());
+        }
+        if !cfg.ai_allowed_models.is_empty() && !cfg.ai_allowed_models.contains(&request.model) {
+            return Err(AiError::Fatal {
+                status: 403,
+                code: Some("ai_model_not_allowed".into()),
+                message: format!(
+                    "model {:?} is not allowed on the shared AI key (allowed: {}); use one of those or the tenant's own key",
+                    request.model,
+                    cfg.ai_allowed_models.join(", ")
+                ),
+            });
+        }
+        if let Some(cap) = cfg.ai_max_tokens_cap {
+            #[allow(deprecated)]
+            let asked = request.max_tokens.unwrap_or(cap);
+            #[allow(deprecated)]
+            {
+                request.max_tokens = Some(asked.min(cap));
+            }
+            if let Some(n) = request.max_completion_tokens {
+                request.max_completion_tokens = Some(n.min(cap));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AiReply {
     pub content: String,
@@ -97,9 +170,11 @@ impl AiClient {
         api_key: Option<&SecretString>,
         body: &CreateChatCompletionRequest,
     ) -> Result<AiReply, AiError> {
-        let api_key = api_key.ok_or(AiError::NotConfigured)?;
         let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-        let req = self.http.post(url).bearer_auth(api_key.expose_secret()).json(body);
+        let mut req = self.http.post(url).json(body);
+        if let Some(key) = api_key {
+            req = req.bearer_auth(key.expose_secret());
+        }
         let (status, bytes) = exchange(req).await?;
         let parsed: CreateChatCompletionResponse = serde_json::from_slice(&bytes).map_err(|e| AiError::Fatal {
             status: status.as_u16(),

@@ -34,7 +34,6 @@ impl AiClient {
         api_key: Option<&SecretString>,
         t: Transcription<'_>,
     ) -> Result<String, AiError> {
-        let api_key = api_key.ok_or(AiError::NotConfigured)?;
         let url = format!("{}/audio/transcriptions", base_url.trim_end_matches('/'));
         let file = reqwest::multipart::Part::bytes(t.bytes)
             .file_name(t.file_name)
@@ -54,7 +53,10 @@ impl AiClient {
         if !t.prompt.is_empty() {
             form = form.text("prompt", t.prompt.to_string());
         }
-        let req = self.http.post(url).bearer_auth(api_key.expose_secret()).multipart(form);
+        let mut req = self.http.post(url).multipart(form);
+        if let Some(key) = api_key {
+            req = req.bearer_auth(key.expose_secret());
+        }
         let (status, bytes) = exchange(req).await?;
         let body: TranscriptionBody = serde_json::from_slice(&bytes).map_err(|e| AiError::Fatal {
             status: status.as_u16(),

@@ -14,7 +14,7 @@ use leadflow_shared::db::{assistants, bursts, deliveries, leads, media, messages
 use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply, ProcessMedia, SendMessage};
 use serde_json::json;
 
-use crate::ai::{prompt, AiError, AiReply};
+use crate::ai::{prompt, AiError, AiReply, AiRoute};
 use crate::jobs::flush;
 use crate::Ctx;
 
@@ -93,7 +93,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         .collect();
     media_map.extend(media::for_messages(&ctx.pool, &history_media, false).await?);
     let lead_external = leads::external_id(&ctx.pool, b.lead_id).await?;
-    let request = prompt::build(
+    let mut request = prompt::build(
         &assistant,
         &history,
         &burst_msgs,
@@ -102,11 +102,12 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
     );
     drop(media_map); // inline images can be large: not kept across the AI call
     let tenant_ai = tenants::ai_settings(&ctx.pool, &ctx.master_key, b.tenant_id).await?;
-    let base_url = tenant_ai.base_url.as_deref().unwrap_or(&ctx.cfg.ai_base_url);
-    let key = tenant_ai.api_key.as_ref().or(ctx.cfg.ai_api_key.as_ref());
-
     let started = std::time::Instant::now();
-    let result = ctx.ai.chat(base_url, key, &request).await;
+    let result =
+        match AiRoute::for_tenant(&ctx.cfg, &tenant_ai).and_then(|r| r.limit(&ctx.cfg, &mut request).map(|()| r)) {
+            Ok(route) => ctx.ai.chat(route.base_url, route.key, &request).await,
+            Err(e) => Err(e),
+        };
     tracing::debug!(burst_id = %b.id, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "AI call");
 
     let outcome = match result {

@@ -111,13 +111,12 @@ pub async fn process(ctx: &Ctx, claim: &Claim, settings: &AssistantSettings) -> 
                     retryable: true,
                     retry_after: None,
                 })?;
-            let base_url = tenant_ai.base_url.as_deref().unwrap_or(&ctx.cfg.ai_base_url);
-            let key = tenant_ai.api_key.as_ref().or(ctx.cfg.ai_api_key.as_ref());
+            let route = crate::ai::AiRoute::for_tenant(&ctx.cfg, &tenant_ai)?;
             let text = ctx
                 .ai
                 .transcribe(
-                    base_url,
-                    key,
+                    route.base_url,
+                    route.key,
                     Transcription {
                         bytes: file.bytes,
                         file_name: format!("audio.{}", format.ext),
