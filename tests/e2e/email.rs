@@ -185,3 +185,47 @@ async fn a_mailbox_that_refuses_the_login_is_reported_and_polling_goes_on() {
     assert!(failed >= 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_mail_over_the_size_limit_is_noted_and_never_downloaded() {
+    let mailer = FakeMail::start(USER, PASSWORD).await;
+    // Caps of 100 KB make the largest acceptable e-mail 1.1 MB.
+    let app = TestApp::builder()
+        .env("LEADFLOW_MAIL_POLL_INTERVAL", "1s")
+        .env("LEADFLOW_MEDIA_MAX_AUDIO_BYTES", "100KB")
+        .env("LEADFLOW_MEDIA_MAX_PDF_BYTES", "100KB")
+        .env("LEADFLOW_MEDIA_MAX_IMAGE_BYTES", "100KB")
+        .start()
+        .await;
+    app.set_assistant(json!({"debounce_seconds": 0.3})).await;
+    channel(
+        &app,
+        json!({"name": "E-mail vendas", "type": "email", "provider": "smtp-imap",
+               "credentials": {"smtp_host": mailer.host, "smtp_port": mailer.smtp_port.to_string(),
+                               "smtp_security": "none", "username": USER, "password": PASSWORD,
+                               "from": format!("Imobiliária Lima <{USER}>"),
+                               "imap_host": mailer.host, "imap_port": mailer.imap_port.to_string(),
+                               "imap_security": "none"}}),
+    )
+    .await;
+    let huge = "x".repeat(76);
+    let huge = vec![huge.as_str(); 30_000].join("\r\n"); // ~2.3 MB
+    mailer.deliver(&mail("huge-1@mail.gmail.com", &now_rfc2822(), "", &huge));
+    mailer.deliver(&mail("small-1@mail.gmail.com", &now_rfc2822(), "", "Posso visitar amanha?"));
+    let sent = mailer.wait_for_sent(1, Duration::from_secs(30)).await;
+    assert!(sent[0].body().contains("reply to: Posso visitar amanha?"), "{}", sent[0].body());
+    let note: String = eventually(Duration::from_secs(10), "the note of the huge mail", || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT note FROM inbound_events WHERE dedupe_key LIKE 'imap-too-large:%' AND status = 'ignored'",
+        )
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap()
+        .flatten()
+    })
+    .await;
+    assert!(note.contains("over the 1100000-byte limit; not downloaded"), "{note}");
+    let turns: Vec<String> = app.ai.requests().iter().map(|r| last_user_turn(&r.body)).collect();
+    assert_eq!(turns, ["Posso visitar amanha?"]);
+    app.stop().await;
+}

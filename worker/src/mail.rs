@@ -32,11 +32,28 @@ pub enum MailError {
 /// poll, nothing (only mail dated after the channel was created is taken then).
 pub struct Fetched {
     pub uid_validity: i64,
-    /// `(uid, raw message)`, in UID order, UIDs above the watermark only.
-    pub messages: Vec<(i64, Vec<u8>)>,
+    /// In UID order, UIDs above the watermark only.
+    pub messages: Vec<FetchedMail>,
+    /// More new mail is waiting than this poll took.
+    pub more: bool,
     /// The highest UID in the mailbox when nothing new was found (first poll of an empty
     /// or old mailbox): where the watermark starts.
     pub newest: i64,
+}
+
+pub enum FetchedMail {
+    /// `(uid, raw message)`.
+    Mail(i64, Vec<u8>),
+    /// A message over the size limit (`RFC822.SIZE` bytes): never downloaded.
+    TooLarge(i64, u64),
+}
+
+impl FetchedMail {
+    pub fn uid(&self) -> i64 {
+        match self {
+            Self::Mail(uid, _) | Self::TooLarge(uid, _) => *uid,
+        }
+    }
 }
 
 pub struct Server {
@@ -89,11 +106,19 @@ impl Server {
 
     /// Everything above `after` (`(uid_validity, last_uid)`), at most [`BATCH`] messages.
     /// Connects to `addr` (the checked address of `host`); the name is used for TLS only.
-    pub async fn fetch_new(&self, addr: std::net::SocketAddr, after: Option<(i64, i64)>) -> Result<Fetched, MailError> {
+    /// Sizes are asked first: a message over `max_bytes` is never downloaded, the others
+    /// are fetched one at a time, and a poll stops taking messages once it holds about
+    /// twice `max_bytes` (the rest waits for the next poll, `more`).
+    pub async fn fetch_new(
+        &self,
+        addr: std::net::SocketAddr,
+        after: Option<(i64, i64)>,
+        max_bytes: u64,
+    ) -> Result<Fetched, MailError> {
         let work = async {
             let tcp = TcpStream::connect(addr).await.map_err(|e| self.fail(e))?;
             if !self.tls {
-                return self.session(tcp, after).await;
+                return self.session(tcp, after, max_bytes).await;
             }
             let mut roots = tokio_rustls::rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -110,14 +135,14 @@ impl Server {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| self.fail(e))?;
-            self.session(stream, after).await
+            self.session(stream, after, max_bytes).await
         };
         tokio::time::timeout(IO_TIMEOUT, work)
             .await
             .map_err(|_| self.fail(format!("no answer within {IO_TIMEOUT:?}")))?
     }
 
-    async fn session<T>(&self, stream: T, after: Option<(i64, i64)>) -> Result<Fetched, MailError>
+    async fn session<T>(&self, stream: T, after: Option<(i64, i64)>, max_bytes: u64) -> Result<Fetched, MailError>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
     {
@@ -147,28 +172,61 @@ impl Server {
             .collect();
         uids.sort_unstable();
         let newest = uids.last().copied().unwrap_or(last);
+        let mut more = uids.len() > BATCH;
         uids.truncate(BATCH);
         let mut messages = Vec::with_capacity(uids.len());
         if !uids.is_empty() {
             let set: Vec<String> = uids.iter().map(i64::to_string).collect();
-            let fetches: Vec<_> = session
-                .uid_fetch(set.join(","), "(UID BODY.PEEK[])")
+            let sizes: Vec<_> = session
+                .uid_fetch(set.join(","), "(UID RFC822.SIZE)")
                 .await
                 .map_err(|e| self.fail(e))?
                 .try_collect()
                 .await
                 .map_err(|e| self.fail(e))?;
-            for f in &fetches {
-                if let (Some(uid), Some(body)) = (f.uid, f.body()) {
-                    messages.push((i64::from(uid), body.to_vec()));
+            let size_of = |uid: i64| {
+                sizes
+                    .iter()
+                    .find(|f| f.uid.map(i64::from) == Some(uid))
+                    .and_then(|f| f.size)
+                    .map(u64::from)
+            };
+            let mut held = 0u64;
+            for uid in uids {
+                if held > max_bytes.saturating_mul(2) {
+                    more = true;
+                    break;
+                }
+                match size_of(uid) {
+                    Some(size) if size > max_bytes => {
+                        messages.push(FetchedMail::TooLarge(uid, size));
+                        continue;
+                    }
+                    Some(size) => held += size,
+                    None => {}
+                }
+                let fetched: Vec<_> = session
+                    .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+                    .await
+                    .map_err(|e| self.fail(e))?
+                    .try_collect()
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                if let Some(body) = fetched.iter().find(|f| f.uid.map(i64::from) == Some(uid)).and_then(|f| f.body()) {
+                    // A server that gave no size (or a wrong one) still cannot hand over more.
+                    if body.len() as u64 > max_bytes {
+                        messages.push(FetchedMail::TooLarge(uid, body.len() as u64));
+                    } else {
+                        messages.push(FetchedMail::Mail(uid, body.to_vec()));
+                    }
                 }
             }
-            messages.sort_by_key(|(uid, _)| *uid);
         }
         let _ = session.logout().await;
         Ok(Fetched {
             uid_validity: validity,
             messages,
+            more,
             newest,
         })
     }

@@ -17,7 +17,7 @@ use leadflow_shared::inbound::{kind_of_mime, MediaKind};
 use leadflow_shared::mail::{parse_stored, StoredAttachment, StoredMail};
 use leadflow_shared::queue::{PollMailbox, ProcessInbound};
 
-use crate::mail::{Attachment, Server, BATCH};
+use crate::mail::{Attachment, FetchedMail, Server};
 use crate::Ctx;
 
 pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
@@ -39,7 +39,10 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
         Err(e) => return failed(&ctx, &ch, &format!("credentials.imap_host refused: {e}")).await,
     };
     let after = mailboxes::watermark(&ctx.pool, ch.id).await?;
-    let fetched = match server.fetch_new(addr, after).await {
+    let caps = &ctx.cfg.media;
+    // The largest thing a mail may usefully carry, plus room for its text and headers.
+    let max_bytes = caps.max_audio_bytes.max(caps.max_pdf_bytes).max(caps.max_image_bytes) + 1_000_000;
+    let fetched = match server.fetch_new(addr, after, max_bytes).await {
         Ok(f) => f,
         Err(e) => return failed(&ctx, &ch, &e.to_string()).await,
     };
@@ -50,7 +53,16 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
         None => Some(created_ms(&ctx, &ch).await? - 300_000),
     };
     let count = fetched.messages.len();
-    for (uid, raw) in fetched.messages {
+    for fetched_mail in fetched.messages {
+        let uid = fetched_mail.uid();
+        let raw = match fetched_mail {
+            FetchedMail::Mail(_, raw) => raw,
+            FetchedMail::TooLarge(_, size) => {
+                too_large(&ctx, &ch, fetched.uid_validity, uid, size, max_bytes).await?;
+                mailboxes::advance(&ctx.pool, ch.id, fetched.uid_validity, uid).await?;
+                continue;
+            }
+        };
         match crate::mail::parse(&raw) {
             Some((mail, _)) if own.as_deref() == Some(mail.from.as_str()) => {
                 tracing::debug!(channel_id = %ch.id, uid, "our own e-mail; skipped")
@@ -66,7 +78,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
     if count == 0 {
         mailboxes::advance(&ctx.pool, ch.id, fetched.uid_validity, fetched.newest).await?;
     }
-    if count == BATCH {
+    if fetched.more {
         // More waiting: the next batch now, not at the next interval.
         let next = PollMailbox {
             channel_id: ch.id,
@@ -74,6 +86,20 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
         };
         ctx.queues.enqueue(&next, Duration::ZERO).await?;
     }
+    Ok(())
+}
+
+/// Keeps a note of a message too large to download, as an ignored event of the channel.
+async fn too_large(ctx: &Ctx, ch: &WebhookChannel, validity: i64, uid: i64, size: u64, max: u64) -> anyhow::Result<()> {
+    tracing::warn!(channel_id = %ch.id, uid, size, max, "e-mail over the size limit; not downloaded");
+    let note = format!("e-mail of {size} bytes is over the {max}-byte limit; not downloaded");
+    let event = inbound::NewEvent {
+        dedupe_key: format!("imap-too-large:{validity}:{uid}"),
+        item: 0,
+        sender: None,
+    };
+    let payload = serde_json::json!({"imap_uid": uid, "uid_validity": validity, "size": size});
+    inbound::insert_all(&ctx.pool, ch, &[event], &payload, Some(&note)).await?;
     Ok(())
 }
 
