@@ -35,3 +35,10 @@ ALTER TABLE inbound_events
     ALTER COLUMN payload DROP NOT NULL,
     ADD CONSTRAINT inbound_events_payload_present CHECK (payload IS NOT NULL OR payload_id IS NOT NULL);
 CREATE INDEX inbound_events_payload_idx ON inbound_events (payload_id) WHERE payload_id IS NOT NULL;
+
+-- A mail whose sender could not be authenticated (no DMARC or DKIM pass for its domain)
+-- is its own conversation: its address is kept as an unverified identity, never linked
+-- to the lead the address already belongs to.
+ALTER TABLE lead_identities DROP CONSTRAINT lead_identities_kind_check;
+ALTER TABLE lead_identities ADD CONSTRAINT lead_identities_kind_check
+    CHECK (kind IN ('phone', 'wa_lid', 'telegram', 'email', 'email_unverified'));

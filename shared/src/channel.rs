@@ -129,6 +129,7 @@ impl Provider {
                 "imap_mailbox",
                 "imap_username",
                 "imap_password",
+                "imap_authserv_id",
             ],
             Self::Twilio => &["base_url"],
             Self::HttpSms => &["api_key", "from"],

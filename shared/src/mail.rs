@@ -34,6 +34,57 @@ pub struct StoredMail {
     /// never answered, or two autoresponders would write to each other forever.
     #[serde(default)]
     pub automatic: bool,
+    /// The receiving server's `Authentication-Results` show DMARC or DKIM passing for
+    /// the sender's domain ([`sender_authenticated`]). Only then is the mail linked to a
+    /// conversation the address already has.
+    #[serde(default)]
+    pub authenticated: bool,
+}
+
+/// Whether `results` (the `Authentication-Results` header values, topmost first, as the
+/// mail arrived in the mailbox) show that mail from `address` really came from its
+/// domain: `dmarc=pass` for `header.from` = the domain, or `dkim=pass` for a signing
+/// domain (`header.d`, or the domain of `header.i`) equal to the sender's domain or a
+/// parent of it (relaxed alignment). Only the receiving server's header counts: the one
+/// whose authserv-id is `authserv_id` when the channel names it, else the topmost (a
+/// sender can put forged ones below it, never above).
+pub fn sender_authenticated(results: &[String], address: &str, authserv_id: Option<&str>) -> bool {
+    let Some(domain) = address.rsplit_once('@').map(|(_, d)| d.trim().to_ascii_lowercase()) else {
+        return false;
+    };
+    let header = match authserv_id {
+        Some(id) => results.iter().find(|r| {
+            r.split(';')
+                .next()
+                .and_then(|first| first.split_whitespace().next())
+                .is_some_and(|serv| serv.eq_ignore_ascii_case(id.trim()))
+        }),
+        None => results.first(),
+    };
+    let Some(header) = header else { return false };
+    let aligned = |d: &str| {
+        let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+        !d.is_empty() && (domain == d || domain.ends_with(&format!(".{d}")))
+    };
+    // The first `;`-separated part is the authserv-id; each other part is one method's result.
+    header.split(';').skip(1).any(|part| {
+        let mut words = part.split_whitespace();
+        let Some(method) = words.next().map(str::to_ascii_lowercase) else {
+            return false;
+        };
+        let props: Vec<(String, String)> = words
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim_matches('"').to_string()))
+            .collect();
+        let prop = |k: &str| props.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
+        match method.as_str() {
+            "dmarc=pass" => prop("header.from").is_some_and(|d| d.eq_ignore_ascii_case(&domain)),
+            "dkim=pass" => prop("header.d")
+                .or_else(|| prop("header.i").and_then(|i| i.rsplit_once('@').map(|(_, d)| d)))
+                .is_some_and(aligned),
+            _ => false,
+        }
+    })
 }
 
 /// What a reply answers: the lead's last e-mail on the channel.
@@ -65,9 +116,16 @@ pub fn parse_stored(body: &Value) -> Result<Parsed, ParseError> {
             .push(format!("automatic e-mail {} from {}", mail.message_id, mail.from));
         return Ok(out);
     }
-    let identity = Identity {
-        email: Some(mail.from.clone()),
-        ..Default::default()
+    let identity = if mail.authenticated {
+        Identity {
+            email: Some(mail.from.clone()),
+            ..Default::default()
+        }
+    } else {
+        Identity {
+            email_unverified: Some(mail.from.clone()),
+            ..Default::default()
+        }
     };
     let message = |id: String, content: Content| Inbound {
         provider_message_id: id,
@@ -136,6 +194,7 @@ mod tests {
             date_ms: Some(1_732_197_600_000),
             attachments,
             automatic: false,
+            authenticated: true,
         })
         .unwrap()
     }
@@ -160,6 +219,45 @@ mod tests {
             Content::Media { kind: MediaKind::Pdf, url: None, file_ref: Some(r), .. } if r == &Uuid::nil().to_string()));
         assert!(matches!(&p.messages[2].content, Content::Unsupported { .. }));
         assert_eq!(p.messages[1].provider_message_id, "CAB=1@mail.gmail.com#0");
+    }
+
+    #[test]
+    fn only_the_receiving_servers_pass_for_the_senders_domain_authenticates() {
+        let gmail = |r: &str| vec![r.to_string()];
+        let ok = "mx.google.com; dkim=pass header.i=@example.com header.s=s1 header.b=abc; \
+                  spf=pass smtp.mailfrom=mariana@example.com; dmarc=pass (p=NONE sp=NONE dis=NONE) header.from=example.com";
+        assert!(sender_authenticated(&gmail(ok), "mariana@example.com", None));
+        assert!(
+            sender_authenticated(&gmail(ok), "mariana@mail.example.com", None),
+            "relaxed DKIM alignment"
+        );
+        assert!(!sender_authenticated(&gmail(ok), "mariana@evil.example.net", None));
+        let spf_only =
+            "mx.google.com; spf=pass smtp.mailfrom=example.com; dkim=none; dmarc=fail header.from=example.com";
+        assert!(!sender_authenticated(&gmail(spf_only), "mariana@example.com", None));
+        let dmarc = "mx.example.net; dmarc=pass header.from=example.com";
+        assert!(sender_authenticated(&gmail(dmarc), "a@example.com", None));
+        assert!(
+            !sender_authenticated(&gmail(dmarc), "a@sub.example.com", None),
+            "DMARC names the exact domain"
+        );
+        // A forged header below the server's own does not count.
+        let forged = vec![spf_only.to_string(), ok.to_string()];
+        assert!(!sender_authenticated(&forged, "mariana@example.com", None));
+        // Naming the server picks its header wherever it is; others are ignored.
+        let named = vec![ok.replace("mx.google.com", "attacker.example"), spf_only.to_string()];
+        assert!(!sender_authenticated(
+            &named,
+            "mariana@example.com",
+            Some("mx.google.com")
+        ));
+        assert!(sender_authenticated(
+            &gmail(ok),
+            "mariana@example.com",
+            Some("MX.google.com")
+        ));
+        assert!(!sender_authenticated(&[], "mariana@example.com", None));
+        assert!(!sender_authenticated(&gmail(ok), "no-at-sign", None));
     }
 
     #[test]

@@ -212,7 +212,11 @@ impl Server {
                     .try_collect()
                     .await
                     .map_err(|e| self.fail(e))?;
-                if let Some(body) = fetched.iter().find(|f| f.uid.map(i64::from) == Some(uid)).and_then(|f| f.body()) {
+                if let Some(body) = fetched
+                    .iter()
+                    .find(|f| f.uid.map(i64::from) == Some(uid))
+                    .and_then(|f| f.body())
+                {
                     // A server that gave no size (or a wrong one) still cannot hand over more.
                     if body.len() as u64 > max_bytes {
                         messages.push(FetchedMail::TooLarge(uid, body.len() as u64));
@@ -241,10 +245,24 @@ pub struct Attachment {
 
 /// A raw message as the pipeline's [`StoredMail`] (attachments still to be stored and
 /// their ids filled in), or `None` when it is not a parsable e-mail with a sender.
-pub fn parse(raw: &[u8]) -> Option<(StoredMail, Vec<Attachment>)> {
+/// `authserv_id`: the channel's receiving server, whose `Authentication-Results` count.
+pub fn parse(raw: &[u8], authserv_id: Option<&str>) -> Option<(StoredMail, Vec<Attachment>)> {
     let msg = MessageParser::default().parse(raw)?;
     let from = msg.from()?.first()?;
     let address = from.address()?.trim().to_ascii_lowercase();
+    let results: Vec<String> = msg
+        .headers()
+        .iter()
+        .filter(|h| h.name.as_str().eq_ignore_ascii_case("Authentication-Results"))
+        .filter_map(|h| raw.get(h.offset_start as usize..h.offset_end as usize))
+        .map(|v| {
+            String::from_utf8_lossy(v)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let authenticated = leadflow_shared::mail::sender_authenticated(&results, &address, authserv_id);
     let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
     let automatic = header("Auto-Submitted").is_some_and(|v| v != "no")
         || header("Precedence").is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "list" | "auto_reply"))
@@ -290,6 +308,7 @@ pub fn parse(raw: &[u8]) -> Option<(StoredMail, Vec<Attachment>)> {
         date_ms: msg.date().map(|d| d.to_timestamp() * 1000),
         attachments: vec![],
         automatic,
+        authenticated,
     };
     Some((mail, attachments))
 }
@@ -314,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_reply_with_a_pdf() {
-        let (m, atts) = parse(REPLY.as_bytes()).unwrap();
+        let (m, atts) = parse(REPLY.as_bytes(), None).unwrap();
         assert_eq!(m.from, "mariana@example.com");
         assert_eq!(m.from_name.as_deref(), Some("Mariana Souza"));
         assert_eq!(m.message_id, "CAB1@mail.gmail.com");
@@ -331,9 +350,9 @@ mod tests {
     #[test]
     fn auto_replies_are_marked() {
         let ooo = "From: a@b.example\r\nAuto-Submitted: auto-replied\r\nSubject: Fora\r\n\r\nFora do escritório\r\n";
-        assert!(parse(ooo.as_bytes()).unwrap().0.automatic);
+        assert!(parse(ooo.as_bytes(), None).unwrap().0.automatic);
         let bounce = "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered\r\n\r\nx\r\n";
-        assert!(parse(bounce.as_bytes()).unwrap().0.automatic);
-        assert!(parse(b"not an e-mail at all").is_none());
+        assert!(parse(bounce.as_bytes(), None).unwrap().0.automatic);
+        assert!(parse(b"not an e-mail at all", None).is_none());
     }
 }

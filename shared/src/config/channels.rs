@@ -21,6 +21,9 @@ pub struct ChannelsConfig {
     /// Most messages plus statuses one webhook call may carry; a bigger call is refused
     /// whole (413) before anything is stored.
     pub webhook_max_items: usize,
+    /// New leads one e-mail channel may take per hour (anyone can write to an address:
+    /// this bounds what a flood of made-up senders costs). `0`: no limit.
+    pub mail_new_leads_per_hour: u32,
 }
 
 impl ChannelsConfig {
@@ -52,6 +55,7 @@ impl ChannelsConfig {
                 0 => return Err(invalid("LEADFLOW_WEBHOOK_MAX_ITEMS", "must be at least 1")),
                 n => n,
             },
+            mail_new_leads_per_hour: l.number("LEADFLOW_MAIL_NEW_LEADS_PER_HOUR")?,
         })
     }
 }

@@ -219,3 +219,14 @@ pub async fn assistant_for(
     .await?
     .flatten())
 }
+
+/// Leads that first wrote through `channel_id` within the last hour.
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn new_in_last_hour(pool: &PgPool, channel_id: Uuid) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT count(*) FROM lead_channels WHERE channel_id = $1 AND created_at > now() - interval '1 hour'"#,
+    )
+    .bind(channel_id)
+    .fetch_one(pool)
+    .await?)
+}

@@ -57,8 +57,11 @@ pub struct Identity {
     pub wa_lid: Option<String>,
     /// Telegram chat id as a string.
     pub telegram_chat: Option<String>,
-    /// E-mail address, lowercased.
+    /// E-mail address, lowercased, of a mail whose sender was authenticated (DMARC/DKIM).
     pub email: Option<String>,
+    /// E-mail address of a mail whose sender could not be authenticated: anyone can write
+    /// it in `From`, so it never reaches the conversation of the address's own lead.
+    pub email_unverified: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -35,6 +35,9 @@ fn keys(id: &Identity) -> identities::Keys {
     if let Some(e) = &id.email {
         k.push(("email", e.clone()));
     }
+    if let Some(e) = &id.email_unverified {
+        k.push(("email_unverified", e.clone()));
+    }
     k
 }
 
@@ -45,6 +48,7 @@ fn new_external_id(id: &Identity) -> Option<String> {
         .or_else(|| id.wa_lid.clone())
         .or_else(|| id.telegram_chat.as_ref().map(|c| format!("tg:{c}")))
         .or_else(|| id.email.clone())
+        .or_else(|| id.email_unverified.as_ref().map(|e| format!("unverified:{e}")))
 }
 
 fn media_type(kind: MediaKind) -> MessageType {
@@ -139,6 +143,16 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         return Ok(());
     };
     let existing = identities::find_lead(&ctx.pool, ch.tenant_id, &ids).await?;
+    let limit = ctx.cfg.channels.mail_new_leads_per_hour;
+    if provider == Provider::SmtpImap
+        && existing.is_none()
+        && limit > 0
+        && lead_channels::new_in_last_hour(&ctx.pool, ch.id).await? >= i64::from(limit)
+    {
+        let why = format!("over LEADFLOW_MAIL_NEW_LEADS_PER_HOUR ({limit} new e-mail leads in the last hour)");
+        inbound::finish(&ctx.pool, ev.id, "ignored", Some(&why)).await?;
+        return Ok(());
+    }
     let external = existing.unwrap_or(fresh_id);
 
     let (message_type, url, handle, content): (MessageType, Option<&str>, Option<MediaHandle>, String) =

@@ -63,7 +63,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
                 continue;
             }
         };
-        match crate::mail::parse(&raw) {
+        match crate::mail::parse(&raw, creds.get("imap_authserv_id").map(String::as_str)) {
             Some((mail, _)) if own.as_deref() == Some(mail.from.as_str()) => {
                 tracing::debug!(channel_id = %ch.id, uid, "our own e-mail; skipped")
             }

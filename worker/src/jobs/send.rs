@@ -232,7 +232,7 @@ async fn attempt(ctx: &Ctx, o: &outbox::Outgoing, ch: Option<&channels::Channel>
             "phone" => to.phone = to.phone.or(Some(value)),
             "wa_lid" => to.wa_lid = to.wa_lid.or(Some(value)),
             "telegram" => to.telegram_chat = to.telegram_chat.or(Some(value)),
-            "email" => to.email = to.email.or(Some(value)),
+            "email" | "email_unverified" => to.email = to.email.or(Some(value)),
             _ => {}
         }
     }
