@@ -79,6 +79,13 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         let tenant = state.auth.by_key(state, key).await?.ok_or(ApiError::Unauthorized)?;
+        if parts.uri.path().starts_with("/backend/") {
+            let limit = state.cfg.backend_rate_limit;
+            if let crate::rate_limit::Decision::Limited(after) = state.limiter.check("backend", tenant.id, limit).await
+            {
+                return Err(ApiError::RateLimited(after));
+            }
+        }
         let reads = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
         Ok(Caller(tenant, reads))
     }

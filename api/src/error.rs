@@ -23,7 +23,8 @@ pub enum ApiError {
         items: usize,
         max: usize,
     },
-    RateLimited,
+    /// Over a rate limit: `Retry-After` says when to come back.
+    RateLimited(std::time::Duration),
     /// A custom status with a code (e.g. 502 for a failed AI reply, 504 for a timeout).
     Status {
         status: StatusCode,
@@ -109,13 +110,19 @@ impl IntoResponse for ApiError {
                 Some("body"),
                 none,
             ),
-            Self::RateLimited => body(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests for this tenant; slow down and retry",
-                None,
-                none,
-            ),
+            Self::RateLimited(after) => {
+                let mut resp = body(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests; slow down and retry after the Retry-After seconds",
+                    None,
+                    none,
+                );
+                let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+                resp
+            }
             Self::Status {
                 status,
                 code,

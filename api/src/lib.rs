@@ -37,6 +37,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(cfg: Config, pool: PgPool, queues: Queues) -> Self {
         let waiters = ReplyWaiters::spawn(cfg.redis_url.clone(), cfg.queue_prefix.clone());
+        let limiter = Arc::new(rate_limit::RateLimiter::new(&cfg.redis_url, &cfg.queue_prefix));
         Self {
             ssrf: cfg.ssrf_policy(),
             cfg: Arc::new(cfg),
@@ -45,7 +46,7 @@ impl AppState {
             waiters,
             auth: Arc::default(),
             assistants: Arc::new(cache::TtlCache::new(std::time::Duration::from_secs(5), 100_000)),
-            limiter: Arc::default(),
+            limiter,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(15))
                 .build()

@@ -1,36 +1,95 @@
-//! Per-tenant request rate limit (token bucket, per API process). A tenant over its rate
-//! gets 429 instead of crowding out the others; the limit is `LEADFLOW_TENANT_RATE_LIMIT`
-//! requests per second, or the tenant's own `rate_limit_per_sec`.
+//! Request rate limits, shared by every API process through Redis: a fixed one-second
+//! window per (scope, key) counted with one pipelined `INCR` + `PEXPIRE`, so ten API
+//! replicas still give a tenant its rate, not ten times it. Scopes:
+//!
+//! - `ai`: `/ai/process` per tenant (`LEADFLOW_TENANT_RATE_LIMIT`, or the tenant's own
+//!   `rate_limit_per_sec`);
+//! - `backend`: `/backend/*` per tenant (`LEADFLOW_BACKEND_RATE_LIMIT`);
+//! - `webhook`: `/webhooks/{id}` per channel (`LEADFLOW_WEBHOOK_RATE_LIMIT`), counted after
+//!   the call is verified, so nobody can spend a channel's budget with forged calls.
+//!
+//! Over the limit is a 429 with `Retry-After`. When Redis cannot answer (within 250 ms)
+//! each process falls back to its own token bucket: a Redis outage neither blocks the API
+//! nor lifts every limit.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use uuid::Uuid;
+use redis::aio::ConnectionManager;
 
-#[derive(Default)]
+/// What a check decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    /// Over the limit: try again after this long.
+    Limited(Duration),
+}
+
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<Uuid, (f64, Instant)>>,
+    redis: Option<ConnectionManager>,
+    prefix: String,
+    local: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl RateLimiter {
-    /// Takes one token for `tenant`; false when the bucket is empty.
-    pub fn allow(&self, tenant: Uuid, per_sec: u32) -> bool {
-        if per_sec == 0 {
-            return true; // 0 = unlimited
+    /// A limiter over Redis at `redis_url` (connected lazily; `None` if the URL is bad).
+    pub fn new(redis_url: &str, prefix: &str) -> Self {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(250)))
+            .set_response_timeout(Some(Duration::from_millis(250)))
+            .set_number_of_retries(1);
+        let redis = redis::Client::open(redis_url)
+            .ok()
+            .and_then(|c| ConnectionManager::new_lazy_with_config(c, config).ok());
+        Self {
+            redis,
+            prefix: prefix.to_string(),
+            local: Mutex::default(),
         }
-        let rate = per_sec as f64;
+    }
+
+    /// Counts one request of `key` in `scope` against `per_sec` (`0`: unlimited).
+    pub async fn check(&self, scope: &str, key: impl std::fmt::Display, per_sec: u32) -> Decision {
+        if per_sec == 0 {
+            return Decision::Allowed;
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let window = now_ms / 1000;
+        let name = format!("{}:rl:{scope}:{key}", self.prefix);
+        if let Some(redis) = &self.redis {
+            let mut conn = redis.clone();
+            let counted: redis::RedisResult<(i64,)> = redis::pipe()
+                .incr(format!("{name}:{window}"), 1)
+                .pexpire(format!("{name}:{window}"), 2000)
+                .ignore()
+                .query_async(&mut conn)
+                .await;
+            match counted {
+                Ok((n,)) if n > i64::from(per_sec) => {
+                    return Decision::Limited(Duration::from_millis(((window + 1) * 1000 - now_ms) as u64));
+                }
+                Ok(_) => return Decision::Allowed,
+                Err(e) => tracing::debug!(error = %e, "rate limit not shared (Redis); using this process's own"),
+            }
+        }
+        self.local(&name, per_sec)
+    }
+
+    /// This process's token bucket (burst of two seconds' worth).
+    fn local(&self, name: &str, per_sec: u32) -> Decision {
+        let rate = f64::from(per_sec);
         let burst = rate * 2.0;
         let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = map.entry(tenant).or_insert((burst, now));
+        let mut map = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = map.entry(name.to_string()).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
-            true
+            Decision::Allowed
         } else {
-            false
+            Decision::Limited(Duration::from_secs_f64((1.0 - *tokens) / rate))
         }
     }
 }
@@ -39,13 +98,20 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn empties_then_refuses() {
-        let l = RateLimiter::default();
-        let t = Uuid::new_v4();
-        let allowed = (0..100).filter(|_| l.allow(t, 10)).count();
+    #[tokio::test]
+    async fn the_local_bucket_empties_then_refuses() {
+        let l = RateLimiter::new("redis://127.0.0.1:1", "lft-none");
+        let allowed = {
+            let mut n = 0;
+            for _ in 0..100 {
+                if l.local("t:a", 10) == Decision::Allowed {
+                    n += 1;
+                }
+            }
+            n
+        };
         assert!((20..=21).contains(&allowed), "{allowed}");
-        assert!(l.allow(Uuid::new_v4(), 10), "other tenants are unaffected");
-        assert!(l.allow(t, 0));
+        assert_eq!(l.local("t:b", 10), Decision::Allowed, "other keys are unaffected");
+        assert_eq!(l.check("ai", "x", 0).await, Decision::Allowed, "0 = unlimited");
     }
 }

@@ -73,6 +73,8 @@ impl Scope {
             ("LEADFLOW_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("LEADFLOW_ALLOW_PRIVATE_URLS".into(), "true".into()),
             ("LEADFLOW_TENANT_RATE_LIMIT".into(), "0".into()),
+            ("LEADFLOW_BACKEND_RATE_LIMIT".into(), "0".into()),
+            ("LEADFLOW_WEBHOOK_RATE_LIMIT".into(), "0".into()),
             ("LEADFLOW_MASTER_KEY".into(), MasterKey::generate().to_encoded()),
             ("LEADFLOW_AI_API_KEY".into(), "sk-bench".into()),
             ("LEADFLOW_SWEEP_INTERVAL".into(), "5s".into()),

@@ -175,3 +175,60 @@ async fn a_tenant_over_its_rate_gets_429() {
     assert!(statuses.contains(&StatusCode::ACCEPTED));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn rate_limits_are_shared_by_every_api_process_and_answer_retry_after() {
+    let app = TestApp::builder()
+        .env("LEADFLOW_TENANT_RATE_LIMIT", "5")
+        .env("LEADFLOW_BACKEND_RATE_LIMIT", "5")
+        .start()
+        .await;
+    // A second API process of the same install (same PostgreSQL, same Redis).
+    let second = leadflow::start(
+        app.config(),
+        leadflow::Roles {
+            api: true,
+            worker: None,
+            scheduler: false,
+        },
+    )
+    .await
+    .unwrap();
+    let bases = [app.base.clone(), format!("http://{}", second.http_addr.unwrap())];
+    let send = |i: usize, path: &'static str| {
+        let base = bases[i % 2].clone();
+        let body = app.msg(&format!("lead-shared-{i}"), "hi", true);
+        let http = app.http.clone();
+        let key = app.key().to_string();
+        async move {
+            let req = if path == "/ai/process" {
+                http.post(format!("{base}{path}")).json(&body)
+            } else {
+                http.get(format!("{base}{path}"))
+            };
+            let resp = req.bearer_auth(key).send().await.unwrap();
+            (resp.status(), resp.headers().get("retry-after").cloned())
+        }
+    };
+    for path in ["/ai/process", "/backend/assistants"] {
+        let answers = futures::future::join_all((0..30).map(|i| send(i, path))).await;
+        let ok = answers.iter().filter(|(s, _)| s.is_success()).count();
+        // One second's window, or two if the burst straddles a boundary; two processes
+        // with their own buckets would have let 20 through.
+        assert!((5..=10).contains(&ok), "{path}: {ok} of 30 accepted");
+        let limited: Vec<_> = answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+            .collect();
+        assert_eq!(limited.len(), 30 - ok, "{path}");
+        assert!(
+            limited
+                .iter()
+                .all(|(_, after)| after.as_ref().is_some_and(|v| v == "1")),
+            "{path}: Retry-After"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    second.shutdown().await;
+    app.stop().await;
+}

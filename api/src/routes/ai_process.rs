@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::body::JsonObject;
 use crate::error::ApiError;
+use crate::rate_limit::Decision;
 use crate::AppState;
 
 const MAX_ID_LEN: usize = 256;
@@ -38,8 +39,8 @@ pub async fn process(
         .rate_limit_per_sec
         .map(|v| v.max(0) as u32)
         .unwrap_or(state.cfg.tenant_rate_limit);
-    if !state.limiter.allow(tenant.id, limit) {
-        return Err(ApiError::RateLimited);
+    if let Decision::Limited(after) = state.limiter.check("ai", tenant.id, limit).await {
+        return Err(ApiError::RateLimited(after));
     }
 
     let lead_id = body.req_str("lead_id")?.trim();

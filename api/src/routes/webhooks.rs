@@ -151,6 +151,10 @@ pub async fn receive(
     if !verified {
         return Err(ApiError::Unauthorized);
     }
+    let limit = state.cfg.channels.webhook_rate_limit;
+    if let crate::rate_limit::Decision::Limited(after) = state.limiter.check("webhook", ch.id, limit).await {
+        return Err(ApiError::RateLimited(after));
+    }
     let mut payload: Value = match &form {
         Some(fields) => leadflow_shared::inbound::form_to_json(fields),
         None => serde_json::from_slice(&body)

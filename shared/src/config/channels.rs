@@ -21,6 +21,8 @@ pub struct ChannelsConfig {
     /// Most messages plus statuses one webhook call may carry; a bigger call is refused
     /// whole (413) before anything is stored.
     pub webhook_max_items: usize,
+    /// Verified webhook calls per second per channel, across API processes (`0`: unlimited).
+    pub webhook_rate_limit: u32,
     /// New leads one e-mail channel may take per hour (anyone can write to an address:
     /// this bounds what a flood of made-up senders costs). `0`: no limit.
     pub mail_new_leads_per_hour: u32,
@@ -56,6 +58,7 @@ impl ChannelsConfig {
                 n => n,
             },
             mail_new_leads_per_hour: l.number("LEADFLOW_MAIL_NEW_LEADS_PER_HOUR")?,
+            webhook_rate_limit: l.number("LEADFLOW_WEBHOOK_RATE_LIMIT")?,
         })
     }
 }
