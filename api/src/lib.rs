@@ -24,6 +24,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub queues: Queues,
     pub waiters: Arc<ReplyWaiters>,
+    /// Synchronous callers waiting, per tenant (`LEADFLOW_SYNC_MAX_WAITS_PER_TENANT`).
+    pub sync_waits: Arc<leadflow_shared::notify::SyncWaits>,
     pub auth: Arc<auth::AuthCache>,
     /// Assistants by (tenant, id); `None` is the tenant's default.
     pub assistants: Arc<cache::TtlCache<(uuid::Uuid, Option<uuid::Uuid>), leadflow_shared::domain::Assistant>>,
@@ -44,6 +46,7 @@ impl AppState {
             pool,
             queues,
             waiters,
+            sync_waits: Arc::default(),
             auth: Arc::default(),
             assistants: Arc::new(cache::TtlCache::new(std::time::Duration::from_secs(5), 100_000)),
             limiter,

@@ -1,8 +1,8 @@
 //! Waking synchronous `/ai/process` callers. The AI worker publishes a burst's id on one
 //! Redis channel after committing its outcome; each API process keeps one subscriber
 //! connection and wakes the matching waiter. The waiter re-reads PostgreSQL on every
-//! wake-up and on a short poll, so a notification lost to a Redis blip costs latency,
-//! never an answer.
+//! wake-up and on a slow safety poll, so a notification lost to a Redis blip costs
+//! latency, never an answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,47 @@ use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 use uuid::Uuid;
+
+/// Synchronous `/ai/process` callers waiting in this API process, per tenant: one tenant
+/// holding thousands of open requests cannot take every connection and worker slot.
+#[derive(Default)]
+pub struct SyncWaits {
+    counts: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// A held slot; dropping it frees the slot.
+pub struct SyncSlot {
+    counts: Arc<Mutex<HashMap<Uuid, usize>>>,
+    tenant: Uuid,
+}
+
+impl SyncWaits {
+    /// A slot for `tenant` if fewer than `max` of its callers wait (`0`: no cap).
+    pub fn acquire(&self, tenant: Uuid, max: usize) -> Option<SyncSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(tenant).or_default();
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SyncSlot {
+            counts: self.counts.clone(),
+            tenant,
+        })
+    }
+}
+
+impl Drop for SyncSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.tenant);
+            }
+        }
+    }
+}
 
 pub fn channel(prefix: &str) -> String {
     format!("{prefix}:replies")

@@ -110,3 +110,37 @@ async fn without_an_ai_key_replies_fail_clearly() {
     assert_eq!(app.ai.request_count(), 0, "nothing pretends to answer");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_tenants_waiting_synchronous_callers_are_capped() {
+    let owned = TestApp::builder()
+        .env("LEADFLOW_SYNC_MAX_WAITS_PER_TENANT", "2")
+        .start()
+        .await;
+    owned.ai.set_latency(std::time::Duration::from_millis(1500));
+    capped_waits(&owned).await;
+    owned.stop().await;
+}
+
+async fn capped_waits(app: &TestApp) {
+    let call = |lead: &str| {
+        let body = app.msg(lead, "oi", false);
+        async move { app.process(&body).await }
+    };
+    let (a, b, c) = tokio::join!(call("lead-w1"), call("lead-w2"), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        call("lead-w3").await
+    });
+    assert_eq!(a.0, StatusCode::OK, "{}", a.1);
+    assert_eq!(b.0, StatusCode::OK, "{}", b.1);
+    assert_eq!(c.0, StatusCode::TOO_MANY_REQUESTS, "{}", c.1);
+    assert_eq!(c.1["error"]["code"], json!("too_many_waiting"));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'user'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2, "the refused call stored nothing");
+    // Once they are answered, the slots are free again.
+    let (status, _) = call("lead-w4").await;
+    assert_eq!(status, StatusCode::OK);
+}

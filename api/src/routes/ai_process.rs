@@ -127,6 +127,26 @@ pub async fn process(
         assistant: &assistant,
         channel_id: None,
     };
+    // A synchronous caller holds a slot while it waits; a tenant over its share is told
+    // before anything is stored.
+    let _slot = if debounce {
+        None
+    } else {
+        Some(
+            state
+                .sync_waits
+                .acquire(tenant.id, state.cfg.sync_max_waits_per_tenant)
+                .ok_or_else(|| ApiError::Status {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: "too_many_waiting".into(),
+                    message: format!(
+                        "{} synchronous requests of this tenant are already waiting for replies; retry, or use debounce with a postback_url",
+                        state.cfg.sync_max_waits_per_tenant
+                    ),
+                    extra: json!({}),
+                })?,
+        )
+    };
     let accepted = leads::accept(&state.pool, &incoming).await?;
     let media = match (&accepted, message_type) {
         (_, MessageType::Text) => None,
@@ -262,6 +282,9 @@ async fn enqueue_flush(state: &AppState, burst_id: Uuid, due_in_ms: i64) {
     }
 }
 
+/// How often a synchronous caller re-reads its burst without a notification.
+const SAFETY_POLL: Duration = Duration::from_secs(5);
+
 async fn wait_for_reply(
     state: &AppState,
     message_id: Uuid,
@@ -293,10 +316,13 @@ async fn wait_for_reply(
                         .into_response());
                 }
                 "dropped" => {
+                    let reason = match b.reason.as_deref() {
+                        Some("tenant_disabled") => "tenant_disabled: the tenant is disabled",
+                        _ => "human_takeover: the AI is paused for this lead",
+                    };
                     break Ok((
                         StatusCode::OK,
-                        Json(json!({"success": true, "response": null, "message_id": message_id,
-                                    "reason": "human_takeover: the AI is paused for this lead"})),
+                        Json(json!({"success": true, "response": null, "message_id": message_id, "reason": reason})),
                     )
                         .into_response());
                 }
@@ -315,7 +341,9 @@ async fn wait_for_reply(
                 extra: json!({"job_id": burst_id, "message_id": message_id}),
             });
         }
-        let poll = (deadline - now).min(Duration::from_millis(500));
+        // Woken by the worker's notification (Redis pub/sub); the slow re-read only covers
+        // a notification lost to a Redis blip.
+        let poll = (deadline - now).min(SAFETY_POLL);
         tokio::select! {
             _ = &mut rx => { rx = state.waiters.register(burst_id); }
             _ = tokio::time::sleep(poll) => {}
