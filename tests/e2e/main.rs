@@ -8,6 +8,7 @@ mod ai_errors;
 mod channels;
 mod debounce;
 mod email;
+mod fairness;
 mod google;
 mod health;
 mod hostile_input;

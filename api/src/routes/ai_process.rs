@@ -157,23 +157,23 @@ pub async fn process(
     let (_, response) = tokio::join!(
         async {
             if let Some(id) = media {
-                enqueue_media(&state, id).await
+                enqueue_media(&state, tenant.id, id).await
             }
         },
-        respond(&state, debounce, accepted)
+        respond(&state, tenant.id, debounce, accepted)
     );
     response
 }
 
 /// Media work starts now, in parallel with the debounce window; a lost job is found by
 /// the sweeper (and the generation waits for media, bounded by `LEADFLOW_MEDIA_WAIT`).
-async fn enqueue_media(state: &AppState, message_id: Uuid) {
+async fn enqueue_media(state: &AppState, tenant: Uuid, message_id: Uuid) {
     let job = ProcessMedia {
         message_id,
         attempt: 1,
         sweep: None,
     };
-    if let Err(e) = state.queues.enqueue(&job, Duration::ZERO).await {
+    if let Err(e) = state.queues.enqueue_for(tenant, &job, Duration::ZERO).await {
         tracing::error!(%message_id, error = %e, "media job not enqueued; the sweeper will pick it up");
     }
 }
@@ -214,7 +214,7 @@ pub(crate) fn check_http_url(field: &str, raw: &str, policy: &leadflow_shared::s
         .map_err(|e| ApiError::invalid(field, format!("{field}: {e}")))
 }
 
-async fn respond(state: &AppState, debounce: bool, accepted: Accepted) -> Result<Response, ApiError> {
+async fn respond(state: &AppState, tenant: Uuid, debounce: bool, accepted: Accepted) -> Result<Response, ApiError> {
     match accepted {
         Accepted::Queued {
             message_id,
@@ -225,7 +225,7 @@ async fn respond(state: &AppState, debounce: bool, accepted: Accepted) -> Result
             // Register before enqueueing so the wake-up cannot be missed.
             let waiter = (!debounce).then(|| state.waiters.register(burst_id));
             if new_burst {
-                enqueue_flush(state, burst_id, due_in_ms).await;
+                enqueue_flush(state, tenant, burst_id, due_in_ms).await;
             }
             match waiter {
                 None => Ok(queued(message_id, false)),
@@ -271,13 +271,13 @@ fn queued(message_id: Uuid, duplicate: bool) -> Response {
 
 /// The message is already durable in PostgreSQL; if Redis refuses the job, the
 /// scheduler's sweeper enqueues it once Redis is back, so the caller still gets success.
-async fn enqueue_flush(state: &AppState, burst_id: Uuid, due_in_ms: i64) {
+async fn enqueue_flush(state: &AppState, tenant: Uuid, burst_id: Uuid, due_in_ms: i64) {
     let delay = delay_from_ms(due_in_ms);
     let job = FlushBurst {
         burst_id,
         at_ms: chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64,
     };
-    if let Err(e) = state.queues.enqueue(&job, delay).await {
+    if let Err(e) = state.queues.enqueue_for(tenant, &job, delay).await {
         tracing::error!(%burst_id, error = %e, "flush job not enqueued; the sweeper will pick the burst up");
     }
 }

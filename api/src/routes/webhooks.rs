@@ -213,7 +213,7 @@ pub async fn receive(
     for event_id in new_events.into_iter().filter(|_| ignored.is_none()) {
         // Stored is what matters: the sweeper enqueues events whose job was lost.
         let job = ProcessInbound { event_id, wait: 0 };
-        if let Err(e) = state.queues.enqueue(&job, Duration::ZERO).await {
+        if let Err(e) = state.queues.enqueue_for(ch.tenant_id, &job, Duration::ZERO).await {
             tracing::error!(%event_id, error = %e, "inbound job not enqueued; the sweeper will pick it up");
         }
     }

@@ -9,6 +9,7 @@
 //! jobs scheduled by the handler with their own policy. `add_bulk` is not atomic in this
 //! port, so nothing here uses it.
 
+pub mod fair;
 mod jobs;
 
 use std::collections::HashMap;
@@ -142,6 +143,7 @@ pub fn remove_on_fail() -> RemoveOnFinish {
 pub struct Queues {
     queues: std::sync::Arc<HashMap<QueueKind, Queue>>,
     prefix: String,
+    load: std::sync::Arc<fair::TenantLoad>,
 }
 
 impl Queues {
@@ -171,6 +173,7 @@ impl Queues {
         Ok(Self {
             queues: std::sync::Arc::new(queues),
             prefix: prefix.to_string(),
+            load: std::sync::Arc::default(),
         })
     }
 
@@ -182,13 +185,11 @@ impl Queues {
         &self.queues[&kind]
     }
 
-    /// Adds `job` to its queue, to run after `delay` (zero: now).
-    #[tracing::instrument(skip(self), fields(queue = J::QUEUE.name()))]
-    pub async fn enqueue<J: Job>(&self, job: &J, delay: Duration) -> Result<(), QueueError> {
-        // A Redis that is down would otherwise hold the caller for the port's whole
-        // reconnect cycle (minutes). Every enqueue points at state already committed to
-        // PostgreSQL, which the sweeper re-enqueues, so giving up quickly loses nothing.
-        tokio::time::timeout(ENQUEUE_BUDGET, self.enqueue_with_retries(job, delay))
+    /// [`enqueue`](Self::enqueue) on behalf of `tenant`, at its fair-share priority (see
+    /// [`fair`]): a tenant enqueueing far more than its share waits behind the others.
+    pub async fn enqueue_for<J: Job>(&self, tenant: uuid::Uuid, job: &J, delay: Duration) -> Result<(), QueueError> {
+        let priority = self.load.priority(tenant);
+        tokio::time::timeout(ENQUEUE_BUDGET, self.enqueue_with_retries(job, delay, priority))
             .await
             .map_err(|_| QueueError::Timeout {
                 queue: J::QUEUE.name(),
@@ -196,7 +197,21 @@ impl Queues {
             })?
     }
 
-    async fn enqueue_with_retries<J: Job>(&self, job: &J, delay: Duration) -> Result<(), QueueError> {
+    /// Adds `job` to its queue, to run after `delay` (zero: now).
+    #[tracing::instrument(skip(self), fields(queue = J::QUEUE.name()))]
+    pub async fn enqueue<J: Job>(&self, job: &J, delay: Duration) -> Result<(), QueueError> {
+        // A Redis that is down would otherwise hold the caller for the port's whole
+        // reconnect cycle (minutes). Every enqueue points at state already committed to
+        // PostgreSQL, which the sweeper re-enqueues, so giving up quickly loses nothing.
+        tokio::time::timeout(ENQUEUE_BUDGET, self.enqueue_with_retries(job, delay, 0))
+            .await
+            .map_err(|_| QueueError::Timeout {
+                queue: J::QUEUE.name(),
+                after: ENQUEUE_BUDGET,
+            })?
+    }
+
+    async fn enqueue_with_retries<J: Job>(&self, job: &J, delay: Duration, priority: u32) -> Result<(), QueueError> {
         // After Redis restarts, each connection fails its first command while it
         // reconnects in the background: a few quick retries ride that out.
         let mut attempt = 0;
@@ -204,6 +219,9 @@ impl Queues {
             let mut add = self.queue(J::QUEUE).add(J::NAME, job).job_id(job.job_id());
             if !delay.is_zero() {
                 add = add.delay(delay);
+            }
+            if priority > 0 {
+                add = add.priority(priority);
             }
             match add.await {
                 Ok(_) => return Ok(()),

@@ -307,7 +307,7 @@ async fn finish(
             attempt: 1,
             wait: 0,
         };
-        ctx.queues.enqueue(&job, Duration::ZERO).await?;
+        ctx.queues.enqueue_for(b.tenant_id, &job, Duration::ZERO).await?;
     }
 
     if let Some(delivery_id) = delivery {
@@ -317,7 +317,7 @@ async fn finish(
             manual: false,
             sweep: None,
         };
-        ctx.queues.enqueue(&job, Duration::ZERO).await?;
+        ctx.queues.enqueue_for(b.tenant_id, &job, Duration::ZERO).await?;
     }
     ctx.publish_outcome(b.id).await;
     if let Err(e) = &outcome {

@@ -68,7 +68,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
                 attempt: 1,
                 wait: 0,
             };
-            ctx.queues.enqueue(&job, Duration::ZERO).await?;
+            ctx.queues.enqueue_for(b.tenant_id, &job, Duration::ZERO).await?;
         }
         Next::Dropped => {
             tracing::info!(burst_id = %b.id, "burst dropped: a human has taken over the lead");

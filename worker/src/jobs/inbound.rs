@@ -253,7 +253,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
                 attempt: 1,
                 sweep: None,
             };
-            ctx.queues.enqueue(&media, Duration::ZERO).await?;
+            ctx.queues.enqueue_for(ch.tenant_id, &media, Duration::ZERO).await?;
         }
         if new_burst {
             let delay = delay_from_ms(due_in_ms);
@@ -261,7 +261,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
                 burst_id,
                 at_ms: chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64,
             };
-            ctx.queues.enqueue(&flush, delay).await?;
+            ctx.queues.enqueue_for(ch.tenant_id, &flush, delay).await?;
         }
     }
     inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
