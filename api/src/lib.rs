@@ -30,6 +30,8 @@ pub struct AppState {
     /// Assistants by (tenant, id); `None` is the tenant's default.
     pub assistants: Arc<cache::TtlCache<(uuid::Uuid, Option<uuid::Uuid>), leadflow_shared::domain::Assistant>>,
     pub limiter: Arc<rate_limit::RateLimiter>,
+    /// One tenant's concurrent accepts hold at most half the PostgreSQL pool.
+    pub ingest_share: Arc<rate_limit::IngestShare>,
     /// Which user-given URLs are accepted (built once from the config).
     pub ssrf: leadflow_shared::ssrf::Policy,
     /// For the one outbound call the API makes: Google's token endpoint at consent.
@@ -40,6 +42,7 @@ impl AppState {
     pub fn new(cfg: Config, pool: PgPool, queues: Queues) -> Self {
         let waiters = ReplyWaiters::spawn(cfg.redis_url.clone(), cfg.queue_prefix.clone());
         let limiter = Arc::new(rate_limit::RateLimiter::new(&cfg.redis_url, &cfg.queue_prefix));
+        let ingest_share = Arc::new(rate_limit::IngestShare::new(cfg.db_max_connections));
         Self {
             ssrf: cfg.ssrf_policy(),
             cfg: Arc::new(cfg),
@@ -50,6 +53,7 @@ impl AppState {
             auth: Arc::default(),
             assistants: Arc::new(cache::TtlCache::new(std::time::Duration::from_secs(5), 100_000)),
             limiter,
+            ingest_share,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(15))
                 .build()

@@ -94,6 +94,39 @@ impl RateLimiter {
     }
 }
 
+/// A fair share of this process's PostgreSQL pool at ingest: one tenant's concurrent
+/// accepts hold at most half the pool, so a flooding tenant's requests queue among
+/// themselves while another tenant's accept still finds a free connection. They wait,
+/// they are not refused.
+pub struct IngestShare {
+    per_tenant: usize,
+    tenants: Mutex<HashMap<uuid::Uuid, std::sync::Arc<tokio::sync::Semaphore>>>,
+}
+
+impl IngestShare {
+    pub fn new(pool_size: u32) -> Self {
+        Self {
+            per_tenant: (pool_size as usize / 2).max(2),
+            tenants: Mutex::default(),
+        }
+    }
+
+    /// Waits for one of `tenant`'s slots; the slot is held until the permit is dropped.
+    pub async fn enter(&self, tenant: uuid::Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut map = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 10_000 {
+                let full = self.per_tenant;
+                map.retain(|_, s| s.available_permits() < full);
+            }
+            map.entry(tenant)
+                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(self.per_tenant)))
+                .clone()
+        };
+        semaphore.acquire_owned().await.ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +146,20 @@ mod tests {
         assert!((20..=21).contains(&allowed), "{allowed}");
         assert_eq!(l.local("t:b", 10), Decision::Allowed, "other keys are unaffected");
         assert_eq!(l.check("ai", "x", 0).await, Decision::Allowed, "0 = unlimited");
+    }
+
+    #[tokio::test]
+    async fn one_tenant_holds_at_most_half_the_pool() {
+        let share = IngestShare::new(8);
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(share.enter(a).await.unwrap());
+        }
+        let fifth = tokio::time::timeout(Duration::from_millis(50), share.enter(a)).await;
+        assert!(fifth.is_err(), "the fifth of A's accepts waits");
+        assert!(share.enter(b).await.is_some(), "B's goes through");
+        held.pop();
+        assert!(share.enter(a).await.is_some(), "a freed slot is A's again");
     }
 }

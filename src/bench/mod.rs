@@ -4,6 +4,7 @@
 //! same load generator. Each section gets its own database and Redis prefix.
 
 mod connections;
+mod fairness;
 mod fakes;
 mod load;
 mod media;
@@ -129,7 +130,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let base = Config::load()?;
     let want = |s: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == s);
     let mut report: Vec<(&str, Vec<Row>, Vec<String>)> = Vec::new();
-    let sections: [(&str, &str); 9] = [
+    let sections: [(&str, &str); 10] = [
         ("queue", "Queue layer: no-op jobs drained from a 100k backlog"),
         ("ingest", "/ai/process ingest (debounce: true)"),
         ("pipeline", "Whole pipeline: bursts of 5, fake AI at 0 ms"),
@@ -142,6 +143,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ("media_memory", "Media worker memory: 200 × 1 MB PDFs at once"),
         ("webhooks", "Provider webhook ingest (next to /ai/process)"),
         ("connections", "WhatsApp connection checks: 1,000 channels in one run"),
+        (
+            "fairness",
+            "Fair share: one tenant floods 10,000 messages, another sends one a second",
+        ),
     ];
     for (name, title) in sections {
         if !want(name) {
@@ -158,6 +163,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "media" => media::media_latency(&mut scope, opts.quick).await,
             "media_memory" => media::media_memory(&mut scope, opts.quick).await,
             "webhooks" => webhooks::webhooks(&mut scope, opts.quick).await,
+            "fairness" => fairness::fairness(&mut scope, opts.quick).await,
             _ => connections::connections(&mut scope, opts.quick).await,
         };
         scope.cleanup().await;

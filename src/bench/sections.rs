@@ -164,7 +164,7 @@ pub async fn queue_layer(scope: &mut Scope, quick: bool) -> Section {
 
 /// A section's client: a fresh tenant on the API of a running Leadflow, posting
 /// debounced user messages whose postbacks go to `hook`.
-struct Sender {
+pub(super) struct Sender {
     url: String,
     key: String,
     tenant: String,
@@ -173,7 +173,7 @@ struct Sender {
 
 impl Sender {
     /// `timing`: the default assistant's `(debounce_seconds, max_wait_seconds)`, when not the default.
-    async fn new(
+    pub(super) async fn new(
         scope: &Scope,
         running: &crate::Running,
         hook: &str,
@@ -197,7 +197,7 @@ impl Sender {
     }
 
     /// Builds request `i` from `lead_and_text(i)`.
-    fn maker(&self, lead_and_text: impl Fn(usize) -> (String, String) + Send + Sync + 'static) -> Maker {
+    pub(super) fn maker(&self, lead_and_text: impl Fn(usize) -> (String, String) + Send + Sync + 'static) -> Maker {
         let (tenant, hook) = (self.tenant.clone(), self.hook.clone());
         Arc::new(move |i| {
             let (lead, content) = lead_and_text(i);
@@ -206,7 +206,7 @@ impl Sender {
         })
     }
 
-    async fn send(&self, concurrency: usize, stop: Stop, make: Maker) -> load::LoadResult {
+    pub(super) async fn send(&self, concurrency: usize, stop: Stop, make: Maker) -> load::LoadResult {
         load::run(self.url.clone(), self.key.clone(), concurrency, stop, make).await
     }
 }

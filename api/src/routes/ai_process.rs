@@ -147,7 +147,10 @@ pub async fn process(
                 })?,
         )
     };
-    let accepted = leads::accept(&state.pool, &incoming).await?;
+    let accepted = {
+        let _share = state.ingest_share.enter(tenant.id).await;
+        leads::accept(&state.pool, &incoming).await?
+    };
     let media = match (&accepted, message_type) {
         (_, MessageType::Text) => None,
         (Accepted::Queued { message_id, .. }, _) => Some(*message_id),
