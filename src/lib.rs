@@ -46,6 +46,7 @@ pub struct Running {
 pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
     let master_key = cfg.resolve_master_key()?;
     let pool = db::connect_and_migrate(&cfg).await?;
+    db::rebind_secrets(&pool, &master_key).await?;
     let queues = Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await?;
     if cfg.has_ai_key() {
         tracing::info!(base_url = %cfg.ai_base_url, "AI provider configured");

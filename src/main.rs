@@ -152,6 +152,7 @@ async fn run() -> anyhow::Result<()> {
 async fn tenant(cfg: &mut Config, command: TenantCommand) -> anyhow::Result<()> {
     let key = cfg.resolve_master_key()?;
     let pool = db::connect_and_migrate(cfg).await?;
+    db::rebind_secrets(&pool, &key).await?;
     match command {
         TenantCommand::Create { name, kind, parent } => {
             let kind = match kind {

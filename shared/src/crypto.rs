@@ -25,8 +25,10 @@ use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretString};
 use sha2::{Digest, Sha256};
 
-/// Version byte of the current ciphertext format.
+/// Version byte of the first ciphertext format (bound to nothing; only read, to rebind).
 const FORMAT_V1: u8 = 0x01;
+/// Version byte of the current format: bound to its [`Place`].
+const FORMAT_V2: u8 = 0x02;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const KEY_LEN: usize = 32;
@@ -55,6 +57,25 @@ pub enum CryptoError {
     Decrypt,
     #[error("decrypted value is not valid UTF-8")]
     NotUtf8,
+}
+
+/// Where a ciphertext belongs: its table, column and owning row. It is authenticated
+/// with the ciphertext (AEAD associated data), so a value copied into another row — one
+/// tenant's encrypted key pasted into another's by someone with database access — fails
+/// to decrypt instead of working there.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    pub table: &'a str,
+    pub column: &'a str,
+    pub row: uuid::Uuid,
+}
+
+impl Place<'_> {
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = vec![FORMAT_V2];
+        aad.extend_from_slice(format!("{}.{}:{}", self.table, self.column, self.row).as_bytes());
+        aad
+    }
 }
 
 /// The 256-bit key that encrypts secrets at rest (`LEADFLOW_MASTER_KEY`).
@@ -157,15 +178,70 @@ impl MasterKey {
             .map_err(|_| CryptoError::Decrypt)
     }
 
-    /// Encrypts a UTF-8 secret (e.g. a `whsec_...` string).
-    pub fn encrypt_str(&self, plaintext: &str) -> Vec<u8> {
-        self.encrypt(plaintext.as_bytes())
+    /// Encrypts `plaintext` for `place`: `0x02 | nonce (12) | ciphertext + tag (16)`, the
+    /// version byte and the place authenticated as associated data.
+    pub fn seal(&self, plaintext: &[u8], place: &Place<'_>) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &place.aad(),
+                },
+            )
+            .expect("plaintext below the ChaCha20-Poly1305 size limit");
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(FORMAT_V2);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
     }
 
-    /// Decrypts a value produced by [`MasterKey::encrypt_str`] into a [`SecretString`],
-    /// so callers keep holding it as a secret (redacted `Debug`, zeroized on drop).
-    pub fn decrypt_string(&self, data: &[u8]) -> Result<SecretString, CryptoError> {
-        let bytes = self.decrypt(data)?;
+    /// Reverses [`MasterKey::seal`] for the same `place`; anything else (another place, a
+    /// wrong key, an unbound v1 value) is an error.
+    pub fn open(&self, data: &[u8], place: &Place<'_>) -> Result<Vec<u8>, CryptoError> {
+        let (&version, rest) = data.split_first().ok_or(CryptoError::Truncated(0))?;
+        if version != FORMAT_V2 {
+            return Err(CryptoError::UnsupportedVersion(version));
+        }
+        if rest.len() < NONCE_LEN + TAG_LEN {
+            return Err(CryptoError::Truncated(data.len()));
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        self.cipher()
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &place.aad(),
+                },
+            )
+            .map_err(|_| CryptoError::Decrypt)
+    }
+
+    /// Whether `data` is in the unbound v1 format (to be rebound at start).
+    pub fn is_unbound(data: &[u8]) -> bool {
+        data.first() == Some(&FORMAT_V1)
+    }
+
+    /// A v1 value rebound to `place` (the one-time migration at start).
+    pub fn rebind(&self, data: &[u8], place: &Place<'_>) -> Result<Vec<u8>, CryptoError> {
+        let plain = Zeroizing::new(self.decrypt(data)?);
+        Ok(self.seal(&plain, place))
+    }
+
+    /// [`MasterKey::seal`] of a UTF-8 secret (e.g. a `whsec_...` string).
+    pub fn seal_str(&self, plaintext: &str, place: &Place<'_>) -> Vec<u8> {
+        self.seal(plaintext.as_bytes(), place)
+    }
+
+    /// [`MasterKey::open`] into a [`SecretString`], so callers keep holding it as a secret
+    /// (redacted `Debug`, zeroized on drop).
+    pub fn open_string(&self, data: &[u8], place: &Place<'_>) -> Result<SecretString, CryptoError> {
+        let bytes = self.open(data, place)?;
         match String::from_utf8(bytes) {
             Ok(s) => Ok(SecretString::from(s)),
             Err(e) => {
@@ -333,10 +409,50 @@ mod tests {
     #[test]
     fn string_helpers() {
         let key = MasterKey::generate();
-        let sealed = key.encrypt_str("whsec_abc");
-        assert_eq!(key.decrypt_string(&sealed).unwrap().expose_secret(), "whsec_abc");
-        let not_utf8 = key.encrypt(&[0xff, 0xfe]);
-        assert!(matches!(key.decrypt_string(&not_utf8), Err(CryptoError::NotUtf8)));
+        let here = Place {
+            table: "tenants",
+            column: "postback_secret_enc",
+            row: uuid::Uuid::new_v4(),
+        };
+        let sealed = key.seal_str("whsec_abc", &here);
+        assert_eq!(key.open_string(&sealed, &here).unwrap().expose_secret(), "whsec_abc");
+        let not_utf8 = key.seal(&[0xff, 0xfe], &here);
+        assert!(matches!(key.open_string(&not_utf8, &here), Err(CryptoError::NotUtf8)));
+    }
+
+    #[test]
+    fn a_ciphertext_opens_only_where_it_was_sealed() {
+        let key = MasterKey::generate();
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let place = |table, column, row| Place { table, column, row };
+        let sealed = key.seal(b"sk-tenant-a", &place("tenants", "ai_api_key_enc", a));
+        assert_eq!(
+            key.open(&sealed, &place("tenants", "ai_api_key_enc", a)).unwrap(),
+            b"sk-tenant-a"
+        );
+        for wrong in [
+            place("tenants", "ai_api_key_enc", b),
+            place("tenants", "postback_secret_enc", a),
+            place("channels", "ai_api_key_enc", a),
+        ] {
+            assert!(
+                matches!(key.open(&sealed, &wrong), Err(CryptoError::Decrypt)),
+                "{wrong:?}"
+            );
+        }
+        // An old unbound value is refused until it is rebound, then opens in its place only.
+        let legacy = key.encrypt(b"sk-old");
+        assert!(MasterKey::is_unbound(&legacy));
+        assert!(matches!(
+            key.open(&legacy, &place("tenants", "ai_api_key_enc", a)),
+            Err(CryptoError::UnsupportedVersion(1))
+        ));
+        let rebound = key.rebind(&legacy, &place("tenants", "ai_api_key_enc", a)).unwrap();
+        assert_eq!(
+            key.open(&rebound, &place("tenants", "ai_api_key_enc", a)).unwrap(),
+            b"sk-old"
+        );
+        assert!(key.open(&rebound, &place("tenants", "ai_api_key_enc", b)).is_err());
     }
 
     #[test]

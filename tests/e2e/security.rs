@@ -711,3 +711,43 @@ async fn an_endless_answer_from_a_tenant_chosen_server_fails_the_call_not_the_pr
     assert!(grown < 100 * 1024, "grew by {grown} KiB");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_tenants_row_does_not_open_there() {
+    use leadflow_shared::db::{self, tenants};
+    let app = TestApp::start().await;
+    let key = app.config().master_key.unwrap();
+    let b = app.other_tenant(TenantKind::Agency, None).await;
+    tenants::set_ai_settings(&app.pool, &key, app.tenant.tenant_id, Some("sk-tenant-a"), None)
+        .await
+        .unwrap();
+    // Someone with database access copies A's encrypted key into B's row.
+    sqlx::query("UPDATE tenants SET ai_api_key_enc = (SELECT ai_api_key_enc FROM tenants WHERE id = $1) WHERE id = $2")
+        .bind(app.tenant.tenant_id)
+        .bind(b.tenant_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert!(
+        tenants::ai_settings(&app.pool, &key, b.tenant_id).await.is_err(),
+        "it does not open in B's row"
+    );
+    let own = tenants::ai_settings(&app.pool, &key, app.tenant.tenant_id)
+        .await
+        .unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(own.api_key.unwrap().expose_secret(), "sk-tenant-a");
+
+    // A value from before binding (v1) is rebound at start and then opens in its own row only.
+    sqlx::query("UPDATE tenants SET ai_api_key_enc = $2 WHERE id = $1")
+        .bind(b.tenant_id)
+        .bind(key.encrypt(b"sk-legacy-b"))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(db::rebind_secrets(&app.pool, &key).await.unwrap(), 1);
+    assert_eq!(db::rebind_secrets(&app.pool, &key).await.unwrap(), 0, "idempotent");
+    let legacy = tenants::ai_settings(&app.pool, &key, b.tenant_id).await.unwrap();
+    assert_eq!(legacy.api_key.unwrap().expose_secret(), "sk-legacy-b");
+    app.stop().await;
+}

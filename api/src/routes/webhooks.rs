@@ -51,7 +51,7 @@ async fn channel(state: &AppState, id: &str) -> Result<(inbound::WebhookChannel,
 }
 
 fn credential(state: &AppState, ch: &inbound::WebhookChannel, key: &str) -> Result<Option<String>, ApiError> {
-    Ok(channels::open(state.master_key()?, &ch.credentials_enc)?.remove(key))
+    Ok(channels::open(state.master_key()?, ch.id, &ch.credentials_enc)?.remove(key))
 }
 
 /// Whether the (verified) call is about this channel at all; a Meta batch keeps only
@@ -74,7 +74,7 @@ fn bind_to_channel(
             true
         }
         Provider::Twilio => {
-            let creds = channels::open(state.master_key()?, &ch.credentials_enc)?;
+            let creds = channels::open(state.master_key()?, ch.id, &ch.credentials_enc)?;
             let field = |k: &str| creds.get(k).map_or("", String::as_str);
             let ours = twilio::is_for(payload, field("account_sid"), field("from"));
             if !ours {

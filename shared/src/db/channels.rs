@@ -66,8 +66,20 @@ pub struct ChannelFields {
 const COLUMNS: &str = r#"id, tenant_id, name, type, provider, webhook_secret, assistant_id, department_id, status,
     connection, connection_changed_at, connection_checked_at, connection_error, created_at, updated_at"#;
 
-fn seal(key: &MasterKey, c: &Credentials) -> Vec<u8> {
-    key.encrypt_str(&serde_json::to_string(c).expect("a map of strings serialises"))
+/// Where a channel's credentials belong (bound to its row: see [`crate::crypto::Place`]).
+pub fn credentials_place(id: Uuid) -> crate::crypto::Place<'static> {
+    crate::crypto::Place {
+        table: "channels",
+        column: "credentials_enc",
+        row: id,
+    }
+}
+
+fn seal(key: &MasterKey, id: Uuid, c: &Credentials) -> Vec<u8> {
+    key.seal_str(
+        &serde_json::to_string(c).expect("a map of strings serialises"),
+        &credentials_place(id),
+    )
 }
 
 #[tracing::instrument(level = "debug", skip(pool, key, f))]
@@ -78,13 +90,14 @@ pub async fn insert(pool: &PgPool, key: &MasterKey, tenant_id: Uuid, f: &Channel
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            RETURNING {COLUMNS}"#
     );
+    let id = Uuid::now_v7();
     Ok(sqlx::query_as::<_, Channel>(&sql)
-        .bind(Uuid::now_v7())
+        .bind(id)
         .bind(tenant_id)
         .bind(&f.name)
         .bind(&f.channel_type)
         .bind(&f.provider)
-        .bind(seal(key, &f.credentials))
+        .bind(seal(key, id, &f.credentials))
         .bind(crate::crypto::random_token())
         .bind(f.assistant_id)
         .bind(f.department_id)
@@ -122,12 +135,12 @@ pub async fn credentials(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Cre
         .fetch_optional(pool)
         .await?
         .ok_or(DbError::NotFound("channel"))?;
-    open(key, &enc)
+    open(key, id, &enc)
 }
 
-/// Decrypts credentials read with the channel (see [`seal`]).
-pub fn open(key: &MasterKey, enc: &[u8]) -> Result<Credentials, DbError> {
-    let text = key.decrypt_string(enc)?;
+/// Decrypts credentials read with channel `id` (see [`seal`]).
+pub fn open(key: &MasterKey, id: Uuid, enc: &[u8]) -> Result<Credentials, DbError> {
+    let text = key.open_string(enc, &credentials_place(id))?;
     use secrecy::ExposeSecret;
     Ok(serde_json::from_str(text.expose_secret()).unwrap_or_default())
 }
@@ -151,7 +164,7 @@ pub async fn update(
         .bind(tenant_id)
         .bind(id)
         .bind(&f.name)
-        .bind(seal(key, &f.credentials))
+        .bind(seal(key, id, &f.credentials))
         .bind(f.assistant_id)
         .bind(f.department_id)
         .bind(&f.status)

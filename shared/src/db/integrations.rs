@@ -86,8 +86,8 @@ pub async fn store_consent(
         .bind(Uuid::now_v7())
         .bind(tenant_id)
         .bind(service)
-        .bind(key.encrypt_str(access))
-        .bind(refresh.map(|r| key.encrypt_str(r)))
+        .bind(key.seal_str(access, &token_place(tenant_id, "access_token_enc")))
+        .bind(refresh.map(|r| key.seal_str(r, &token_place(tenant_id, "refresh_token_enc"))))
         .bind(expires_at)
         .bind(scopes)
         .fetch_one(pool)
@@ -131,18 +131,32 @@ pub struct Secrets {
     pub refresh: Option<SecretString>,
 }
 
+/// Where an integration's token belongs: bound to its tenant (one integration per tenant
+/// and service; an upsert keeps the row's id, so the tenant is the stable owner).
+pub fn token_place(tenant_id: Uuid, column: &'static str) -> crate::crypto::Place<'static> {
+    crate::crypto::Place {
+        table: "integration_tokens",
+        column,
+        row: tenant_id,
+    }
+}
+
 #[tracing::instrument(level = "debug", skip(pool, key))]
 pub async fn secrets(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Secrets, DbError> {
-    let (access, refresh): (Option<Vec<u8>>, Option<Vec<u8>>) =
-        sqlx::query_as(r#"SELECT access_token_enc, refresh_token_enc FROM integration_tokens WHERE id = $1"#)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
-            .ok_or(DbError::NotFound("integration"))?;
-    let open = |v: Option<Vec<u8>>| v.map(|b| key.decrypt_string(&b)).transpose();
+    let (tenant_id, access, refresh): (Uuid, Option<Vec<u8>>, Option<Vec<u8>>) = sqlx::query_as(
+        r#"SELECT tenant_id, access_token_enc, refresh_token_enc FROM integration_tokens WHERE id = $1"#,
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(DbError::NotFound("integration"))?;
+    let open = |v: Option<Vec<u8>>, column| {
+        v.map(|b| key.open_string(&b, &token_place(tenant_id, column)))
+            .transpose()
+    };
     Ok(Secrets {
-        access: open(access)?,
-        refresh: open(refresh)?,
+        access: open(access, "access_token_enc")?,
+        refresh: open(refresh, "refresh_token_enc")?,
     })
 }
 
@@ -155,12 +169,17 @@ pub async fn refreshed(
     access: &SecretString,
     expires_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
+    let tenant_id: Uuid = sqlx::query_scalar(r#"SELECT tenant_id FROM integration_tokens WHERE id = $1"#)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(DbError::NotFound("integration"))?;
     sqlx::query(
         r#"UPDATE integration_tokens SET access_token_enc = $2, expires_at = $3, last_error = NULL, updated_at = now()
            WHERE id = $1"#,
     )
     .bind(id)
-    .bind(key.encrypt_str(access.expose_secret()))
+    .bind(key.seal_str(access.expose_secret(), &token_place(tenant_id, "access_token_enc")))
     .bind(expires_at)
     .execute(pool)
     .await?;

@@ -30,6 +30,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
+use uuid::Uuid;
 
 use crate::Config;
 
@@ -43,6 +44,49 @@ pub enum DbError {
     NotFound(&'static str),
     #[error("secret could not be decrypted (wrong LEADFLOW_MASTER_KEY?)")]
     Crypto(#[from] crate::crypto::CryptoError),
+}
+
+/// Rebinds every secret still in the unbound v1 format to its place (table, column, row:
+/// see [`crate::crypto::Place`]), so a ciphertext copied into another row no longer opens
+/// there. Idempotent and cheap once done (it only reads rows whose first byte is 0x01);
+/// every role runs it at start, after the migrations. Returns how many it rebound.
+pub async fn rebind_secrets(pool: &PgPool, key: &crate::crypto::MasterKey) -> Result<u64, DbError> {
+    use crate::crypto::{MasterKey, Place};
+    // (table, column, the column that owns the value)
+    const COLUMNS: [(&str, &str, &str); 5] = [
+        ("channels", "credentials_enc", "id"),
+        ("tenants", "postback_secret_enc", "id"),
+        ("tenants", "ai_api_key_enc", "id"),
+        ("integration_tokens", "access_token_enc", "tenant_id"),
+        ("integration_tokens", "refresh_token_enc", "tenant_id"),
+    ];
+    let mut rebound = 0;
+    for (table, column, owner) in COLUMNS {
+        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(&format!(
+            "SELECT id, {owner}, {column} FROM {table} WHERE {column} IS NOT NULL AND get_byte({column}, 0) = 1"
+        ))
+        .fetch_all(pool)
+        .await?;
+        for (id, row, old) in rows {
+            if !MasterKey::is_unbound(&old) {
+                continue;
+            }
+            let new = key.rebind(&old, &Place { table, column, row })?;
+            let done = sqlx::query(&format!(
+                "UPDATE {table} SET {column} = $2 WHERE id = $1 AND {column} = $3"
+            ))
+            .bind(id)
+            .bind(new)
+            .bind(old)
+            .execute(pool)
+            .await?;
+            rebound += done.rows_affected();
+        }
+    }
+    if rebound > 0 {
+        tracing::info!(rebound, "secrets at rest bound to their rows");
+    }
+    Ok(rebound)
 }
 
 /// Connects, creating the database when it does not exist yet, and runs migrations.

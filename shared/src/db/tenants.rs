@@ -22,6 +22,15 @@ pub struct Tenant {
     pub disabled: bool,
 }
 
+/// Where a tenant's secret belongs (bound to its row: see [`crypto::Place`]).
+pub fn place(id: Uuid, column: &'static str) -> crypto::Place<'static> {
+    crypto::Place {
+        table: "tenants",
+        column,
+        row: id,
+    }
+}
+
 /// Why work of a disabled tenant is not done: recorded on whatever it dropped.
 pub const DISABLED: &str = "the tenant is disabled";
 
@@ -105,7 +114,7 @@ pub async fn create(
     .bind(kind.as_str())
     .bind(parent)
     .bind(crypto::hash_api_key(&api_key))
-    .bind(key.encrypt_str(&postback_secret))
+    .bind(key.seal_str(&postback_secret, &place(id, "postback_secret_enc")))
     .execute(&mut *tx)
     .await?;
     let assistant = super::assistants::insert(&mut tx, id, &AssistantSettings::default()).await?;
@@ -148,7 +157,7 @@ pub async fn postback_secret(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result
         .fetch_optional(pool)
         .await?
         .ok_or(DbError::NotFound("tenant"))?;
-    let text = key.decrypt_string(&enc)?;
+    let text = key.open_string(&enc, &place(id, "postback_secret_enc"))?;
     WebhookSecret::parse(text.expose_secret()).map_err(|_| DbError::NotFound("valid postback secret"))
 }
 
@@ -167,7 +176,9 @@ pub async fn ai_settings(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result<Ten
             .fetch_optional(pool)
             .await?;
     let (enc, base_url) = row.ok_or(DbError::NotFound("tenant"))?;
-    let api_key = enc.map(|enc| key.decrypt_string(&enc)).transpose()?;
+    let api_key = enc
+        .map(|enc| key.open_string(&enc, &place(id, "ai_api_key_enc")))
+        .transpose()?;
     Ok(TenantAi { api_key, base_url })
 }
 
@@ -181,7 +192,7 @@ pub async fn set_ai_settings(
 ) -> Result<(), DbError> {
     sqlx::query(r#"UPDATE tenants SET ai_api_key_enc = $2, ai_base_url = $3 WHERE id = $1"#)
         .bind(id)
-        .bind(api_key.map(|k| key.encrypt_str(k)))
+        .bind(api_key.map(|k| key.seal_str(k, &place(id, "ai_api_key_enc"))))
         .bind(base_url)
         .execute(pool)
         .await?;

@@ -34,7 +34,7 @@ async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
         return false;
     };
     let started = chrono::Utc::now();
-    let observed = match channels::open(&ctx.master_key, &ch.credentials_enc) {
+    let observed = match channels::open(&ctx.master_key, ch.id, &ch.credentials_enc) {
         Err(e) => Err(e.to_string()),
         Ok(creds) => match crate::jobs::send::refused_address(ctx, provider, &creds).await {
             Some(why) => Err(why),
