@@ -110,6 +110,30 @@ pub async fn media_latency(scope: &mut Scope, quick: bool) -> Section {
     let t = Instant::now();
     let capped = leadflow_worker::media::pdf::extract_sync(&pdf, cfg.media.pdf_max_pages, cfg.media.pdf_max_chars)?;
     let capped_ms = t.elapsed().as_secs_f64() * 1000.0;
+    // The same, the way the worker reads PDFs: in a child process under its limits.
+    let sandbox = leadflow_worker::media::pdf::Sandbox::from_config(&cfg.media)?;
+    let (max_pages, max_chars) = (cfg.media.pdf_max_pages, cfg.media.pdf_max_chars);
+    let t = Instant::now();
+    for _ in 0..3 {
+        leadflow_worker::media::pdf::extract(&sandbox, &pdf, u32::MAX, usize::MAX).await?;
+    }
+    let child_full_ms = t.elapsed().as_secs_f64() * 1000.0 / 3.0;
+    let t = Instant::now();
+    for _ in 0..10 {
+        leadflow_worker::media::pdf::extract(&sandbox, &pdf, max_pages, max_chars).await?;
+    }
+    let child_capped_ms = t.elapsed().as_secs_f64() * 1000.0 / 10.0;
+    let tiny = media_fakes::text_pdf(20_000)?;
+    let t = Instant::now();
+    for _ in 0..20 {
+        leadflow_worker::media::pdf::extract_sync(&tiny, max_pages, max_chars)?;
+    }
+    let tiny_in_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
+    let t = Instant::now();
+    for _ in 0..20 {
+        leadflow_worker::media::pdf::extract(&sandbox, &tiny, max_pages, max_chars).await?;
+    }
+    let tiny_child_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
 
     let ai = fakes::fake_ai().await?;
     ai.stats.transcribe_ms.store(500, Ordering::SeqCst);
@@ -148,6 +172,21 @@ pub async fn media_latency(scope: &mut Scope, quick: bool) -> Section {
                 "{capped_ms:.0} ms ({} of {pages} pages, {} characters)",
                 capped.pages_read,
                 capped.text.chars().count()
+            ),
+            "",
+            None,
+        ),
+        Row::new(
+            "the same in the sandbox child (RLIMIT_AS, timeout)",
+            format!("whole file {child_full_ms:.0} ms; default caps {child_capped_ms:.0} ms"),
+            "",
+            None,
+        ),
+        Row::new(
+            "sandbox overhead on a 20 KB PDF",
+            format!(
+                "{tiny_in_ms:.1} ms in-process, {tiny_child_ms:.1} ms in the child (+{:.1} ms)",
+                tiny_child_ms - tiny_in_ms
             ),
             "",
             None,

@@ -95,13 +95,13 @@ pub async fn extract(sandbox: &Sandbox, bytes: &[u8], max_pages: u32, max_chars:
         return Err(unreadable("the extractor has no pipes"));
     };
     // Text is at most max_chars characters (4 bytes each in UTF-8) plus the envelope.
-    let answer_cap = (max_chars as u64) * 4 + 64 * 1024;
+    let answer_cap = (max_chars as u64).saturating_mul(4).saturating_add(64 * 1024);
     let run = async {
         // A child that dies while reading its input closes the pipe: that is its answer.
         let _ = stdin.write_all(bytes).await;
         drop(stdin);
         let mut out = Vec::new();
-        (&mut stdout).take(answer_cap + 1).read_to_end(&mut out).await?;
+        (&mut stdout).take(answer_cap.saturating_add(1)).read_to_end(&mut out).await?;
         let status = child.wait().await?;
         Ok::<_, std::io::Error>((status, out))
     };
