@@ -42,3 +42,7 @@ CREATE INDEX inbound_events_payload_idx ON inbound_events (payload_id) WHERE pay
 ALTER TABLE lead_identities DROP CONSTRAINT lead_identities_kind_check;
 ALTER TABLE lead_identities ADD CONSTRAINT lead_identities_kind_check
     CHECK (kind IN ('phone', 'wa_lid', 'telegram', 'email', 'email_unverified'));
+
+-- Webhook tokens at rest: encrypted like every other secret (bound to their channel);
+-- the plaintext column empties at start as each process rebinds (see db::rebind_secrets).
+ALTER TABLE channels ADD COLUMN webhook_secret_enc bytea, ALTER COLUMN webhook_secret DROP NOT NULL;

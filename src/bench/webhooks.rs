@@ -204,12 +204,18 @@ pub async fn webhooks(scope: &mut Scope, quick: bool) -> Section {
         };
         let ch = channels::insert(&running.pool, &key, tenant.tenant_id, &f).await?;
         let plain = format!("{base}/webhooks/{}", ch.id);
+        let secret = {
+            use secrecy::ExposeSecret;
+            channels::webhook_secret(&key, ch.id, ch.webhook_secret_enc.as_deref())?
+                .expose_secret()
+                .to_string()
+        };
         // Providers without a signature carry the channel's secret in the URL.
         let url = match provider {
             "meta-cloud" | "telegram-bot" | "twilio" => plain.clone(),
-            _ => format!("{plain}?token={}", ch.webhook_secret),
+            _ => format!("{plain}?token={}", secret),
         };
-        let make = requests(provider, plain, ch.webhook_secret.clone());
+        let make = requests(provider, plain, secret.clone());
         let r = warm_then_measure(&url, concurrency, secs, make).await;
         rows.push(Row::new(
             &format!("/webhooks, {provider} format"),

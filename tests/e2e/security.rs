@@ -751,3 +751,53 @@ async fn a_ciphertext_moved_to_another_tenants_row_does_not_open_there() {
     assert_eq!(legacy.api_key.unwrap().expose_secret(), "sk-legacy-b");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn webhook_tokens_are_encrypted_at_rest_and_old_plain_ones_are_migrated() {
+    let app = TestApp::start().await;
+    let providers = FakeProviders::start().await;
+    let ch = channel(
+        &app,
+        json!({"name": "gw", "type": "sms", "provider": "http-sms",
+               "credentials": {"send_url": format!("{}/sms/send", providers.base_url)}}),
+    )
+    .await;
+    let (plain, sealed): (Option<String>, Vec<u8>) =
+        sqlx::query_as("SELECT webhook_secret, webhook_secret_enc FROM channels WHERE id = $1::uuid")
+            .bind(&ch.id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(plain, None);
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains(&ch.token),
+        "the token is not stored readable"
+    );
+    let body = json!({"id": "gw-1", "from": "+5511987654321", "text": "oi"});
+    assert_eq!(webhook(&app, &ch.path, &body, &[]).await.0, StatusCode::OK);
+
+    // A channel from before: its token in the clear until the next start rebinds it.
+    sqlx::query(
+        "UPDATE channels SET webhook_secret = 'legacy-token-0123456789', webhook_secret_enc = NULL WHERE id = $1::uuid",
+    )
+    .bind(&ch.id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let key = app.config().master_key.unwrap();
+    assert_eq!(leadflow_shared::db::rebind_secrets(&app.pool, &key).await.unwrap(), 1);
+    let plain: Option<String> = sqlx::query_scalar("SELECT webhook_secret FROM channels WHERE id = $1::uuid")
+        .bind(&ch.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(plain, None);
+    let body = json!({"id": "gw-2", "from": "+5511987654321", "text": "oi de novo"});
+    let path = format!("/webhooks/{}?token=legacy-token-0123456789", ch.id);
+    assert_eq!(
+        webhook(&app, &path, &body, &[]).await.0,
+        StatusCode::OK,
+        "the old token still works"
+    );
+    app.stop().await;
+}

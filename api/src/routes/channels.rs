@@ -18,14 +18,17 @@ use crate::auth::Caller;
 use crate::body::{path_uuid, JsonObject};
 use crate::error::ApiError;
 use crate::AppState;
+use leadflow_shared::crypto::MasterKey;
 
 /// The channel as the API shows it: masked credentials and its webhook path.
-fn view(c: &Channel, creds: &Credentials) -> Value {
+fn view(key: &MasterKey, c: &Channel, creds: &Credentials) -> Result<Value, ApiError> {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     let masked: Map<String, Value> = creds.iter().map(|(k, s)| (k.clone(), json!(mask(k, s)))).collect();
     v["credentials"] = Value::Object(masked);
-    v["webhook_path"] = json!(format!("/webhooks/{}?token={}", c.id, c.webhook_secret));
-    v
+    let token = channels::webhook_secret(key, c.id, c.webhook_secret_enc.as_deref())?;
+    use secrecy::ExposeSecret;
+    v["webhook_path"] = json!(format!("/webhooks/{}?token={}", c.id, token.expose_secret()));
+    Ok(v)
 }
 
 pub async fn list(
@@ -38,7 +41,7 @@ pub async fn list(
     let mut items = Vec::new();
     for c in channels::list(&state.pool, tenant).await? {
         let creds = channels::credentials(&state.pool, key, c.id).await?;
-        items.push(view(&c, &creds));
+        items.push(view(key, &c, &creds)?);
     }
     Ok(Json(json!({"success": true, "data": items})))
 }
@@ -54,8 +57,9 @@ pub async fn show(
     let c = channels::find(&state.pool, tenant, id)
         .await?
         .ok_or(ApiError::NotFound("channel"))?;
-    let creds = channels::credentials(&state.pool, state.master_key()?, c.id).await?;
-    Ok(Json(view(&c, &creds)))
+    let key = state.master_key()?;
+    let creds = channels::credentials(&state.pool, key, c.id).await?;
+    Ok(Json(view(key, &c, &creds)?))
 }
 
 /// Applies `credentials` from the body onto `creds`, then checks the provider's keys.
@@ -193,7 +197,7 @@ pub async fn create(
     f.credentials = merge_credentials(provider, Credentials::new(), &body)?;
     let key = state.master_key()?;
     let c = channels::insert(&state.pool, key, tenant, &f).await?;
-    Ok((StatusCode::CREATED, Json(view(&c, &f.credentials))))
+    Ok((StatusCode::CREATED, Json(view(key, &c, &f.credentials)?)))
 }
 
 pub async fn update(
@@ -236,7 +240,7 @@ pub async fn update(
     let c = channels::update(&state.pool, key, tenant, id, &f)
         .await?
         .ok_or(ApiError::NotFound("channel"))?;
-    Ok(Json(view(&c, &f.credentials)))
+    Ok(Json(view(key, &c, &f.credentials)?))
 }
 
 pub async fn delete(

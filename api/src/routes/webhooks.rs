@@ -129,11 +129,17 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let (ch, provider) = channel(&state, &id).await?;
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let token = || -> Result<String, ApiError> {
+        use secrecy::ExposeSecret;
+        let secret = channels::webhook_secret(state.master_key()?, ch.id, ch.webhook_secret_enc.as_deref())?;
+        Ok(secret.expose_secret().to_string())
+    };
     // Twilio posts forms; they are stored as a flat JSON object of strings.
     let form = (provider == Provider::Twilio).then(|| leadflow_shared::inbound::form_fields(&body));
     let verified = match provider {
         Provider::TelegramBot => {
-            header("x-telegram-bot-api-secret-token").is_some_and(|t| secrets_match(t, &ch.webhook_secret))
+            let expected = token()?;
+            header("x-telegram-bot-api-secret-token").is_some_and(|t| secrets_match(t, &expected))
         }
         Provider::MetaCloud => match credential(&state, &ch, "app_secret")? {
             Some(secret) => meta_signature_ok(&secret, &body, header("x-hub-signature-256")),
@@ -146,7 +152,10 @@ pub async fn receive(
             }
             _ => false,
         },
-        _ => q.token.as_deref().is_some_and(|t| secrets_match(t, &ch.webhook_secret)),
+        _ => {
+            let expected = token()?;
+            q.token.as_deref().is_some_and(|t| secrets_match(t, &expected))
+        }
     };
     if !verified {
         return Err(ApiError::Unauthorized);

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -23,8 +24,9 @@ pub struct Channel {
     #[serde(rename = "type")]
     pub channel_type: String,
     pub provider: String,
+    /// The inbound webhook token, sealed ([`webhook_secret`] opens it).
     #[serde(skip)]
-    pub webhook_secret: String,
+    pub webhook_secret_enc: Option<Vec<u8>>,
     pub assistant_id: Option<Uuid>,
     pub department_id: Option<Uuid>,
     pub status: String,
@@ -63,7 +65,7 @@ pub struct ChannelFields {
     pub status: String,
 }
 
-const COLUMNS: &str = r#"id, tenant_id, name, type, provider, webhook_secret, assistant_id, department_id, status,
+const COLUMNS: &str = r#"id, tenant_id, name, type, provider, webhook_secret_enc, assistant_id, department_id, status,
     connection, connection_changed_at, connection_checked_at, connection_error, created_at, updated_at"#;
 
 /// Where a channel's credentials belong (bound to its row: see [`crate::crypto::Place`]).
@@ -73,6 +75,21 @@ pub fn credentials_place(id: Uuid) -> crate::crypto::Place<'static> {
         column: "credentials_enc",
         row: id,
     }
+}
+
+/// Where a channel's webhook token belongs.
+pub fn webhook_secret_place(id: Uuid) -> crate::crypto::Place<'static> {
+    crate::crypto::Place {
+        table: "channels",
+        column: "webhook_secret_enc",
+        row: id,
+    }
+}
+
+/// The channel's inbound webhook token (what `?token=` and Telegram's secret header carry).
+pub fn webhook_secret(key: &MasterKey, id: Uuid, enc: Option<&[u8]>) -> Result<SecretString, DbError> {
+    let enc = enc.ok_or(DbError::NotFound("webhook secret"))?;
+    Ok(key.open_string(enc, &webhook_secret_place(id))?)
 }
 
 fn seal(key: &MasterKey, id: Uuid, c: &Credentials) -> Vec<u8> {
@@ -85,7 +102,7 @@ fn seal(key: &MasterKey, id: Uuid, c: &Credentials) -> Vec<u8> {
 #[tracing::instrument(level = "debug", skip(pool, key, f))]
 pub async fn insert(pool: &PgPool, key: &MasterKey, tenant_id: Uuid, f: &ChannelFields) -> Result<Channel, DbError> {
     let sql = format!(
-        r#"INSERT INTO channels (id, tenant_id, name, type, provider, credentials_enc, webhook_secret, assistant_id,
+        r#"INSERT INTO channels (id, tenant_id, name, type, provider, credentials_enc, webhook_secret_enc, assistant_id,
                                  department_id, status)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            RETURNING {COLUMNS}"#
@@ -98,7 +115,7 @@ pub async fn insert(pool: &PgPool, key: &MasterKey, tenant_id: Uuid, f: &Channel
         .bind(&f.channel_type)
         .bind(&f.provider)
         .bind(seal(key, id, &f.credentials))
-        .bind(crate::crypto::random_token())
+        .bind(key.seal_str(&crate::crypto::random_token(), &webhook_secret_place(id)))
         .bind(f.assistant_id)
         .bind(f.department_id)
         .bind(&f.status)

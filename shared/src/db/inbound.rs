@@ -15,7 +15,8 @@ pub struct WebhookChannel {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub provider: String,
-    pub webhook_secret: String,
+    /// The webhook token, sealed (see [`super::channels::webhook_secret`]).
+    pub webhook_secret_enc: Option<Vec<u8>>,
     pub status: String,
     /// Read in the same query: Meta and Twilio verify with a credential, and a second
     /// round trip per webhook would cost a third of the ingest rate.
@@ -38,7 +39,7 @@ impl std::fmt::Debug for WebhookChannel {
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn channel(pool: &PgPool, id: Uuid) -> Result<Option<WebhookChannel>, DbError> {
     Ok(sqlx::query_as::<_, WebhookChannel>(
-        r#"SELECT c.id, c.tenant_id, c.provider, c.webhook_secret, c.status, c.credentials_enc,
+        r#"SELECT c.id, c.tenant_id, c.provider, c.webhook_secret_enc, c.status, c.credentials_enc,
                   t.disabled_at IS NOT NULL AS tenant_disabled
            FROM channels c JOIN tenants t ON t.id = c.tenant_id
            WHERE c.id = $1 AND c.deleted_at IS NULL"#,

@@ -83,6 +83,23 @@ pub async fn rebind_secrets(pool: &PgPool, key: &crate::crypto::MasterKey) -> Re
             rebound += done.rows_affected();
         }
     }
+    // Webhook tokens from before they were encrypted.
+    let plain: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, webhook_secret FROM channels WHERE webhook_secret IS NOT NULL")
+            .fetch_all(pool)
+            .await?;
+    for (id, secret) in plain {
+        let sealed = key.seal_str(&secret, &channels::webhook_secret_place(id));
+        let done = sqlx::query(
+            "UPDATE channels SET webhook_secret_enc = $2, webhook_secret = NULL WHERE id = $1 AND webhook_secret = $3",
+        )
+        .bind(id)
+        .bind(sealed)
+        .bind(secret)
+        .execute(pool)
+        .await?;
+        rebound += done.rows_affected();
+    }
     if rebound > 0 {
         tracing::info!(rebound, "secrets at rest bound to their rows");
     }

@@ -101,7 +101,10 @@ pub async fn extract(sandbox: &Sandbox, bytes: &[u8], max_pages: u32, max_chars:
         let _ = stdin.write_all(bytes).await;
         drop(stdin);
         let mut out = Vec::new();
-        (&mut stdout).take(answer_cap.saturating_add(1)).read_to_end(&mut out).await?;
+        (&mut stdout)
+            .take(answer_cap.saturating_add(1))
+            .read_to_end(&mut out)
+            .await?;
         let status = child.wait().await?;
         Ok::<_, std::io::Error>((status, out))
     };
