@@ -46,3 +46,6 @@ ALTER TABLE lead_identities ADD CONSTRAINT lead_identities_kind_check
 -- Webhook tokens at rest: encrypted like every other secret (bound to their channel);
 -- the plaintext column empties at start as each process rebinds (see db::rebind_secrets).
 ALTER TABLE channels ADD COLUMN webhook_secret_enc bytea, ALTER COLUMN webhook_secret DROP NOT NULL;
+
+-- Google push-channel tokens at rest: encrypted and bound to their channel, like the rest.
+ALTER TABLE calendar_channels ADD COLUMN token_enc bytea, ALTER COLUMN token DROP NOT NULL;

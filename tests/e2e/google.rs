@@ -419,3 +419,24 @@ async fn a_token_endpoint_answering_500_is_retried_not_taken_for_a_revoked_grant
     let ch = channels(&app).await.into_iter().find(|c| c["id"] == json!(id)).unwrap();
     assert_eq!(ch["status"], "active");
 }
+
+#[tokio::test]
+async fn push_tokens_are_encrypted_at_rest() {
+    let google = FakeGoogle::start().await;
+    let app = app_with(&google, &[]).await;
+    connect(&app).await;
+    let (id, token, _) = watch(&app, &google).await;
+    let (plain, sealed): (Option<String>, Vec<u8>) =
+        sqlx::query_as("SELECT token, token_enc FROM calendar_channels WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(plain, None);
+    assert!(!token.is_empty());
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains(&token),
+        "the token is not stored readable"
+    );
+    app.stop().await;
+}

@@ -27,7 +27,9 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap) -> Resul
     let Some(ch) = calendars::get(&state.pool, id).await? else {
         return ignored("unknown channel");
     };
-    let token_ok = header("x-goog-channel-token").is_some_and(|t| secrets_match(t, &ch.token));
+    let expected = ch.push_token(state.master_key()?)?;
+    use secrecy::ExposeSecret;
+    let token_ok = header("x-goog-channel-token").is_some_and(|t| secrets_match(t, expected.expose_secret()));
     let resource_ok = match (&ch.resource_id, header("x-goog-resource-id")) {
         (Some(stored), Some(given)) => secrets_match(given, stored),
         // The first `sync` may arrive before the watch call returned the resource id.

@@ -180,7 +180,7 @@ pub async fn watch(
                 "connect Google first (POST /backend/integrations/google/auth-url), or again if it needs re-authorisation",
             )
         })?;
-    let ch = calendars::create_pending(&state.pool, tenant, i.id, &calendar_id, &random_token(), None).await?;
+    let ch = calendars::create_pending(&state.pool, state.master_key()?, tenant, i.id, &calendar_id, None).await?;
     let job = CalendarJob {
         step: CalendarStep::Watch,
         channel_id: ch.id,

@@ -19,8 +19,9 @@ pub struct CalendarChannel {
     pub tenant_id: Uuid,
     pub integration_id: Uuid,
     pub calendar_id: String,
+    /// The push token Google echoes (`X-Goog-Channel-Token`), sealed ([`Self::push_token`]).
     #[serde(skip)]
-    pub token: String,
+    pub token_enc: Option<Vec<u8>>,
     pub resource_id: Option<String>,
     pub expiration: Option<DateTime<Utc>>,
     pub status: String,
@@ -44,22 +45,43 @@ impl std::fmt::Debug for CalendarChannel {
     }
 }
 
-const COLUMNS: &str = "id, tenant_id, integration_id, calendar_id, token, resource_id, expiration, status, replaced_by,
+const COLUMNS: &str =
+    "id, tenant_id, integration_id, calendar_id, token_enc, resource_id, expiration, status, replaced_by,
     replaces, renew_attempts, next_attempt_at, last_error, created_at";
 
-/// A new channel to create at Google (or the successor already in flight for `replaces`).
-#[tracing::instrument(level = "debug", skip(pool, token))]
+/// Where a push channel's token belongs.
+pub fn token_place(id: Uuid) -> crate::crypto::Place<'static> {
+    crate::crypto::Place {
+        table: "calendar_channels",
+        column: "token_enc",
+        row: id,
+    }
+}
+
+impl CalendarChannel {
+    /// The channel's push token, opened.
+    pub fn push_token(&self, key: &crate::crypto::MasterKey) -> Result<secrecy::SecretString, DbError> {
+        let enc = self.token_enc.as_deref().ok_or(DbError::NotFound("push token"))?;
+        Ok(key.open_string(enc, &token_place(self.id))?)
+    }
+}
+
+/// A new channel to create at Google (or the successor already in flight for `replaces`),
+/// with a fresh random push token (stored sealed).
+#[tracing::instrument(level = "debug", skip(pool, key))]
 pub async fn create_pending(
     pool: &PgPool,
+    key: &crate::crypto::MasterKey,
     tenant_id: Uuid,
     integration_id: Uuid,
     calendar_id: &str,
-    token: &str,
     replaces: Option<Uuid>,
 ) -> Result<CalendarChannel, DbError> {
+    let id = Uuid::new_v4();
+    let token = key.seal_str(&crate::crypto::random_token(), &token_place(id));
     let sql = format!(
         r#"WITH ins AS (
-               INSERT INTO calendar_channels (id, tenant_id, integration_id, calendar_id, token, status, replaces)
+               INSERT INTO calendar_channels (id, tenant_id, integration_id, calendar_id, token_enc, status, replaces)
                VALUES ($1, $2, $3, $4, $5, 'pending', $6)
                ON CONFLICT (replaces) WHERE replaces IS NOT NULL AND status IN ('pending', 'active') DO NOTHING
                RETURNING {COLUMNS})
@@ -69,7 +91,7 @@ pub async fn create_pending(
            WHERE replaces = $6 AND status IN ('pending', 'active') AND NOT EXISTS (SELECT 1 FROM ins)"#
     );
     Ok(sqlx::query_as::<_, CalendarChannel>(&sql)
-        .bind(Uuid::new_v4())
+        .bind(id)
         .bind(tenant_id)
         .bind(integration_id)
         .bind(calendar_id)

@@ -100,6 +100,21 @@ pub async fn rebind_secrets(pool: &PgPool, key: &crate::crypto::MasterKey) -> Re
         .await?;
         rebound += done.rows_affected();
     }
+    // Google push tokens from before they were encrypted.
+    let plain: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, token FROM calendar_channels WHERE token IS NOT NULL")
+        .fetch_all(pool)
+        .await?;
+    for (id, token) in plain {
+        let sealed = key.seal_str(&token, &calendars::token_place(id));
+        let done =
+            sqlx::query("UPDATE calendar_channels SET token_enc = $2, token = NULL WHERE id = $1 AND token = $3")
+                .bind(id)
+                .bind(sealed)
+                .bind(token)
+                .execute(pool)
+                .await?;
+        rebound += done.rows_affected();
+    }
     if rebound > 0 {
         tracing::info!(rebound, "secrets at rest bound to their rows");
     }

@@ -102,6 +102,9 @@ fn address(ctx: &Ctx) -> Result<String, GoogleError> {
 async fn create(ctx: &Ctx, ch: &CalendarChannel) -> Result<Watched, GoogleError> {
     let address = address(ctx)?;
     let token = access_token(ctx, ch.integration_id, false).await?;
+    let push_token = ch
+        .push_token(&ctx.master_key)
+        .map_err(|e| GoogleError::Network(format!("the channel's push token: {e}")))?;
     google::watch(
         &ctx.guarded,
         &ctx.cfg.google,
@@ -109,7 +112,7 @@ async fn create(ctx: &Ctx, ch: &CalendarChannel) -> Result<Watched, GoogleError>
         &ch.calendar_id,
         &ch.id.to_string(),
         &address,
-        &ch.token,
+        push_token.expose_secret(),
     )
     .await
 }
@@ -154,13 +157,12 @@ async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
         crate::notify::raise(ctx, old.tenant_id, "calendar.renewal_failed", &old.id.to_string(), data).await;
         return Ok(());
     }
-    let token = uuid::Uuid::new_v4().simple().to_string();
     let next = calendars::create_pending(
         &ctx.pool,
+        &ctx.master_key,
         old.tenant_id,
         old.integration_id,
         &old.calendar_id,
-        &token,
         Some(old.id),
     )
     .await?;
