@@ -801,3 +801,76 @@ async fn webhook_tokens_are_encrypted_at_rest_and_old_plain_ones_are_migrated() 
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_channels_webhooks_are_rate_limited_after_verification() {
+    let app = TestApp::builder().env("LEADFLOW_WEBHOOK_RATE_LIMIT", "5").start().await;
+    let providers = FakeProviders::start().await;
+    let ch = channel(
+        &app,
+        json!({"name": "gw", "type": "sms", "provider": "http-sms",
+               "credentials": {"send_url": format!("{}/sms/send", providers.base_url)}}),
+    )
+    .await;
+    // Forged calls do not spend the channel's budget.
+    let forged = format!("/webhooks/{}?token=wrong", ch.id);
+    for i in 0..20 {
+        let body = json!({"id": format!("f-{i}"), "from": "+5511987654321", "text": "x"});
+        assert_eq!(webhook(&app, &forged, &body, &[]).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let app_ref = &app;
+    let calls = (0..30).map(|i| {
+        let path = ch.path.clone();
+        async move {
+            let body = json!({"id": format!("r-{i}"), "from": "+5511987654321", "text": "oi"});
+            let resp = app_ref
+                .http
+                .post(format!("{}{path}", app_ref.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status(), resp.headers().get("retry-after").cloned())
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let ok = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert!((5..=10).contains(&ok), "{ok} of 30 taken");
+    assert!(answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .all(|(_, after)| after.is_some()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_disabled_clients_pending_postback_is_dropped_when_it_comes_up() {
+    let app = TestApp::builder()
+        .env("LEADFLOW_POSTBACK_RETRY_SCHEDULE", "2s,2s")
+        .start()
+        .await;
+    let (status, client) = app.post("/backend/clients", &json!({"name": "Acme"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let client_id = client["tenant_id"].as_str().unwrap().to_string();
+    let key = client["api_key"].as_str().unwrap().to_string();
+    app.receiver.push_status(503);
+    let msg = json!({"tenant_id": client_id, "lead_id": "lead-pb", "role": "user", "content": "oi",
+                     "message_type": "text", "debounce": true, "postback_url": app.receiver.url});
+    assert_eq!(app.post_as(&key, "/ai/process", &msg).await.0, StatusCode::ACCEPTED);
+    app.receiver.wait_for_any(1, Duration::from_secs(20)).await; // the refused first attempt
+    let (status, _) = app
+        .post(&format!("/backend/clients/{client_id}/disable"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let error: String = eventually(Duration::from_secs(15), "the delivery dropped", || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT last_error FROM deliveries WHERE status = 'failed'")
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap()
+            .flatten()
+    })
+    .await;
+    assert_eq!(error, "the tenant is disabled");
+    assert_eq!(app.receiver.deliveries().len(), 1, "no second attempt was posted");
+    app.stop().await;
+}
