@@ -53,7 +53,7 @@ pub enum Provider {
 impl Provider {
     pub const ALL: &'static str =
         "z-api, evolution-api, gupshup, meta-cloud, telegram-bot, smtp-imap, twilio, http-sms";
-    const EVERY: [Provider; 8] = [
+    pub const EVERY: [Provider; 8] = [
         Self::ZApi,
         Self::Evolution,
         Self::Gupshup,

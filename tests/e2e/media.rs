@@ -550,3 +550,49 @@ async fn a_pdf_bomb_is_a_note_and_the_worker_and_other_media_carry_on() {
     assert!(grown < 200 * 1024, "grew by {grown} KiB");
     app.stop().await;
 }
+
+/// A PDF whose page dictionary nests arrays 200,000 deep: lopdf's recursive parser
+/// overflows its stack on it, which no `catch_unwind` can absorb (found by `scripts/fuzz`).
+fn deeply_nested_pdf() -> Vec<u8> {
+    let n = 200_000;
+    let deep = format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /X {deep} >>"),
+        "<< /Length 2 >>\nstream\nBT\nendstream".to_string(),
+    ];
+    let mut pdf = String::from("%PDF-1.4\n");
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf += &format!("{} 0 obj\n{body}\nendobj\n", i + 1);
+    }
+    let xref = pdf.len();
+    pdf += "xref\n0 5\n0000000000 65535 f \n";
+    for o in offsets {
+        pdf += &format!("{o:010} 00000 n \n");
+    }
+    pdf += &format!("trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n");
+    pdf.into_bytes()
+}
+
+#[tokio::test]
+async fn a_pdf_that_overflows_the_parsers_stack_is_a_note_not_a_dead_worker() {
+    let media = MediaServer::start().await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.3})).await;
+    let url = media.put("/deep.pdf", deeply_nested_pdf(), Some("application/pdf"));
+    send(&app, &media_msg(&app, "lead-deep", "pdf", &url, "", true)).await;
+    let got = app.receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got[0].json["success"], json!(true));
+    let code: Option<String> = sqlx::query_scalar("SELECT error_code FROM media")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(code.as_deref(), Some("pdf_unreadable"));
+    // The worker is alive: the next message is answered too.
+    send(&app, &app.msg("lead-deep", "e agora?", true)).await;
+    app.receiver.wait_for(2, Duration::from_secs(30)).await;
+    app.stop().await;
+}
