@@ -136,90 +136,56 @@ impl MasterKey {
     /// Only if `plaintext` is 256 GiB or larger (the ChaCha20 block-counter limit), which
     /// no secret or request body can reach.
     pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_as(FORMAT_V1, &[FORMAT_V1], plaintext)
+    }
+
+    /// `version | nonce | ciphertext + tag`, with `aad` authenticated alongside.
+    fn seal_as(&self, version: u8, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
         let sealed = self
             .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &[FORMAT_V1],
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
             // ChaCha20-Poly1305 encryption only fails past 2^32 64-byte blocks (see above).
             .expect("plaintext below the ChaCha20-Poly1305 size limit");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(FORMAT_V1);
+        out.push(version);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         out
+    }
+
+    /// Reverses [`MasterKey::seal_as`] for values of `version` only.
+    fn open_as(&self, version: u8, aad: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let (&found, rest) = data.split_first().ok_or(CryptoError::Truncated(0))?;
+        if found != version {
+            return Err(CryptoError::UnsupportedVersion(found));
+        }
+        if rest.len() < NONCE_LEN + TAG_LEN {
+            return Err(CryptoError::Truncated(data.len()));
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        self.cipher()
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+            .map_err(|_| CryptoError::Decrypt)
     }
 
     /// Reverses [`MasterKey::encrypt`]. A wrong key, a flipped bit or a truncated value
     /// all yield an error.
     pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let (&version, rest) = data.split_first().ok_or(CryptoError::Truncated(0))?;
-        if version != FORMAT_V1 {
-            return Err(CryptoError::UnsupportedVersion(version));
-        }
-        if rest.len() < NONCE_LEN + TAG_LEN {
-            return Err(CryptoError::Truncated(data.len()));
-        }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        self.cipher()
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &[FORMAT_V1],
-                },
-            )
-            .map_err(|_| CryptoError::Decrypt)
+        self.open_as(FORMAT_V1, &[FORMAT_V1], data)
     }
 
     /// Encrypts `plaintext` for `place`: `0x02 | nonce (12) | ciphertext + tag (16)`, the
     /// version byte and the place authenticated as associated data.
     pub fn seal(&self, plaintext: &[u8], place: &Place<'_>) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
-        let sealed = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &place.aad(),
-                },
-            )
-            .expect("plaintext below the ChaCha20-Poly1305 size limit");
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(FORMAT_V2);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        out
+        self.seal_as(FORMAT_V2, &place.aad(), plaintext)
     }
 
     /// Reverses [`MasterKey::seal`] for the same `place`; anything else (another place, a
     /// wrong key, an unbound v1 value) is an error.
     pub fn open(&self, data: &[u8], place: &Place<'_>) -> Result<Vec<u8>, CryptoError> {
-        let (&version, rest) = data.split_first().ok_or(CryptoError::Truncated(0))?;
-        if version != FORMAT_V2 {
-            return Err(CryptoError::UnsupportedVersion(version));
-        }
-        if rest.len() < NONCE_LEN + TAG_LEN {
-            return Err(CryptoError::Truncated(data.len()));
-        }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        self.cipher()
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &place.aad(),
-                },
-            )
-            .map_err(|_| CryptoError::Decrypt)
+        self.open_as(FORMAT_V2, &place.aad(), data)
     }
 
     /// Whether `data` is in the unbound v1 format (to be rebound at start).

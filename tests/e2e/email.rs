@@ -46,6 +46,20 @@ fn with_pdf(message_id: &str, date: &str, text: &str) -> String {
     )
 }
 
+/// The e-mail channel these tests use, on `mailer`'s SMTP and IMAP.
+async fn mail_channel(app: &TestApp, mailer: &FakeMail) {
+    channel(
+        app,
+        json!({"name": "E-mail vendas", "type": "email", "provider": "smtp-imap",
+               "credentials": {"smtp_host": mailer.host, "smtp_port": mailer.smtp_port.to_string(),
+                               "smtp_security": "none", "username": USER, "password": PASSWORD,
+                               "from": format!("Imobiliária Lima <{USER}>"),
+                               "imap_host": mailer.host, "imap_port": mailer.imap_port.to_string(),
+                               "imap_security": "none"}}),
+    )
+    .await;
+}
+
 fn now_rfc2822() -> String {
     chrono::Utc::now().to_rfc2822()
 }
@@ -65,16 +79,7 @@ async fn mail_polled_over_imap_is_answered_over_smtp_in_the_same_thread() {
         .start()
         .await;
     app.set_assistant(json!({"debounce_seconds": 0.3})).await;
-    channel(
-        &app,
-        json!({"name": "E-mail vendas", "type": "email", "provider": "smtp-imap",
-               "credentials": {"smtp_host": mailer.host, "smtp_port": mailer.smtp_port.to_string(),
-                               "smtp_security": "none", "username": USER, "password": PASSWORD,
-                               "from": format!("Imobiliária Lima <{USER}>"),
-                               "imap_host": mailer.host, "imap_port": mailer.imap_port.to_string(),
-                               "imap_security": "none"}}),
-    )
-    .await;
+    mail_channel(&app, &mailer).await;
 
     // The lead writes with a PDF attached.
     mailer.deliver(&with_pdf(
@@ -201,16 +206,7 @@ async fn a_mail_over_the_size_limit_is_noted_and_never_downloaded() {
         .start()
         .await;
     app.set_assistant(json!({"debounce_seconds": 0.3})).await;
-    channel(
-        &app,
-        json!({"name": "E-mail vendas", "type": "email", "provider": "smtp-imap",
-               "credentials": {"smtp_host": mailer.host, "smtp_port": mailer.smtp_port.to_string(),
-                               "smtp_security": "none", "username": USER, "password": PASSWORD,
-                               "from": format!("Imobiliária Lima <{USER}>"),
-                               "imap_host": mailer.host, "imap_port": mailer.imap_port.to_string(),
-                               "imap_security": "none"}}),
-    )
-    .await;
+    mail_channel(&app, &mailer).await;
     let huge = "x".repeat(76);
     let huge = vec![huge.as_str(); 30_000].join("\r\n"); // ~2.3 MB
     mailer.deliver(&mail("huge-1@mail.gmail.com", &now_rfc2822(), "", &huge));
@@ -251,16 +247,7 @@ async fn an_unauthenticated_mail_never_joins_the_conversation_of_the_address() {
         .start()
         .await;
     app.set_assistant(json!({"debounce_seconds": 0.3})).await;
-    channel(
-        &app,
-        json!({"name": "E-mail vendas", "type": "email", "provider": "smtp-imap",
-               "credentials": {"smtp_host": mailer.host, "smtp_port": mailer.smtp_port.to_string(),
-                               "smtp_security": "none", "username": USER, "password": PASSWORD,
-                               "from": format!("Imobiliária Lima <{USER}>"),
-                               "imap_host": mailer.host, "imap_port": mailer.imap_port.to_string(),
-                               "imap_security": "none"}}),
-    )
-    .await;
+    mail_channel(&app, &mailer).await;
     // The real lead, authenticated by the receiving server, tells something private.
     mailer.deliver(&mail(
         "real-1@mail.gmail.com",

@@ -50,7 +50,7 @@ pub(crate) async fn webhook(app: &TestApp, path: &str, body: &Value, headers: &[
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+pub(crate) async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap()
 }
 

@@ -469,15 +469,42 @@ async fn per_assistant_pdf_files_and_image_urls() {
 }
 
 /// A one-page PDF whose content stream inflates to `inflated` bytes of spaces: about
-/// 1 MB on the wire for 1 GiB inflated (deflate's ratio on a run of one byte).
+/// 1 MB on the wire for 1 GiB inflated (deflate's ratio on a run of one byte). Built in
+/// milliseconds: one 1 MiB chunk is deflated after a full flush, which makes every later
+/// chunk's output the same bytes, so they are repeated instead of recompressed.
 fn pdf_bomb(inflated: usize) -> Vec<u8> {
-    use std::io::Write;
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    let chunk = vec![b' '; 1 << 20];
-    for _ in 0..inflated / chunk.len() {
-        z.write_all(&chunk).unwrap();
+    use flate2::{Compress, Compression, FlushCompress};
+    const CHUNK: usize = 1 << 20;
+    let chunk = vec![b' '; CHUNK];
+    let deflate = |z: &mut Compress, input: &[u8], flush: FlushCompress| {
+        let mut out = Vec::with_capacity(CHUNK);
+        let start = z.total_in();
+        while (z.total_in() - start) < input.len() as u64 || out.is_empty() {
+            let at = (z.total_in() - start) as usize;
+            out.reserve(64 * 1024);
+            z.compress_vec(&input[at..], &mut out, flush).unwrap();
+            if matches!(flush, FlushCompress::Finish) {
+                break;
+            }
+        }
+        out
+    };
+    let mut z = Compress::new(Compression::best(), false);
+    let first = deflate(&mut z, &chunk, FlushCompress::Full);
+    let repeated = deflate(&mut z, &chunk, FlushCompress::Full);
+    let end = deflate(&mut z, &[], FlushCompress::Finish);
+    let chunks = inflated / CHUNK;
+    let mut stream = vec![0x78, 0xda];
+    stream.extend_from_slice(&first);
+    for _ in 1..chunks {
+        stream.extend_from_slice(&repeated);
     }
-    let stream = z.finish().unwrap();
+    stream.extend_from_slice(&end);
+    // Adler-32 of `n` spaces, in closed form.
+    let (n, b, m) = ((chunks * CHUNK) as u128, u128::from(b' '), 65_521u128);
+    let a = (1 + n * b) % m;
+    let s = (n + b * n * (n + 1) / 2) % m;
+    stream.extend_from_slice(&(((s << 16) | a) as u32).to_be_bytes());
     let mut pdf = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     let objects: [Vec<u8>; 4] = [
@@ -520,6 +547,16 @@ fn rss_kib() -> u64 {
 async fn a_pdf_bomb_is_a_note_and_the_worker_and_other_media_carry_on() {
     let bomb = pdf_bomb(1 << 30);
     assert!(bomb.len() < 2_000_000, "the bomb is small on the wire: {}", bomb.len());
+    {
+        // It really is a valid stream of spaces (its first 8 MiB, checked here).
+        use std::io::Read;
+        let start = bomb.windows(7).position(|w| w == b"stream\n").unwrap() + 7;
+        let mut head = vec![0u8; 8 << 20];
+        flate2::read::ZlibDecoder::new(&bomb[start..])
+            .read_exact(&mut head)
+            .unwrap();
+        assert!(head.iter().all(|b| *b == b' '));
+    }
     let media = MediaServer::start().await;
     let app = TestApp::start().await;
     app.set_assistant(json!({"debounce_seconds": 0.5})).await;
@@ -540,6 +577,14 @@ async fn a_pdf_bomb_is_a_note_and_the_worker_and_other_media_carry_on() {
     .unwrap();
     assert_eq!(rows[0].0, "failed");
     assert_eq!(rows[0].1.as_deref(), Some("pdf_unreadable"));
+    let error: String = sqlx::query_scalar("SELECT error FROM media WHERE status = 'failed'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(
+        error.starts_with("PDF could not be read ("),
+        "the child died on its limit: {error}"
+    );
     assert_eq!(rows[1].0, "done", "the other PDF is read normally");
     assert!(rows[1].2.as_deref().unwrap().contains("Comprovante de renda"));
     let turns: Vec<String> = app.ai.requests().iter().map(|r| last_user_turn(&r.body)).collect();

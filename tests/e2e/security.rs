@@ -8,7 +8,7 @@ use leadflow_shared::db::tenants::TenantKind;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::inbound::{channel, webhook};
+use crate::inbound::{channel, count, webhook};
 use crate::official::{post_raw, sign, APP_SECRET};
 use crate::support::fake_providers::FakeProviders;
 use crate::support::{eventually, TestApp};
@@ -121,10 +121,11 @@ async fn a_media_url_shaped_like_an_internal_handle_never_reaches_another_tenant
         b.providers.media_requests()
     );
     // B's file is still only B's: no medium of A's holds its bytes or its name.
-    let leaked: i64 = sqlx::query_scalar("SELECT count(*) FROM media WHERE data IS NOT NULL OR file_name IS NOT NULL")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let leaked = count(
+        &app,
+        "SELECT count(*) FROM media WHERE data IS NOT NULL OR file_name IS NOT NULL",
+    )
+    .await;
     assert_eq!(leaked, 0);
     app.stop().await;
 }
@@ -219,10 +220,7 @@ async fn one_webhook_call_is_bounded_in_items_and_stores_its_payload_once() {
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["code"], json!("too_many_items"));
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let stored = count(&app, "SELECT count(*) FROM inbound_events").await;
     assert_eq!(stored, 0, "nothing of a refused call is stored");
 
     let batch = meta_batch(20);
@@ -245,10 +243,7 @@ async fn one_webhook_call_is_bounded_in_items_and_stores_its_payload_once() {
         post_raw(&app, &path, &batch, &[("x-hub-signature-256", sign(&batch))]).await,
         StatusCode::OK
     );
-    let payloads: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_payloads")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let payloads = count(&app, "SELECT count(*) FROM webhook_payloads").await;
     assert_eq!(payloads, 1);
     app.stop().await;
 }
@@ -313,18 +308,12 @@ async fn a_shared_meta_app_secret_or_twilio_account_cannot_write_into_another_ch
         assert_eq!(status, StatusCode::OK);
         assert!(twiml.contains("<Response></Response>"), "{twiml}");
     }
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let stored = count(&app, "SELECT count(*) FROM inbound_events").await;
     assert_eq!(stored, 0, "nothing of another channel's calls is stored");
     // The real call to this channel is taken.
     let (status, _) = crate::sms::twilio_post(&app, &path, &sms, token).await;
     assert_eq!(status, StatusCode::OK);
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let stored = count(&app, "SELECT count(*) FROM inbound_events").await;
     assert_eq!(stored, 1);
 
     // An unknown channel and a wrong token look the same from outside.
@@ -493,10 +482,7 @@ async fn a_disabled_client_is_disabled_everywhere_and_resumes_new_work_only() {
     let first = crate::inbound::zapi_text("3A0000000000000000A1", "primeira mensagem");
     assert_eq!(webhook(&app, &hook, &first, &[]).await.0, StatusCode::OK);
     eventually(Duration::from_secs(10), "the lead from the webhook", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM lead_channels")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let n = count(&app, "SELECT count(*) FROM lead_channels").await;
         (n == 1).then_some(())
     })
     .await;

@@ -83,42 +83,45 @@ pub async fn rebind_secrets(pool: &PgPool, key: &crate::crypto::MasterKey) -> Re
             rebound += done.rows_affected();
         }
     }
-    // Webhook tokens from before they were encrypted.
-    let plain: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT id, webhook_secret FROM channels WHERE webhook_secret IS NOT NULL")
-            .fetch_all(pool)
-            .await?;
-    for (id, secret) in plain {
-        let sealed = key.seal_str(&secret, &channels::webhook_secret_place(id));
-        let done = sqlx::query(
-            "UPDATE channels SET webhook_secret_enc = $2, webhook_secret = NULL WHERE id = $1 AND webhook_secret = $3",
-        )
-        .bind(id)
-        .bind(sealed)
-        .bind(secret)
-        .execute(pool)
-        .await?;
-        rebound += done.rows_affected();
-    }
-    // Google push tokens from before they were encrypted.
-    let plain: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, token FROM calendar_channels WHERE token IS NOT NULL")
-        .fetch_all(pool)
-        .await?;
-    for (id, token) in plain {
-        let sealed = key.seal_str(&token, &calendars::token_place(id));
-        let done =
-            sqlx::query("UPDATE calendar_channels SET token_enc = $2, token = NULL WHERE id = $1 AND token = $3")
-                .bind(id)
-                .bind(sealed)
-                .bind(token)
-                .execute(pool)
-                .await?;
-        rebound += done.rows_affected();
-    }
+    // Tokens from before they were encrypted at all.
+    rebound += seal_plain(pool, key, "channels", "webhook_secret", "webhook_secret_enc").await?;
+    rebound += seal_plain(pool, key, "calendar_channels", "token", "token_enc").await?;
     if rebound > 0 {
         tracing::info!(rebound, "secrets at rest bound to their rows");
     }
     Ok(rebound)
+}
+
+/// Moves the plaintext secrets of `table.plain` into `table.sealed`, bound to their row.
+async fn seal_plain(
+    pool: &PgPool,
+    key: &crate::crypto::MasterKey,
+    table: &'static str,
+    plain: &str,
+    sealed: &'static str,
+) -> Result<u64, DbError> {
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as(&format!("SELECT id, {plain} FROM {table} WHERE {plain} IS NOT NULL"))
+            .fetch_all(pool)
+            .await?;
+    let mut done = 0;
+    for (id, secret) in rows {
+        let place = crate::crypto::Place {
+            table,
+            column: sealed,
+            row: id,
+        };
+        done += sqlx::query(&format!(
+            "UPDATE {table} SET {sealed} = $2, {plain} = NULL WHERE id = $1 AND {plain} = $3"
+        ))
+        .bind(id)
+        .bind(key.seal_str(&secret, &place))
+        .bind(secret)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    }
+    Ok(done)
 }
 
 /// Connects, creating the database when it does not exist yet, and runs migrations.
