@@ -222,15 +222,12 @@ async fn a_mail_over_the_size_limit_is_noted_and_never_downloaded() {
         "{}",
         sent[0].body()
     );
-    let note: String = eventually(Duration::from_secs(10), "the note of the huge mail", || async {
-        sqlx::query_scalar::<_, Option<String>>(
-            "SELECT note FROM inbound_events WHERE dedupe_key LIKE 'imap-too-large:%' AND status = 'ignored'",
-        )
-        .fetch_optional(&app.pool)
-        .await
-        .unwrap()
-        .flatten()
-    })
+    let note: String = crate::support::eventually_text(
+        &app,
+        Duration::from_secs(10),
+        "the note of the huge mail",
+        "SELECT note FROM inbound_events WHERE dedupe_key LIKE 'imap-too-large:%' AND status = 'ignored'",
+    )
     .await;
     assert!(note.contains("over the 1100000-byte limit; not downloaded"), "{note}");
     let turns: Vec<String> = app.ai.requests().iter().map(|r| last_user_turn(&r.body)).collect();
@@ -288,16 +285,7 @@ async fn an_unauthenticated_mail_never_joins_the_conversation_of_the_address() {
         .replacen(AUTHENTICATED, "", 1)
         .replace("Mariana Souza <Mariana@Example.com>", "Alguem <alguem@other.example>");
     mailer.deliver(&stranger);
-    let note: String = eventually(Duration::from_secs(20), "the limited mail", || async {
-        sqlx::query_scalar::<_, Option<String>>(
-            "SELECT note FROM inbound_events WHERE status = 'ignored' AND note LIKE 'over LEADFLOW_MAIL_NEW_LEADS_PER_HOUR%'",
-        )
-        .fetch_optional(&app.pool)
-        .await
-        .unwrap()
-        .flatten()
-    })
-    .await;
+    let note: String = crate::support::eventually_text(&app, Duration::from_secs(20), "the limited mail", "SELECT note FROM inbound_events WHERE status = 'ignored' AND note LIKE 'over LEADFLOW_MAIL_NEW_LEADS_PER_HOUR%'").await;
     assert!(note.contains("(2 new e-mail leads in the last hour)"), "{note}");
     assert_eq!(mailer.sent().len(), 2);
     app.stop().await;

@@ -545,15 +545,12 @@ async fn a_disabled_client_is_disabled_everywhere_and_resumes_new_work_only() {
     })
     .await;
     assert_eq!(reason.as_deref(), Some("tenant_disabled"));
-    let error: String = eventually(Duration::from_secs(15), "the send refused", || async {
-        sqlx::query_scalar::<_, Option<String>>(
-            "SELECT error FROM outbox WHERE content = 'Olá, aqui é a Ana' AND status = 'failed'",
-        )
-        .fetch_optional(&app.pool)
-        .await
-        .unwrap()
-        .flatten()
-    })
+    let error: String = crate::support::eventually_text(
+        &app,
+        Duration::from_secs(15),
+        "the send refused",
+        "SELECT error FROM outbox WHERE content = 'Olá, aqui é a Ana' AND status = 'failed'",
+    )
     .await;
     assert!(error.contains("the tenant is disabled"), "{error}");
     assert_eq!(providers.sent().len(), 1, "nothing more was sent");
@@ -674,13 +671,12 @@ async fn an_endless_answer_from_a_tenant_chosen_server_fails_the_call_not_the_pr
     .await;
     assert_eq!(status, StatusCode::OK);
 
-    let send_error: String = eventually(Duration::from_secs(30), "a failed send attempt", || async {
-        sqlx::query_scalar::<_, Option<String>>("SELECT error FROM outbox_attempts ORDER BY id LIMIT 1")
-            .fetch_optional(&app.pool)
-            .await
-            .unwrap()
-            .flatten()
-    })
+    let send_error: String = crate::support::eventually_text(
+        &app,
+        Duration::from_secs(30),
+        "a failed send attempt",
+        "SELECT error FROM outbox_attempts ORDER BY id LIMIT 1",
+    )
     .await;
     assert!(send_error.contains("larger than the 262144-byte limit"), "{send_error}");
     let (code, media_error): (String, String) = eventually(Duration::from_secs(30), "the medium failed", || async {
@@ -848,13 +844,12 @@ async fn a_disabled_clients_pending_postback_is_dropped_when_it_comes_up() {
         .post(&format!("/backend/clients/{client_id}/disable"), &json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let error: String = eventually(Duration::from_secs(15), "the delivery dropped", || async {
-        sqlx::query_scalar::<_, Option<String>>("SELECT last_error FROM deliveries WHERE status = 'failed'")
-            .fetch_optional(&app.pool)
-            .await
-            .unwrap()
-            .flatten()
-    })
+    let error: String = crate::support::eventually_text(
+        &app,
+        Duration::from_secs(15),
+        "the delivery dropped",
+        "SELECT last_error FROM deliveries WHERE status = 'failed'",
+    )
     .await;
     assert_eq!(error, "the tenant is disabled");
     assert_eq!(app.receiver.deliveries().len(), 1, "no second attempt was posted");

@@ -320,6 +320,18 @@ where
     }
 }
 
+/// Waits until `sql` gives a row whose text column is not NULL, and returns it.
+pub async fn eventually_text(app: &TestApp, timeout: Duration, what: &str, sql: &str) -> String {
+    eventually(timeout, what, || async {
+        sqlx::query_scalar::<_, Option<String>>(sql)
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap()
+            .flatten()
+    })
+    .await
+}
+
 /// Verifies a postback with the official Standard Webhooks library.
 pub fn verify_signature(secret: &str, d: &receiver::Delivery) {
     let wh = standardwebhooks::Webhook::new(secret).expect("secret parses");
