@@ -9,8 +9,8 @@
 //!   the call is verified, so nobody can spend a channel's budget with forged calls.
 //!
 //! Over the limit is a 429 with `Retry-After`. When Redis cannot answer (within 250 ms)
-//! each process falls back to its own token bucket: a Redis outage neither blocks the API
-//! nor lifts every limit.
+//! each process falls back to its own token bucket, and asks Redis again only after a
+//! short back-off: a Redis outage neither slows every request nor lifts every limit.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,7 +30,13 @@ pub struct RateLimiter {
     redis: Option<ConnectionManager>,
     prefix: String,
     local: Mutex<HashMap<String, (f64, Instant)>>,
+    /// After Redis failed to answer, it is not asked again before this: a Redis outage
+    /// must not add a timeout to every request.
+    redis_down_until: Mutex<Option<Instant>>,
 }
+
+/// How long the limiter uses only its own buckets after Redis failed to answer.
+const REDIS_BACKOFF: Duration = Duration::from_secs(2);
 
 impl RateLimiter {
     /// A limiter over Redis at `redis_url` (connected lazily; `None` if the URL is bad).
@@ -46,6 +52,15 @@ impl RateLimiter {
             redis,
             prefix: prefix.to_string(),
             local: Mutex::default(),
+            redis_down_until: Mutex::default(),
+        }
+    }
+
+    fn redis_usable(&self) -> Option<&ConnectionManager> {
+        let down = self.redis_down_until.lock().unwrap_or_else(|p| p.into_inner());
+        match *down {
+            Some(until) if Instant::now() < until => None,
+            _ => self.redis.as_ref(),
         }
     }
 
@@ -57,7 +72,7 @@ impl RateLimiter {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let window = now_ms / 1000;
         let name = format!("{}:rl:{scope}:{key}", self.prefix);
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = self.redis_usable() {
             let mut conn = redis.clone();
             let counted: redis::RedisResult<(i64,)> = redis::pipe()
                 .incr(format!("{name}:{window}"), 1)
@@ -70,7 +85,11 @@ impl RateLimiter {
                     return Decision::Limited(Duration::from_millis(((window + 1) * 1000 - now_ms) as u64));
                 }
                 Ok(_) => return Decision::Allowed,
-                Err(e) => tracing::debug!(error = %e, "rate limit not shared (Redis); using this process's own"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "rate limit not shared (Redis); using this process's own");
+                    *self.redis_down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now() + REDIS_BACKOFF);
+                }
             }
         }
         self.local(&name, per_sec)
@@ -146,6 +165,26 @@ mod tests {
         assert!((20..=21).contains(&allowed), "{allowed}");
         assert_eq!(l.local("t:b", 10), Decision::Allowed, "other keys are unaffected");
         assert_eq!(l.check("ai", "x", 0).await, Decision::Allowed, "0 = unlimited");
+    }
+
+    #[tokio::test]
+    async fn with_redis_unreachable_each_process_still_limits() {
+        // Nothing listens on port 1: every check falls back to the local bucket, quickly.
+        let l = RateLimiter::new("redis://127.0.0.1:1", "lft-down");
+        let started = Instant::now();
+        let mut allowed = 0;
+        for _ in 0..30 {
+            if l.check("ai", "tenant", 5).await == Decision::Allowed {
+                allowed += 1;
+            }
+        }
+        assert!((10..=11).contains(&allowed), "{allowed}: the local bucket's burst");
+        assert!(matches!(l.check("ai", "tenant", 5).await, Decision::Limited(_)));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "one slow check, not thirty: {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

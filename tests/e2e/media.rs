@@ -533,16 +533,6 @@ fn pdf_bomb(inflated: usize) -> Vec<u8> {
     pdf
 }
 
-/// Resident memory of this process (the test binary runs Leadflow's workers in-process).
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_pdf_bomb_is_a_note_and_the_worker_and_other_media_carry_on() {
     let bomb = pdf_bomb(1 << 30);
@@ -562,7 +552,7 @@ async fn a_pdf_bomb_is_a_note_and_the_worker_and_other_media_carry_on() {
     app.set_assistant(json!({"debounce_seconds": 0.5})).await;
     let bomb_url = media.put("/bomb.pdf", bomb, Some("application/pdf"));
     let good_url = media.put("/renda.pdf", fixture("text.pdf"), Some("application/pdf"));
-    let before = rss_kib();
+    let before = crate::support::rss_kib();
     // Both at once: the good PDF is read while the bomb goes off next to it.
     send(&app, &media_msg(&app, "lead-bomb", "pdf", &bomb_url, "", true)).await;
     send(&app, &media_msg(&app, "lead-good", "pdf", &good_url, "", true)).await;
@@ -590,7 +580,7 @@ async fn a_pdf_bomb_is_a_note_and_the_worker_and_other_media_carry_on() {
     let turns: Vec<String> = app.ai.requests().iter().map(|r| last_user_turn(&r.body)).collect();
     assert!(turns.iter().any(|t| t.contains("[PDF could not be read")), "{turns:?}");
     // The bomb inflated in the child, under its limit: this process did not grow by it.
-    let grown = rss_kib().saturating_sub(before);
+    let grown = crate::support::rss_kib().saturating_sub(before);
     eprintln!("RSS of the test process grew by {grown} KiB while the bomb was read");
     assert!(grown < 200 * 1024, "grew by {grown} KiB");
     app.stop().await;

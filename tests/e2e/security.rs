@@ -630,21 +630,12 @@ async fn endless_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUs
     (crate::support::serve(app).await, hits)
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn an_endless_answer_from_a_tenant_chosen_server_fails_the_call_not_the_process() {
     let (endless, hits) = endless_server().await;
     let app = TestApp::builder().env("LEADFLOW_MEDIA_MAX_ATTEMPTS", "1").start().await;
     app.set_assistant(json!({"debounce_seconds": 0.2})).await;
-    let before = rss_kib();
+    let before = crate::support::rss_kib();
     // A send whose provider answers forever.
     let zapi = channel(
         &app,
@@ -688,7 +679,7 @@ async fn an_endless_answer_from_a_tenant_chosen_server_fails_the_call_not_the_pr
     .await;
     assert_eq!(code, "media_too_large", "{media_error}");
     assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
-    let grown = rss_kib().saturating_sub(before);
+    let grown = crate::support::rss_kib().saturating_sub(before);
     eprintln!("RSS grew by {grown} KiB against endless answers");
     assert!(grown < 100 * 1024, "grew by {grown} KiB");
     app.stop().await;

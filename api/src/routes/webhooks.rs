@@ -59,23 +59,21 @@ fn credential(state: &AppState, ch: &inbound::WebhookChannel, key: &str) -> Resu
 /// serves several tenants' numbers: without this, any holder of it could write into
 /// another tenant's channel.
 fn bind_to_channel(
-    state: &AppState,
     ch: &inbound::WebhookChannel,
+    creds: &channels::Credentials,
     provider: Provider,
     payload: &mut Value,
-) -> Result<bool, ApiError> {
-    Ok(match provider {
+) -> bool {
+    let field = |k: &str| creds.get(k).map_or("", String::as_str);
+    match provider {
         Provider::MetaCloud => {
-            let own = credential(state, ch, "phone_number_id")?.unwrap_or_default();
-            let dropped = leadflow_shared::inbound::meta::retain_changes_for(payload, &own);
+            let dropped = leadflow_shared::inbound::meta::retain_changes_for(payload, field("phone_number_id"));
             if dropped > 0 {
                 tracing::warn!(channel_id = %ch.id, dropped, "Meta changes for another number ignored");
             }
             true
         }
         Provider::Twilio => {
-            let creds = channels::open(state.master_key()?, ch.id, &ch.credentials_enc)?;
-            let field = |k: &str| creds.get(k).map_or("", String::as_str);
             let ours = twilio::is_for(payload, field("account_sid"), field("from"));
             if !ours {
                 tracing::warn!(channel_id = %ch.id, "Twilio call for another account or number ignored");
@@ -83,7 +81,7 @@ fn bind_to_channel(
             ours
         }
         _ => true,
-    })
+    }
 }
 
 /// Meta's subscription handshake: echo `hub.challenge` when the verify token matches.
@@ -134,6 +132,11 @@ pub async fn receive(
         let secret = channels::webhook_secret(state.master_key()?, ch.id, ch.webhook_secret_enc.as_deref())?;
         Ok(secret.expose_secret().to_string())
     };
+    // Meta and Twilio verify with a credential and bind the call with others: decrypted once.
+    let creds = match provider {
+        Provider::MetaCloud | Provider::Twilio => channels::open(state.master_key()?, ch.id, &ch.credentials_enc)?,
+        _ => channels::Credentials::default(),
+    };
     // Twilio posts forms; they are stored as a flat JSON object of strings.
     let form = (provider == Provider::Twilio).then(|| leadflow_shared::inbound::form_fields(&body));
     let verified = match provider {
@@ -141,13 +144,13 @@ pub async fn receive(
             let expected = token()?;
             header("x-telegram-bot-api-secret-token").is_some_and(|t| secrets_match(t, &expected))
         }
-        Provider::MetaCloud => match credential(&state, &ch, "app_secret")? {
-            Some(secret) => meta_signature_ok(&secret, &body, header("x-hub-signature-256")),
+        Provider::MetaCloud => match creds.get("app_secret") {
+            Some(secret) => meta_signature_ok(secret, &body, header("x-hub-signature-256")),
             None => false,
         },
-        Provider::Twilio => match (credential(&state, &ch, "auth_token")?, &form) {
+        Provider::Twilio => match (creds.get("auth_token"), &form) {
             (Some(token), Some(fields)) => {
-                let expected = twilio::signature(&token, &called_url(&state, &headers, &uri), fields);
+                let expected = twilio::signature(token, &called_url(&state, &headers, &uri), fields);
                 header("x-twilio-signature").is_some_and(|given| secrets_match(given, &expected))
             }
             _ => false,
@@ -171,7 +174,7 @@ pub async fn receive(
     };
     // A provider cannot be told to fix its payload: NULs go, the message stays.
     leadflow_shared::text::strip_nul(&mut payload);
-    if !bind_to_channel(&state, &ch, provider, &mut payload)? {
+    if !bind_to_channel(&ch, &creds, provider, &mut payload) {
         // Acknowledged (the provider must not retry it forever) and not stored.
         return Ok(acknowledge(provider, 0, 0));
     }

@@ -34,23 +34,33 @@ pub struct Burst {
     pub due_in_ms: i64,
     /// Whether `max_wait_seconds` since the first message have passed.
     pub past_deadline: bool,
+    /// Its tenant is disabled: the burst is dropped when it comes up.
+    pub tenant_disabled: bool,
 }
 
-const SELECT: &str = r#"SELECT id, tenant_id, lead_id, assistant_id, mode, postback_url, status, version, generations,
+fn select() -> String {
+    format!(
+        r#"SELECT id, tenant_id, lead_id, assistant_id, mode, postback_url, status, version, generations,
        first_at, due_at, deadline_at, reason, channel_id,
        (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint AS due_in_ms,
-       deadline_at <= clock_timestamp() AS past_deadline
-FROM bursts WHERE id = $1"#;
+       deadline_at <= clock_timestamp() AS past_deadline, {}
+FROM bursts WHERE id = $1"#,
+        super::tenants::disabled_column("bursts")
+    )
+}
 
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Burst>, DbError> {
-    let sql = format!("{SELECT} FOR UPDATE");
+    let sql = format!("{} FOR UPDATE", select());
     Ok(sqlx::query_as::<_, Burst>(&sql).bind(id).fetch_optional(conn).await?)
 }
 
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Burst>, DbError> {
-    Ok(sqlx::query_as::<_, Burst>(SELECT).bind(id).fetch_optional(pool).await?)
+    Ok(sqlx::query_as::<_, Burst>(&select())
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
 }
 
 #[tracing::instrument(level = "debug", skip(pool))]

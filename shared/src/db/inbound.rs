@@ -138,19 +138,20 @@ pub struct Event {
     pub item: i32,
     pub payload: Value,
     pub status: String,
+    /// Its tenant is disabled: the event is kept as ignored, not processed.
+    pub tenant_disabled: bool,
 }
 
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Event>, DbError> {
-    Ok(sqlx::query_as::<_, Event>(
+    let sql = format!(
         r#"SELECT e.id, e.sender, e.created_at, e.tenant_id, e.channel_id, e.dedupe_key, e.item,
-                  COALESCE(e.payload, p.payload) AS payload, e.status
+                  COALESCE(e.payload, p.payload) AS payload, e.status, {}
            FROM inbound_events e LEFT JOIN webhook_payloads p ON p.id = e.payload_id
            WHERE e.id = $1"#,
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?)
+        super::tenants::disabled_column("e")
+    );
+    Ok(sqlx::query_as::<_, Event>(&sql).bind(id).fetch_optional(pool).await?)
 }
 
 /// Whether an earlier message of the same sender on the same channel still waits: it goes

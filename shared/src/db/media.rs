@@ -30,6 +30,8 @@ pub struct Claim {
     pub attempts: i32,
     /// The assistant of the message's burst (transcription settings).
     pub assistant_id: Option<Uuid>,
+    /// Its tenant is disabled: the medium fails with that reason.
+    pub tenant_disabled: bool,
 }
 
 /// A medium's result as the prompt and the API see it.
@@ -62,7 +64,7 @@ const COLUMNS: &str = r#"message_id, kind, status, mime, file_name, size_bytes, 
 /// was scheduled for it).
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn claim(pool: &PgPool, message_id: Uuid, attempt: u32, lease: Duration) -> Result<Option<Claim>, DbError> {
-    Ok(sqlx::query_as::<_, Claim>(
+    let sql = format!(
         r#"WITH c AS (
                INSERT INTO media (message_id, tenant_id, kind, status, attempts, locked_until)
                SELECT m.id, m.tenant_id, m.message_type, 'pending', 1, now() + $2
@@ -75,14 +77,17 @@ pub async fn claim(pool: &PgPool, message_id: Uuid, attempt: u32, lease: Duratio
                      AND (media.locked_until IS NULL OR media.locked_until < now() OR media.next_attempt = $3)
                RETURNING message_id, tenant_id, kind, attempts
            )
-           SELECT c.message_id, c.tenant_id, c.kind, m.url, m.media_handle, b.channel_id, c.attempts, b.assistant_id
+           SELECT c.message_id, c.tenant_id, c.kind, m.url, m.media_handle, b.channel_id, c.attempts, b.assistant_id,
+                  {}
            FROM c JOIN messages m ON m.id = c.message_id LEFT JOIN bursts b ON b.id = m.burst_id"#,
-    )
-    .bind(message_id)
-    .bind(lease)
-    .bind(attempt as i32)
-    .fetch_optional(pool)
-    .await?)
+        super::tenants::disabled_column("c")
+    );
+    Ok(sqlx::query_as::<_, Claim>(&sql)
+        .bind(message_id)
+        .bind(lease)
+        .bind(attempt as i32)
+        .fetch_optional(pool)
+        .await?)
 }
 
 /// What processing produced.

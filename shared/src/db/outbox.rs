@@ -17,6 +17,8 @@ pub struct Outgoing {
     pub content: String,
     pub status: String,
     pub attempts: i32,
+    /// Its tenant is disabled: the send is refused with that reason.
+    pub tenant_disabled: bool,
 }
 
 /// The AI reply of `burst_id`, to send through `channel_id` (one per burst), as one
@@ -124,12 +126,14 @@ pub async fn unstarted_for_burst(pool: &PgPool, burst_id: Uuid) -> Result<Option
 
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Outgoing>, DbError> {
-    Ok(sqlx::query_as::<_, Outgoing>(
-        r#"SELECT id, tenant_id, channel_id, lead_id, content, status, attempts FROM outbox WHERE id = $1"#,
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?)
+    let sql = format!(
+        r#"SELECT id, tenant_id, channel_id, lead_id, content, status, attempts, {} FROM outbox WHERE id = $1"#,
+        super::tenants::disabled_column("outbox")
+    );
+    Ok(sqlx::query_as::<_, Outgoing>(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
 }
 
 /// One send attempt and what came of it.

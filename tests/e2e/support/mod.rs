@@ -336,6 +336,16 @@ pub async fn eventually_text(app: &TestApp, timeout: Duration, what: &str, sql: 
     .await
 }
 
+/// Resident memory of this process, in KiB (the test binary runs Leadflow in-process).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
 /// Verifies a postback with the official Standard Webhooks library.
 pub fn verify_signature(secret: &str, d: &receiver::Delivery) {
     let wh = standardwebhooks::Webhook::new(secret).expect("secret parses");

@@ -108,15 +108,11 @@ impl<'a> AiRoute<'a> {
             });
         }
         if let Some(cap) = cfg.ai_max_tokens_cap {
+            // The prompt builder sets `max_tokens` (what every compatible server reads).
             #[allow(deprecated)]
-            let asked = request.max_tokens.unwrap_or(cap);
-            #[allow(deprecated)]
-            {
-                request.max_tokens = Some(asked.min(cap));
-            }
-            if let Some(n) = request.max_completion_tokens {
-                request.max_completion_tokens = Some(n.min(cap));
-            }
+            let asked = &mut request.max_tokens;
+            *asked = Some(asked.unwrap_or(cap).min(cap));
+            request.max_completion_tokens = request.max_completion_tokens.map(|n| n.min(cap));
         }
         Ok(())
     }

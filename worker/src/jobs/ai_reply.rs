@@ -55,7 +55,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if tenants::is_disabled(&ctx.pool, b.tenant_id).await? {
+    if b.tenant_disabled {
         let mut tx = ctx.pool.begin().await?;
         bursts::finish(&mut tx, b.id, "dropped", Some("tenant_disabled")).await?;
         tx.commit().await?;

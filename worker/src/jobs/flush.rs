@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::{bursts, leads, tenants};
+use leadflow_shared::db::{bursts, leads};
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, GenerateReply};
 use uuid::Uuid;
 
@@ -37,7 +37,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
         return Ok(());
     };
     let live = matches!(b.status.as_str(), "open" | "generating");
-    if live && tenants::is_disabled(&mut *tx, b.tenant_id).await? {
+    if live && b.tenant_disabled {
         bursts::finish(&mut tx, b.id, "dropped", Some("tenant_disabled")).await?;
         tx.commit().await?;
         tracing::info!(burst_id = %b.id, "burst dropped: the tenant is disabled");

@@ -66,7 +66,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     if ev.status != "pending" {
         return Ok(());
     }
-    if tenants::is_disabled(&ctx.pool, ev.tenant_id).await? {
+    if ev.tenant_disabled {
         inbound::finish(&ctx.pool, ev.id, "ignored", Some(tenants::DISABLED)).await?;
         return Ok(());
     }

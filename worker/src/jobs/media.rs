@@ -35,7 +35,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessMedia) -> anyhow::Result<()> {
 }
 
 async fn run(ctx: &Ctx, claim: &media::Claim) -> anyhow::Result<()> {
-    if tenants::is_disabled(&ctx.pool, claim.tenant_id).await? {
+    if claim.tenant_disabled {
         media::fail(&ctx.pool, claim.message_id, "tenant_disabled", tenants::DISABLED).await?;
         return Ok(());
     }

@@ -51,7 +51,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
         return Ok(()); // sent, failed, or this attempt already ran
     }
     let ch = channels::find(&ctx.pool, o.tenant_id, o.channel_id).await?;
-    let gate = if tenants::is_disabled(&ctx.pool, o.tenant_id).await? {
+    let gate = if o.tenant_disabled {
         Gate::Closed(tenants::DISABLED.to_string())
     } else {
         match ch.as_ref().map_or(Ok(Gate::Open), |ch| disconnected(&ctx, ch))? {

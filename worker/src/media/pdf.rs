@@ -229,6 +229,57 @@ fn tidy(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A sandbox running `script` (a shell script standing in for the extractor).
+    fn sandbox_running(script: &str, timeout: Duration) -> (Sandbox, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("lf-fake-extractor-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sandbox = Sandbox {
+            program: path.clone(),
+            memory_limit: 64 << 20,
+            timeout,
+        };
+        (sandbox, path)
+    }
+
+    #[tokio::test]
+    async fn a_hung_or_dying_extractor_is_unreadable_not_an_error_of_the_job() {
+        let pdf = fixture("text.pdf");
+        let (hangs, p1) = sandbox_running("sleep 30", Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        assert_eq!(
+            extract(&hangs, &pdf, 5, 100).await,
+            Err(PdfError::Unreadable("it took too long".into()))
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the child is killed at the timeout"
+        );
+        let (dies, p2) = sandbox_running("kill -9 $$", Duration::from_secs(5));
+        assert!(matches!(
+            extract(&dies, &pdf, 5, 100).await,
+            Err(PdfError::Unreadable(_))
+        ));
+        let (babbles, p3) = sandbox_running("cat >/dev/null; echo not-json", Duration::from_secs(5));
+        assert_eq!(
+            extract(&babbles, &pdf, 5, 100).await,
+            Err(PdfError::Unreadable("no answer".into()))
+        );
+        let missing = Sandbox {
+            program: "/nonexistent/leadflow".into(),
+            memory_limit: 64 << 20,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(matches!(
+            extract(&missing, &pdf, 5, 100).await,
+            Err(PdfError::Unreadable(_))
+        ));
+        for p in [p1, p2, p3] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
     fn fixture(name: &str) -> Vec<u8> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/media/");
         std::fs::read(format!("{path}{name}")).unwrap()

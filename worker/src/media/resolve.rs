@@ -18,7 +18,7 @@
 
 use leadflow_shared::channel::Provider;
 use leadflow_shared::db::media::Claim;
-use leadflow_shared::db::{channels, mailboxes};
+use leadflow_shared::db::{channels, inbound, mailboxes};
 use leadflow_shared::media_handle::{is_fetchable_url, MediaHandle, NOT_ALLOWED};
 use uuid::Uuid;
 
@@ -141,14 +141,13 @@ async fn credentials(
     channel: Uuid,
     provider: Provider,
 ) -> Result<channels::Credentials, DownloadError> {
-    let ch = channels::find(&ctx.pool, tenant_id, channel)
+    // One read: the channel with its sealed credentials (the webhook path's query).
+    let ch = inbound::channel(&ctx.pool, channel)
         .await
         .map_err(internal)?
-        .filter(|c| c.status == "active" && Provider::parse(&c.provider) == Some(provider))
+        .filter(|c| c.tenant_id == tenant_id && c.status == "active" && Provider::parse(&c.provider) == Some(provider))
         .ok_or_else(|| DownloadError::Refused(NOT_ALLOWED.into()))?;
-    channels::credentials(&ctx.pool, &ctx.master_key, ch.id)
-        .await
-        .map_err(internal)
+    channels::open(&ctx.master_key, ch.id, &ch.credentials_enc).map_err(internal)
 }
 
 /// A provider API call answering JSON, sorted like a download (5xx/429 retried); an
