@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the local PostgreSQL and Redis that Leadflow needs are installed and running.
+# Makes sure the local PostgreSQL and Redis that Leadflow needs are installed and running
+# (and a C compiler, which the build needs).
 #
 # Sourced by scripts/run and scripts/test, or run on its own. Works on a fresh
 # Debian/Ubuntu machine as root (or as a user with sudo). When LEADFLOW_DATABASE_URL or
@@ -133,9 +134,29 @@ lf_pg_start() {
   lf_die "PostgreSQL did not accept connections on 127.0.0.1:5432 within 30 s (see /var/log/postgresql/)"
 }
 
-# Makes sure the role the app connects as exists; never touches pg_hba.conf.
+# The password file the scripts keep for a role they gave a password (see lf_pg_ensure_role);
+# Leadflow itself looks for it in its data directory too.
+lf_pgpass_file() {
+  local dir=${LEADFLOW_DATA_DIR:-.leadflow}
+  [[ $dir == /* ]] || dir=$PWD/$dir
+  printf '%s\n' "$dir/pgpass"
+}
+
+# Escapes a field of a PostgreSQL password file (`:` and `\`).
+lf_pgpass_field() {
+  local v=${1//\\/\\\\}
+  printf '%s\n' "${v//:/\\:}"
+}
+
+# Makes sure the role the app connects as exists and can log in; never touches pg_hba.conf.
+#
+# Debian's PostgreSQL asks for a password on TCP (`scram-sha-256`), and a role created
+# here has none. So when the role cannot log in and has no password at all (nothing can
+# depend on one), it gets a generated password, kept in .leadflow/pgpass (mode 0600) and
+# found through PGPASSFILE, which psql and sqlx both read: scripts/run and scripts/test
+# export it, so the URL stays password-free and nothing has to be configured by hand.
 lf_pg_ensure_role() {
-  local url=$1 base scheme authority check_url user
+  local url=$1 base scheme authority check_url user pgpass
   base=${url%%\?*}
   scheme=${base%%://*}
   authority=${base#*://}
@@ -143,7 +164,11 @@ lf_pg_ensure_role() {
   check_url="$scheme://$authority/postgres"
   user=$(lf_url_user "$url")
   user=${user:-${PGUSER:-$(id -un)}}
+  pgpass=$(lf_pgpass_file)
 
+  if [[ -z ${PGPASSFILE:-} && -f $pgpass ]]; then
+    export PGPASSFILE=$pgpass
+  fi
   if psql "$check_url" -Atqc 'SELECT 1' >/dev/null 2>&1; then
     return 0
   fi
@@ -152,6 +177,30 @@ lf_pg_ensure_role() {
     lf_log "creating PostgreSQL role $user"
     lf_as_postgres psql -v ON_ERROR_STOP=1 -qc "CREATE ROLE \"$ident\" SUPERUSER LOGIN" >/dev/null 2>&1 ||
       lf_warn "could not create PostgreSQL role $user"
+  fi
+  if ! psql "$check_url" -Atqc 'SELECT 1' >/dev/null 2>&1 &&
+    [[ $(lf_as_postgres psql -Atqc "SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = '$literal'" 2>/dev/null || true) == t ]] &&
+    [[ -z ${PGPASSFILE:-} || $PGPASSFILE == "$pgpass" ]]; then
+    lf_log "PostgreSQL asks for a password on TCP: giving role $user a generated one (kept in $pgpass)"
+    local password field host
+    password=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+    mkdir -p "$(dirname "$pgpass")"
+    (
+      umask 077
+      field=$(lf_pgpass_field "$user")
+      : >"$pgpass"
+      for host in 127.0.0.1 localhost; do
+        printf '%s:5432:*:%s:%s\n' "$host" "$field" "$password" >>"$pgpass"
+      done
+    )
+    # The password goes to psql on stdin, so it never shows in a process listing.
+    if printf "ALTER ROLE \"%s\" PASSWORD '%s';\n" "$ident" "$password" |
+      lf_as_postgres psql -v ON_ERROR_STOP=1 -q >/dev/null 2>&1; then
+      export PGPASSFILE=$pgpass
+    else
+      rm -f "$pgpass"
+      lf_warn "could not set a password for PostgreSQL role $user"
+    fi
   fi
   if ! psql "$check_url" -Atqc 'SELECT 1' >/dev/null 2>&1; then
     lf_warn "cannot connect to PostgreSQL at 127.0.0.1:5432 as role '$user'."
@@ -254,6 +303,10 @@ lf_ensure_services() {
   fi
   if ((need_redis)) && ! { command -v redis-server && command -v redis-cli; } >/dev/null 2>&1; then
     packages+=(redis-server)
+  fi
+  # Both scripts build Leadflow, and `ring` (TLS) compiles C: rustup alone brings no compiler.
+  if ! command -v cc >/dev/null 2>&1; then
+    packages+=(gcc libc6-dev)
   fi
   if ((${#packages[@]} > 0)); then
     lf_install_packages "${packages[@]}"

@@ -301,6 +301,15 @@ async fn a_generation_whose_job_was_lost_is_restarted_by_the_sweeper() {
     // A burst left `generating` with no job anywhere (Redis lost it), long enough ago.
     app.process(&app.msg("lead-lost", "hello?", true)).await;
     app.receiver.wait_for(1, Duration::from_secs(10)).await;
+    // The receiver answers before the worker records the attempt; wait for that row so the
+    // deletes below do not race the worker's insert.
+    crate::support::eventually_text(
+        &app,
+        Duration::from_secs(10),
+        "the delivery recorded as delivered",
+        "SELECT status FROM deliveries WHERE status = 'delivered'",
+    )
+    .await;
     sqlx::raw_sql(
         "UPDATE bursts SET status = 'generating', updated_at = now() - interval '10 minutes';
          DELETE FROM delivery_attempts; DELETE FROM deliveries; DELETE FROM messages WHERE reply_to_burst IS NOT NULL;",

@@ -22,6 +22,7 @@ pub mod messages;
 pub mod notifications;
 pub mod operators;
 pub mod outbox;
+pub mod pgpass;
 pub mod tenants;
 
 use std::str::FromStr;
@@ -128,7 +129,10 @@ async fn seal_plain(
 /// Every role calls this at start; migrations are idempotent.
 pub async fn connect_and_migrate(cfg: &Config) -> Result<PgPool, DbError> {
     let url = cfg.database_url.expose_secret();
-    let opts = PgConnectOptions::from_str(url)?;
+    let mut opts = PgConnectOptions::from_str(url)?;
+    if let Some(password) = pgpass::lookup(&cfg.data_dir.join("pgpass"), url, &opts) {
+        opts = opts.password(&password);
+    }
     create_database_if_missing(&opts).await?;
     let pool = PgPoolOptions::new()
         .max_connections(cfg.db_max_connections)
