@@ -189,8 +189,9 @@ lf_pg_ensure_role() {
       umask 077
       field=$(lf_pgpass_field "$user")
       : >"$pgpass"
+      # Any port: tests and PgBouncer reach the same server through local proxies.
       for host in 127.0.0.1 localhost; do
-        printf '%s:5432:*:%s:%s\n' "$host" "$field" "$password" >>"$pgpass"
+        printf '%s:*:*:%s:%s\n' "$host" "$field" "$password" >>"$pgpass"
       done
     )
     # The password goes to psql on stdin, so it never shows in a process listing.

@@ -14,15 +14,16 @@ use leadflow_shared::queue::{Queues, Task, Tick};
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-/// Every periodic task with the interval the configuration gives it.
+/// Every periodic task with the interval the configuration gives it (a task turned off
+/// is left out).
 pub fn tasks(cfg: &Config) -> Vec<(Task, Duration)> {
     Task::ALL
         .into_iter()
-        .map(|t| match t {
-            Task::Sweep => (t, cfg.sweep_interval),
-            Task::Connections => (t, cfg.scheduler.health_check_interval),
-            Task::Calendars => (t, cfg.google.renew_interval),
-            Task::Housekeeping => (t, cfg.scheduler.housekeeping_interval),
+        .filter_map(|t| match t {
+            Task::Sweep => Some((t, cfg.sweep_interval)),
+            Task::Connections => cfg.scheduler.health_check_interval.map(|i| (t, i)),
+            Task::Calendars => Some((t, cfg.google.renew_interval)),
+            Task::Housekeeping => Some((t, cfg.scheduler.housekeeping_interval)),
         })
         .collect()
 }

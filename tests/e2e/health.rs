@@ -38,7 +38,7 @@ async fn checked_channel(app: &TestApp, body: Value) -> crate::inbound::Channel 
 async fn evolution_without_checks(send_wait: &str) -> (FakeProviders, TestApp, crate::inbound::Channel) {
     let providers = FakeProviders::start().await;
     let app = TestApp::builder()
-        .env("LEADFLOW_HEALTH_CHECK_INTERVAL", "1h")
+        .env("LEADFLOW_HEALTH_CHECK_INTERVAL", "off")
         .env("LEADFLOW_DISCONNECTED_SEND_WAIT", send_wait)
         .start()
         .await;

@@ -96,9 +96,10 @@ async fn sigterm_lets_in_flight_generations_finish() {
         app.process(&app.msg(&format!("lead-t{i}"), "hi", true)).await;
     }
     app.ai.wait_for_requests(5, Duration::from_secs(15)).await;
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(worker.id().to_string())
+    // The shell's own `kill`: a minimal Debian has no /bin/kill (procps).
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -TERM {}", worker.id()))
         .status()
         .unwrap();
     assert!(status.success());

@@ -10,8 +10,9 @@ use super::{invalid, ConfigError, Layers};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
-    /// How often every active WhatsApp channel's connection is checked.
-    pub health_check_interval: Duration,
+    /// How often every active WhatsApp channel's connection is checked; `None` (`off`):
+    /// never, only the providers' own connection webhooks are applied.
+    pub health_check_interval: Option<Duration>,
     /// Checks in flight at once (1,000 channels at 50 take seconds).
     pub health_check_concurrency: usize,
     /// Consecutive checks that cannot reach the provider before the channel counts as
@@ -41,9 +42,15 @@ impl SchedulerConfig {
         if health_failures_to_disconnect < 1 {
             return Err(invalid("LEADFLOW_HEALTH_FAILURES_TO_DISCONNECT", "must be at least 1"));
         }
-        let health_check_interval = l.duration("LEADFLOW_HEALTH_CHECK_INTERVAL")?;
-        if health_check_interval < Duration::from_millis(100) {
-            return Err(invalid("LEADFLOW_HEALTH_CHECK_INTERVAL", "must be at least 100ms"));
+        let health_check_interval = match l.get("LEADFLOW_HEALTH_CHECK_INTERVAL").map(str::trim) {
+            Some("off") => None,
+            _ => Some(l.duration("LEADFLOW_HEALTH_CHECK_INTERVAL")?),
+        };
+        if health_check_interval.is_some_and(|i| i < Duration::from_millis(100)) {
+            return Err(invalid(
+                "LEADFLOW_HEALTH_CHECK_INTERVAL",
+                "must be at least 100ms, or off",
+            ));
         }
         Ok(Self {
             health_check_interval,

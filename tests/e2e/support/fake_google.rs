@@ -37,8 +37,9 @@ struct Inner {
     /// Lifetimes (ms) given to the next watches; after them, `watch_ttl_ms`.
     next_ttls: VecDeque<i64>,
     watch_ttl_ms: i64,
-    /// Statuses the next watches answer with instead of success.
-    watch_failures: VecDeque<u16>,
+    /// (n, status): the n-th watch call (1-based) answers `status`.
+    failing_watch_calls: Vec<(usize, u16)>,
+    watch_calls: usize,
     /// Statuses the next token requests answer with instead of success.
     token_failures: VecDeque<u16>,
     /// Sync tokens that answer 410.
@@ -61,7 +62,8 @@ impl FakeGoogle {
             refresh_fails: false,
             next_ttls: VecDeque::new(),
             watch_ttl_ms: 7 * 24 * 3600 * 1000,
-            watch_failures: VecDeque::new(),
+            failing_watch_calls: Vec::new(),
+            watch_calls: 0,
             token_failures: VecDeque::new(),
             expired_sync_tokens: Vec::new(),
             syncs: 0,
@@ -111,8 +113,10 @@ impl FakeGoogle {
         self.lock().next_ttls.push_back(ms);
     }
 
-    pub fn push_watch_failure(&self, status: u16) {
-        self.lock().watch_failures.push_back(status);
+    /// The `n`-th watch call (1-based, counting from the start) answers `status`: set
+    /// before the calls happen, so a test does not race the scheduler's renewals.
+    pub fn fail_watch_call(&self, n: usize, status: u16) {
+        self.lock().failing_watch_calls.push((n, status));
     }
 
     pub fn push_token_failure(&self, status: u16) {
@@ -166,7 +170,10 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             .into_response();
     }
     if path.ends_with("/events/watch") {
-        if let Some(status) = s.watch_failures.pop_front() {
+        s.watch_calls += 1;
+        let n = s.watch_calls;
+        let scripted = s.failing_watch_calls.iter().find(|(at, _)| *at == n).map(|(_, st)| *st);
+        if let Some(status) = scripted {
             return (
                 StatusCode::from_u16(status).unwrap(),
                 Json(json!({"error": {"code": status}})),

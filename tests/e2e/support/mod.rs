@@ -109,10 +109,11 @@ impl Builder {
             ("LEADFLOW_DB_MAX_CONNECTIONS".into(), "8".into()),
             ("LEADFLOW_SHUTDOWN_TIMEOUT".into(), "5s".into()),
             ("LEADFLOW_AI_TIMEOUT".into(), "10s".into()),
-            // Connection checks tick on wall-clock boundaries: left at a minute, every app
-            // would check its Z-API/Evolution fakes whenever a test spans one (taking a
-            // scripted failure meant for a send). Tests of the checks set their own.
-            ("LEADFLOW_HEALTH_CHECK_INTERVAL".into(), "24h".into()),
+            // Connection checks run at start and on wall-clock boundaries: left on, an app
+            // would check its Z-API/Evolution fakes mid-test (taking a scripted failure
+            // meant for a send, or finding the channel disconnected and holding its
+            // sends). Tests of the checks set their own interval.
+            ("LEADFLOW_HEALTH_CHECK_INTERVAL".into(), "off".into()),
             // The app runs inside the test binary: PDFs are read by the real `leadflow`.
             ("LEADFLOW_PDF_EXTRACTOR".into(), env!("CARGO_BIN_EXE_leadflow").into()),
         ];
