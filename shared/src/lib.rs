@@ -7,6 +7,7 @@ pub mod channel;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod delivery;
 pub mod domain;
 pub mod google;
 pub mod http_body;

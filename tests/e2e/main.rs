@@ -7,6 +7,7 @@ mod admin;
 mod ai_errors;
 mod channels;
 mod debounce;
+mod delivery_status;
 mod email;
 mod fairness;
 mod google;

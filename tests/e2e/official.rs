@@ -108,10 +108,20 @@ async fn meta_cloud_signed_in_window_aware_out_and_failures_reported_later() {
         post_raw(&app, &path, &raw, &[("x-hub-signature-256", sign(&raw))]).await,
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    crate::support::eventually_text(
+        &app,
+        Duration::from_secs(10),
+        "the reply marked failed",
+        "SELECT status FROM outbox WHERE status = 'failed'",
+    )
+    .await;
     let rows = outbox(&app).await;
     assert_eq!(rows[0].0, "failed");
-    assert!(rows[0].2.as_deref().unwrap().contains("131047"), "{rows:?}");
+    assert_eq!(
+        rows[0].2.as_deref(),
+        Some("outside the 24-hour window: send a template"),
+        "{rows:?}"
+    );
 
     // Outside the window (the lead last wrote 25 h ago) an operator's message goes out as the template.
     sqlx::query("UPDATE lead_channels SET last_inbound_at = now() - interval '25 hours'")

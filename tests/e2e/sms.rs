@@ -127,7 +127,12 @@ async fn twilio_signed_sms_in_reply_out_through_the_messages_api() {
         },
     )
     .await;
-    assert!(error.contains("30007"), "{error}");
+    assert_eq!(error, "the carrier filtered the message");
+    let code: Option<String> = sqlx::query_scalar("SELECT error_code FROM outbox WHERE status = 'failed'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(code.as_deref(), Some("30007"));
     app.stop().await;
 }
 

@@ -6,7 +6,7 @@
 //! `notifications::may_send`). A delivery whose job is lost is
 //! found by the sweeper, so raising never depends on Redis being up.
 
-use leadflow_shared::db::notifications;
+use leadflow_shared::db::{channels, leads, notifications};
 use leadflow_shared::queue::DeliverPostback;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -48,6 +48,54 @@ pub async fn raise(ctx: &Ctx, tenant_id: Uuid, event: &str, subject: &str, data:
     }
 }
 
+/// A message we sent did not reach the lead.
+pub struct Failed<'a> {
+    pub tenant_id: Uuid,
+    pub lead_id: Uuid,
+    pub channel_id: Uuid,
+    /// The conversation message, when known (else the outbox row is the subject).
+    pub message_id: Option<Uuid>,
+    pub outbox_id: Uuid,
+    pub error_code: Option<&'a str>,
+    pub reason: &'a str,
+    /// `provider` (a report after the send) or `send` (the send call itself failed).
+    pub source: &'a str,
+}
+
+/// Raises `message.failed`, once per message: a reply sent in parts, or a failure the
+/// provider reports twice, is one notification.
+pub async fn message_failed(ctx: &Ctx, f: &Failed<'_>) {
+    let subject = f.message_id.unwrap_or(f.outbox_id).to_string();
+    let known = async {
+        let said = notifications::was_raised(&ctx.pool, f.tenant_id, "message.failed", &subject).await?;
+        let lead = leads::external_id(&ctx.pool, f.lead_id).await?;
+        let channel = channels::find(&ctx.pool, f.tenant_id, f.channel_id).await?;
+        Ok::<_, leadflow_shared::db::DbError>((said, lead, channel))
+    };
+    let (said, lead, channel) = match known.await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(outbox_id = %f.outbox_id, error = %e, "message.failed not raised");
+            return;
+        }
+    };
+    if said {
+        return;
+    }
+    let data = json!({
+        "lead_id": lead,
+        "message_id": f.message_id,
+        "outbox_id": f.outbox_id,
+        "channel_id": f.channel_id,
+        "channel_name": channel.as_ref().map(|c| c.name.as_str()),
+        "provider": channel.as_ref().map(|c| c.provider.as_str()),
+        "error_code": f.error_code,
+        "reason": f.reason,
+        "source": f.source,
+    });
+    raise(ctx, f.tenant_id, "message.failed", &subject, data).await;
+}
+
 /// The plain-text form of a notification, for e-mail and WhatsApp targets.
 pub fn text(payload: &str) -> String {
     let v: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
@@ -72,6 +120,12 @@ pub fn text(payload: &str) -> String {
             s("last_error")
         ),
         "ai.failed" => format!("Leadflow: no AI reply for lead {}: {}", s("lead_id"), s("error")),
+        "message.failed" => format!(
+            "Leadflow: a message to lead {} through \"{}\" was not delivered: {}",
+            s("lead_id"),
+            s("channel_name"),
+            s("reason")
+        ),
         _ => format!("Leadflow: {event}: {d}"),
     }
     .trim()

@@ -166,7 +166,7 @@ pub async fn send(
             )))
         }
     };
-    let outbox_id = outbox::create_manual(&state.pool, tenant, ch.id, lead, user_id, content).await?;
+    let outbox_id = outbox::create_manual(&state.pool, tenant, ch.id, lead, user_id, message_id, content).await?;
     lead_channels::touch(&state.pool, tenant, lead, ch.id, false).await?;
     lead_channels::attend(&state.pool, lead, ch.id, Some(user_id)).await?;
     // The outbox row is durable; a lost job is found by the sweeper.

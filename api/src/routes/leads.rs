@@ -1,10 +1,13 @@
 //! `GET /backend/leads/{lead_id}/messages`: the conversation as stored, oldest first,
-//! each medium with what it became (`media`: status, transcript or PDF text, error).
-//! An unknown lead and another tenant's lead look the same: 404.
+//! each medium with what it became (`media`: status, transcript or PDF text, error), and
+//! each message sent through a channel with what became of it (`delivery`: the provider's
+//! id, its state — `pending`, `sent`, `delivered`, `read` or `failed` with the provider's
+//! code and a readable reason — each part's state and history). Such a message's `status`
+//! is its delivery state. An unknown lead and another tenant's lead look the same: 404.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use leadflow_shared::db::{leads, media, messages};
+use leadflow_shared::db::{leads, media, messages, outbox};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -36,6 +39,8 @@ pub async fn messages(
         .map(|m| m.id)
         .collect();
     let mut understood = media::for_messages(&state.pool, &media_ids, false).await?;
+    let sent_ids: Vec<Uuid> = items.iter().filter(|m| m.role != "user").map(|m| m.id).collect();
+    let mut deliveries = outbox::deliveries_of(&state.pool, &sent_ids).await?;
     let items: Vec<serde_json::Value> = items
         .into_iter()
         .map(|m| {
@@ -43,6 +48,10 @@ pub async fn messages(
             let mut v = serde_json::to_value(&m).unwrap_or_default();
             if let Some(x) = extra {
                 v["media"] = serde_json::to_value(&x).unwrap_or_default();
+            }
+            if let Some(d) = deliveries.remove(&m.id) {
+                v["status"] = serde_json::to_value(d.status).unwrap_or_default();
+                v["delivery"] = serde_json::to_value(&d).unwrap_or_default();
             }
             v
         })

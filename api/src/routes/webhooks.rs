@@ -205,7 +205,7 @@ pub async fn receive(
     }
     for (i, s) in parsed.statuses.iter().enumerate() {
         keys.push(inbound::NewEvent {
-            dedupe_key: format!("status:{}:{}", s.provider_message_id, s.status),
+            dedupe_key: format!("status:{}:{}", s.provider_message_id, s.status.as_str()),
             item: i as i32,
             sender: None,
         });

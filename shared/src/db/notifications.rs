@@ -14,13 +14,14 @@ use uuid::Uuid;
 use super::DbError;
 
 /// Every event a configuration may subscribe to.
-pub const EVENTS: [&str; 6] = [
+pub const EVENTS: [&str; 7] = [
     "channel.disconnected",
     "channel.reconnected",
     "integration.needs_reauth",
     "calendar.renewal_failed",
     "postback.exhausted",
     "ai.failed",
+    "message.failed",
 ];
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -103,6 +104,19 @@ pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, Db
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Whether `event` was ever raised about `subject` (for events said once per subject).
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn was_raised(pool: &PgPool, tenant_id: Uuid, event: &str, subject: &str) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar(
+        r#"SELECT EXISTS (SELECT 1 FROM notifications WHERE tenant_id = $1 AND event = $2 AND subject = $3)"#,
+    )
+    .bind(tenant_id)
+    .bind(event)
+    .bind(subject)
+    .fetch_one(pool)
+    .await?)
 }
 
 /// What [`raise`] did.

@@ -14,6 +14,7 @@ use super::{
     display_name, epoch_ms, flag, int, jid, shape, text, Content, Identity, Inbound, MediaKind, MediaParts, ParseError,
     Parsed, StatusUpdate,
 };
+use crate::delivery::Reported;
 
 const PROVIDER: &str = "evolution";
 
@@ -210,10 +211,10 @@ fn update(u: &Value, out: &mut Parsed) {
         return;
     }
     let status = match raw {
-        "SERVER_ACK" => "sent",
-        "DELIVERY_ACK" => "delivered",
-        "READ" | "PLAYED" => "read",
-        "ERROR" => "failed",
+        "SERVER_ACK" => Reported::Sent,
+        "DELIVERY_ACK" => Reported::Delivered,
+        "READ" | "PLAYED" => Reported::Read,
+        "ERROR" => Reported::Failed,
         // PENDING (not sent yet), DELETED.
         _ => {
             out.ignored.push(format!("evolution status {raw} for {id}"));
@@ -222,7 +223,8 @@ fn update(u: &Value, out: &mut Parsed) {
     };
     out.statuses.push(StatusUpdate {
         provider_message_id: id.to_owned(),
-        status: status.to_owned(),
+        also_id: None,
+        status,
         error_code: None,
         error: None,
     });
@@ -402,7 +404,7 @@ mod tests {
         let got: Vec<_> = p
             .statuses
             .iter()
-            .map(|s| format!("{}={}", s.provider_message_id, s.status))
+            .map(|s| format!("{}={}", s.provider_message_id, s.status.as_str()))
             .collect();
         assert_eq!(got, ["3EB0EE5C811ACA0277C307=read", "3EB0FF=failed"]);
         assert_eq!(p.ignored.len(), 1);

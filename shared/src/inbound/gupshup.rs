@@ -13,6 +13,7 @@ use super::{
     display_name, e164, epoch_ms, int, scalar, shape, text, Content, Identity, Inbound, MediaKind, MediaParts,
     ParseError, Parsed, StatusUpdate,
 };
+use crate::delivery::Reported;
 
 const PROVIDER: &str = "gupshup";
 
@@ -90,18 +91,30 @@ fn event(p: &Value, out: &mut Parsed) {
     };
     let inner = p.get("payload").unwrap_or(&Value::Null);
     let kind = text(p, "type").unwrap_or_default();
-    let (error_code, error) = match kind {
-        "sent" | "delivered" | "read" => (None, None),
-        "failed" => (scalar(inner, "code"), text(inner, "reason").map(str::to_owned)),
+    let (status, error_code, error) = match kind {
+        "sent" => (Reported::Sent, None, None),
+        "delivered" => (Reported::Delivered, None, None),
+        "read" => (Reported::Read, None, None),
+        "failed" => (
+            Reported::Failed,
+            scalar(inner, "code"),
+            text(inner, "reason").map(str::to_owned),
+        ),
         // `enqueued`: accepted by Gupshup, not yet by WhatsApp; `deleted`: the lead deleted it.
         _ => {
             out.ignored.push(format!("gupshup message-event {kind} for {id}"));
             return;
         }
     };
+    // Delivery reports name both ids: the wamid is a fallback when Gupshup's matches nothing.
+    let also_id = text(p, "gsId")
+        .and(text(p, "id"))
+        .filter(|w| *w != id)
+        .map(str::to_owned);
     out.statuses.push(StatusUpdate {
         provider_message_id: id.to_owned(),
-        status: kind.to_owned(),
+        also_id,
+        status,
         error_code,
         error,
     });
@@ -209,7 +222,8 @@ mod tests {
         let failed = event("failed", GS_ID, None, json!({"code": 470, "reason": WINDOW_CLOSED}));
         let expected = StatusUpdate {
             provider_message_id: GS_ID.into(),
-            status: "failed".into(),
+            also_id: None,
+            status: Reported::Failed,
             error_code: Some("470".into()),
             error: Some(WINDOW_CLOSED.into()),
         };
@@ -225,9 +239,10 @@ mod tests {
         assert_eq!(
             (
                 p.statuses[0].provider_message_id.as_str(),
-                p.statuses[0].status.as_str()
+                p.statuses[0].also_id.as_deref(),
+                p.statuses[0].status
             ),
-            (GS_ID, "delivered")
+            (GS_ID, Some("gBEGVRGYdlQhAgkD7bRi9syGnBk"), Reported::Delivered)
         );
         let enqueued = event(
             "enqueued",

@@ -11,6 +11,7 @@
 use serde_json::Value;
 
 use super::{e164, scalar, text, Content, Identity, Inbound, MediaParts, ParseError, Parsed, StatusUpdate};
+use crate::delivery::Reported;
 
 const PROVIDER: &str = "http-sms";
 
@@ -23,9 +24,20 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
         .ok_or_else(|| super::shape(PROVIDER, "no `id`"))?;
     let mut out = Parsed::default();
     if let Some(status) = text(body, "status") {
+        let Some(reported) = (match status.to_ascii_lowercase().as_str() {
+            "sent" => Some(Reported::Sent),
+            "delivered" => Some(Reported::Delivered),
+            "read" => Some(Reported::Read),
+            "failed" | "undelivered" | "rejected" => Some(Reported::Failed),
+            _ => None,
+        }) else {
+            out.ignored.push(format!("http-sms status {status} for {id}"));
+            return Ok(out);
+        };
         out.statuses.push(StatusUpdate {
             provider_message_id: id,
-            status: status.to_ascii_lowercase(),
+            also_id: None,
+            status: reported,
             error_code: scalar(body, "error_code"),
             error: text(body, "error").map(str::to_owned),
         });
@@ -86,7 +98,7 @@ mod tests {
         let alias = serde_json::json!({"message_id": 7, "from": "5511987654321", "body": "Oi"});
         assert_eq!(one(parse(&alias)).provider_message_id, "7");
         let report = parse(&serde_json::json!({"id": "out-1", "status": "FAILED", "error": "blocked"})).unwrap();
-        assert_eq!(report.statuses[0].status, "failed");
+        assert_eq!(report.statuses[0].status, Reported::Failed);
         assert!(parse(&serde_json::json!({"id": "x", "from": "nobody", "text": "hi"})).is_err());
     }
 }

@@ -10,6 +10,7 @@ use super::{
     display_name, e164, epoch_ms, int, scalar, shape, text, Content, Identity, Inbound, MediaKind, MediaParts,
     ParseError, Parsed, StatusUpdate,
 };
+use crate::delivery::Reported;
 
 const PROVIDER: &str = "meta-cloud";
 
@@ -162,14 +163,28 @@ fn status(s: &Value, out: &mut Parsed) {
         return;
     };
     let raw = text(s, "status").unwrap_or_default();
-    if !matches!(raw, "sent" | "delivered" | "read" | "failed") {
-        out.ignored.push(format!("meta status {raw} for {id}"));
-        return;
-    }
+    let status = match raw {
+        "sent" => Reported::Sent,
+        "delivered" => Reported::Delivered,
+        "read" => Reported::Read,
+        "failed" => Reported::Failed,
+        // Gupshup v3 adds `enqueued` (accepted by Gupshup, not yet by WhatsApp); `deleted`.
+        _ => {
+            out.ignored.push(format!("meta status {raw} for {id}"));
+            return;
+        }
+    };
     let error = list(s, "errors").first();
+    // Gupshup v3 relays Meta's statuses with its own `gs_id`: that is the id its send
+    // call returned, so it comes first and the wamid is the fallback.
+    let (id, also_id) = match text(s, "gs_id") {
+        Some(gs_id) => (gs_id, Some(id.to_owned())),
+        None => (id, None),
+    };
     out.statuses.push(StatusUpdate {
         provider_message_id: id.to_owned(),
-        status: raw.to_owned(),
+        also_id,
+        status,
         error_code: error.and_then(|e| scalar(e, "code")),
         error: error.and_then(describe),
     });
@@ -295,13 +310,15 @@ mod tests {
         .unwrap();
         let failed = StatusUpdate {
             provider_message_id: "wamid.OUT1".into(),
-            status: "failed".into(),
+            also_id: None,
+            status: Reported::Failed,
             error_code: Some("131047".into()),
             error: Some(format!("Re-engagement message: {details}")),
         };
         let read = StatusUpdate {
             provider_message_id: "wamid.OUT2".into(),
-            status: "read".into(),
+            also_id: None,
+            status: Reported::Read,
             error_code: None,
             error: None,
         };

@@ -92,9 +92,12 @@ pub enum MediaKind {
 /// A delivery/read/failure report about a message the business sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusUpdate {
+    /// The id our send call got back, which is what the outbox keeps.
     pub provider_message_id: String,
-    /// "sent" | "delivered" | "read" | "failed"
-    pub status: String,
+    /// Another id the same message is known by, tried when the first matches nothing
+    /// (Gupshup v3 reports carry its own `gs_id` and WhatsApp's wamid).
+    pub also_id: Option<String>,
+    pub status: crate::delivery::Reported,
     /// Provider error code for failures, e.g. "131047" (Meta) or "470" (Gupshup).
     pub error_code: Option<String>,
     pub error: Option<String>,

@@ -11,6 +11,7 @@
 use serde_json::Value;
 
 use super::{e164, text, Content, Identity, Inbound, MediaParts, ParseError, Parsed, StatusUpdate};
+use crate::delivery::Reported;
 
 const PROVIDER: &str = "twilio";
 
@@ -49,10 +50,21 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
     if let Some(status) = text(body, "MessageStatus").or_else(|| text(body, "SmsStatus")) {
         // An incoming message carries `SmsStatus=received`; everything else is about ours.
         if status != "received" {
-            let failed = matches!(status, "failed" | "undelivered");
+            // queued, accepted, sending, scheduled, canceled: nothing the lead could see yet.
+            let Some(reported) = (match status {
+                "sent" => Some(Reported::Sent),
+                "delivered" => Some(Reported::Delivered),
+                "read" => Some(Reported::Read),
+                "failed" | "undelivered" => Some(Reported::Failed),
+                _ => None,
+            }) else {
+                out.ignored.push(format!("twilio status {status} for {sid}"));
+                return Ok(out);
+            };
             out.statuses.push(StatusUpdate {
                 provider_message_id: sid.to_owned(),
-                status: if failed { "failed".into() } else { status.to_owned() },
+                also_id: None,
+                status: reported,
                 error_code: text(body, "ErrorCode").map(str::to_owned),
                 error: text(body, "ErrorMessage").map(str::to_owned),
             });
@@ -198,7 +210,7 @@ mod tests {
     fn undelivered_is_a_failure_with_its_code() {
         let p = parse(&form(FAILED)).unwrap();
         assert!(p.messages.is_empty());
-        assert_eq!(p.statuses[0].status, "failed");
+        assert_eq!(p.statuses[0].status, Reported::Failed);
         assert_eq!(p.statuses[0].error_code.as_deref(), Some("30007"));
         assert!(parse(&serde_json::json!({"Body": "x"})).is_err());
     }

@@ -10,6 +10,7 @@ use super::{
     display_name, epoch_ms, flag, int, jid, shape, text, Content, Identity, Inbound, MediaKind, MediaParts, ParseError,
     Parsed, StatusUpdate,
 };
+use crate::delivery::Reported;
 
 const PROVIDER: &str = "z-api";
 
@@ -174,9 +175,9 @@ fn content(body: &Value) -> Content {
 fn statuses(body: &Value, out: &mut Parsed) {
     let raw = text(body, "status").unwrap_or_default();
     let status = match raw {
-        "SENT" => "sent",
-        "RECEIVED" | "DELIVERED" => "delivered",
-        "READ" | "PLAYED" => "read",
+        "SENT" => Reported::Sent,
+        "RECEIVED" | "DELIVERED" => Reported::Delivered,
+        "READ" | "PLAYED" => Reported::Read,
         // READ_BY_ME / READ-SELF are our own read receipts on the lead's messages.
         _ => {
             out.ignored.push(format!("z-api status {raw}"));
@@ -192,7 +193,8 @@ fn statuses(body: &Value, out: &mut Parsed) {
     }
     out.statuses.extend(ids.into_iter().map(|id| StatusUpdate {
         provider_message_id: id.to_owned(),
-        status: status.to_owned(),
+        also_id: None,
+        status,
         error_code: None,
         error: None,
     }));
@@ -205,7 +207,12 @@ fn delivery(body: &Value, out: &mut Parsed) -> Result<(), ParseError> {
     let error = text(body, "error").map(str::to_owned);
     out.statuses.push(StatusUpdate {
         provider_message_id: id.to_owned(),
-        status: if error.is_some() { "failed" } else { "sent" }.to_owned(),
+        also_id: None,
+        status: if error.is_some() {
+            Reported::Failed
+        } else {
+            Reported::Sent
+        },
         error_code: None,
         error,
     });
@@ -360,7 +367,7 @@ mod tests {
             .unwrap()
             .statuses
             .iter()
-            .map(|s| format!("{}={}", s.provider_message_id, s.status))
+            .map(|s| format!("{}={}", s.provider_message_id, s.status.as_str()))
             .collect();
         assert_eq!(got, ["3EB0EE5C811ACA0277C307=read", "3EB0AA=read"]);
         // Our own read receipt on the lead's message.
@@ -370,7 +377,8 @@ mod tests {
         let failed = json!({"type": "DeliveryCallback", "phone": "5511987654321", "zaapId": "Z", "messageId": "M", "error": "Number does not exist"});
         let expected = StatusUpdate {
             provider_message_id: "M".into(),
-            status: "failed".into(),
+            also_id: None,
+            status: Reported::Failed,
             error_code: None,
             error: Some("Number does not exist".into()),
         };

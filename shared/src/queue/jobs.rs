@@ -96,7 +96,8 @@ impl Job for DeliverPostback {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessInbound {
     pub event_id: Uuid,
-    /// How many times it already waited for an earlier message of the same sender.
+    /// How many times it already waited: for an earlier message of the same sender, or for
+    /// the message a status report is about to have its provider id recorded.
     #[serde(default)]
     pub wait: u32,
 }

@@ -5,7 +5,9 @@
 //! Who wrote it decides what it does: the lead (`user`); the business itself (`fromMe`):
 //! Leadflow's own send echoing back (found in the outbox — ignored) or a human typing on
 //! the phone or WhatsApp Web (`human` — pauses the AI for the lead and drops its pending
-//! burst). Provider statuses (Meta 131047, Gupshup 470…) mark outbox messages failed.
+//! burst). Provider status reports (delivered, read, failed: Meta 131047, Gupshup 470…)
+//! move the message we sent along (see `outbox::apply_report`); a failure raises the
+//! tenant's `message.failed` notification.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +15,9 @@ use std::time::Duration;
 use leadflow_shared::channel::Provider;
 use leadflow_shared::db::leads::{self, Accepted, Incoming};
 use leadflow_shared::db::{assistants, channels, identities, inbound, lead_channels, outbox, tenants};
+use leadflow_shared::delivery::DeliveryState;
 use leadflow_shared::domain::{MessageType, Role};
-use leadflow_shared::inbound::{Content, Identity, MediaKind};
+use leadflow_shared::inbound::{Content, Identity, MediaKind, StatusUpdate};
 use leadflow_shared::media_handle::MediaHandle;
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, ProcessInbound, ProcessMedia};
 
@@ -112,16 +115,17 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         return Ok(());
     }
     if ev.dedupe_key.starts_with("status:") {
-        if let Some(s) = parsed.statuses.get(item).filter(|s| s.status == "failed") {
-            let why = format!(
-                "provider reported failure{}{}",
-                s.error_code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(),
-                s.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-            );
-            outbox::mark_failed_by_provider_id(&ctx.pool, ch.id, &s.provider_message_id, &why).await?;
-        }
-        inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
-        return Ok(());
+        let Some(s) = parsed.statuses.get(item) else {
+            inbound::finish(
+                &ctx.pool,
+                ev.id,
+                "failed",
+                Some("the stored payload has no such status"),
+            )
+            .await?;
+            return Ok(());
+        };
+        return status_report(&ctx, &job, &ev, ch.id, s).await;
     }
     let Some(m) = parsed.messages.get(item) else {
         inbound::finish(
@@ -263,6 +267,65 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
             };
             ctx.queues.enqueue_for(ch.tenant_id, &flush, delay).await?;
         }
+    }
+    inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
+    Ok(())
+}
+
+/// How long a report may wait for the message it is about: a provider can report on a
+/// message before our send call has its answer (and so the id) recorded.
+const UNMATCHED_WAIT: Duration = Duration::from_secs(60);
+
+async fn status_report(
+    ctx: &Ctx,
+    job: &ProcessInbound,
+    ev: &inbound::Event,
+    channel_id: uuid::Uuid,
+    s: &StatusUpdate,
+) -> anyhow::Result<()> {
+    let mut ids = vec![s.provider_message_id.as_str()];
+    ids.extend(s.also_id.as_deref());
+    let report = outbox::Report {
+        ids: &ids,
+        status: s.status,
+        error_code: s.error_code.as_deref(),
+        error: s.error.as_deref(),
+    };
+    let Some(applied) = outbox::apply_report(&ctx.pool, channel_id, &report).await? else {
+        let age = (chrono::Utc::now() - ev.created_at).to_std().unwrap_or_default();
+        if age < UNMATCHED_WAIT {
+            let again = ProcessInbound {
+                wait: job.wait + 1,
+                ..*job
+            };
+            ctx.queues
+                .enqueue(&again, Duration::from_millis(500u64 << job.wait.min(5)))
+                .await?;
+            return Ok(());
+        }
+        // Kept, visibly: a report about a message this channel never sent (or whose id we
+        // did not get back) is something an operator may want to look at.
+        let why = format!(
+            "status report {} matches no message sent through this channel (provider id {})",
+            s.status.as_str(),
+            ids.join(" or ")
+        );
+        inbound::finish(&ctx.pool, ev.id, "ignored", Some(&why)).await?;
+        return Ok(());
+    };
+    if applied.after == Some(DeliveryState::Failed) {
+        let reason = leadflow_shared::delivery::reason(s.error_code.as_deref(), s.error.as_deref());
+        let failed = crate::notify::Failed {
+            tenant_id: applied.tenant_id,
+            lead_id: applied.lead_id,
+            channel_id,
+            message_id: applied.message_id,
+            outbox_id: applied.outbox_id,
+            error_code: s.error_code.as_deref(),
+            reason: &reason,
+            source: "provider",
+        };
+        crate::notify::message_failed(ctx, &failed).await;
     }
     inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
     Ok(())

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
 use leadflow_shared::db::{channels, identities, lead_channels, mailboxes, outbox, tenants};
+use leadflow_shared::delivery::DeliveryState;
 use leadflow_shared::queue::{jittered_backoff, SendMessage};
 
 use crate::channels::{send_template, send_text, Recipient, SendError, Sent};
@@ -47,7 +48,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
     let Some(o) = outbox::get(&ctx.pool, job.outbox_id).await? else {
         return Ok(());
     };
-    if o.status != "pending" || o.attempts >= job.attempt {
+    if o.status != DeliveryState::Pending || o.attempts >= job.attempt {
         return Ok(()); // sent, failed, or this attempt already ran
     }
     let ch = channels::find(&ctx.pool, o.tenant_id, o.channel_id).await?;
@@ -72,18 +73,18 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
         Gate::Open => attempt(&ctx, &o, ch.as_ref()).await?,
     };
     let (state, retry_in) = match &outcome.result {
-        Ok(_) => ("sent", None),
+        Ok(_) => (DeliveryState::Sent, None),
         Err(e) if e.retryable() && job.attempt < MAX_ATTEMPTS => {
             let delay = e
                 .retry_after()
                 .unwrap_or_else(|| jittered_backoff(job.attempt as u32, Duration::from_secs(1), MAX_DELAY))
                 .min(MAX_DELAY);
             tracing::warn!(outbox_id = %o.id, attempt = job.attempt, ?delay, error = %e, "send failed; retrying");
-            ("pending", Some(delay))
+            (DeliveryState::Pending, Some(delay))
         }
         Err(e) => {
             tracing::warn!(outbox_id = %o.id, attempt = job.attempt, error = %e, "send failed for good");
-            ("failed", None)
+            (DeliveryState::Failed, None)
         }
     };
     let (sent, err) = match &outcome.result {
@@ -114,7 +115,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
         ctx.queues.enqueue(&next, delay).await?;
     }
     match state {
-        "sent" => {
+        DeliveryState::Sent => {
             let typing = ctx.cfg.channels.typing_delay;
             if let Some(next) = outbox::next_part(&ctx.pool, o.id, typing).await? {
                 let job = SendMessage {
@@ -125,7 +126,20 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
                 ctx.queues.enqueue(&job, typing).await?;
             }
         }
-        "failed" => outbox::fail_later_parts(&ctx.pool, o.id).await?,
+        DeliveryState::Failed => {
+            outbox::fail_later_parts(&ctx.pool, o.id).await?;
+            let failed = crate::notify::Failed {
+                tenant_id: o.tenant_id,
+                lead_id: o.lead_id,
+                channel_id: o.channel_id,
+                message_id: o.message_id,
+                outbox_id: o.id,
+                error_code: None,
+                reason: error.as_deref().unwrap_or("the message could not be sent"),
+                source: "send",
+            };
+            crate::notify::message_failed(&ctx, &failed).await;
+        }
         _ => {}
     }
     Ok(())
