@@ -9,7 +9,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::official::{post_raw, sign, APP_SECRET};
+use crate::inbound::count;
+use crate::official::{create_gupshup_channel, create_meta_channel, post_raw, sign};
 use crate::support::fake_providers::FakeProviders;
 use crate::support::receiver::Receiver;
 use crate::support::{eventually, TestApp};
@@ -38,17 +39,7 @@ async fn meta(app: TestApp) -> Meta {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{c}");
-    let (status, ch) = app
-        .post(
-            "/backend/channels",
-            &json!({"name": "WhatsApp oficial", "type": "whatsapp", "provider": "meta-cloud",
-                    "credentials": {"access_token": "EAAGsystemusertoken1234567890", "phone_number_id": "158072934066266",
-                                    "app_secret": APP_SECRET, "verify_token": "verify-me-please",
-                                    "base_url": providers.base_url}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{ch}");
-    let path = format!("/webhooks/{}", ch["id"].as_str().unwrap());
+    let path = create_meta_channel(&app, &providers.base_url, json!({})).await;
     Meta {
         providers,
         hooks,
@@ -123,20 +114,28 @@ async fn reply_becomes(app: &TestApp, n: usize, status: &str) -> Value {
 /// Waits until every stored webhook event is handled.
 async fn events_settle(app: &TestApp) {
     eventually(Duration::from_secs(15), "every webhook event handled", || async {
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events WHERE status = 'pending'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let pending = count(app, "SELECT count(*) FROM inbound_events WHERE status = 'pending'").await;
         (pending == 0).then_some(())
     })
     .await;
 }
 
 async fn provider_reports(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM outbox_status_events WHERE source = 'provider'")
-        .fetch_one(&app.pool)
-        .await
+    count(
+        app,
+        "SELECT count(*) FROM outbox_status_events WHERE source = 'provider'",
+    )
+    .await
+}
+
+/// Each part's state, in order.
+fn part_states(reply: &Value) -> Vec<String> {
+    reply["delivery"]["parts"]
+        .as_array()
         .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -192,10 +191,11 @@ async fn a_meta_failure_shows_failed_with_its_code_and_reason_and_notifies_once(
     assert_eq!(data["reason"], json!("outside the 24-hour window: send a template"));
     assert_eq!(data["channel_name"], json!("WhatsApp oficial"));
     assert_eq!(data["message_id"], reply["id"]);
-    let raised: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications WHERE event = 'message.failed'")
-        .fetch_one(&m.app.pool)
-        .await
-        .unwrap();
+    let raised = count(
+        &m.app,
+        "SELECT count(*) FROM notifications WHERE event = 'message.failed'",
+    )
+    .await;
     assert_eq!(raised, 1, "one notification for one failed message");
     assert_eq!(m.hooks.deliveries().len(), 1);
     m.app.stop().await;
@@ -259,13 +259,7 @@ async fn a_reply_sent_in_parts_shows_each_parts_state() {
     m.report(&ids[0], "read").await;
     m.report(&ids[1], "delivered").await;
     let reply = reply_becomes(&m.app, 0, "delivered").await;
-    let states: Vec<&str> = reply["delivery"]["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["read", "delivered"], "{reply}");
+    assert_eq!(part_states(&reply), ["read", "delivered"], "{reply}");
     // The second part then fails after all: the reply did not fully arrive.
     m.report(&ids[1], "failed").await;
     events_settle(&m.app).await;
@@ -280,13 +274,7 @@ async fn a_reply_sent_in_parts_shows_each_parts_state() {
     m.report(&more[0], "delivered").await;
     m.report(&more[1], "failed").await;
     let reply = reply_becomes(&m.app, 1, "failed").await;
-    let states: Vec<&str> = reply["delivery"]["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["delivered", "failed"]);
+    assert_eq!(part_states(&reply), ["delivered", "failed"]);
     assert_eq!(reply["delivery"]["error_code"], json!("131047"));
     let got = m.hooks.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].json["data"]["message_id"], reply["id"]);
@@ -304,14 +292,7 @@ async fn gupshup_v2_and_v3_failures_match_the_id_its_send_returned() {
         &json!({"events": ["message.failed"], "target": "webhook", "url": hooks.url}),
     )
     .await;
-    let (_, ch) = app
-        .post(
-            "/backend/channels",
-            &json!({"name": "Gupshup", "type": "whatsapp", "provider": "gupshup",
-                    "credentials": {"api_key": "8d5f0c2e7a1b4c3d9e6f0a1b2c3d4e5f", "app_name": "AcmeImoveis",
-                                    "source": "5511912345678", "base_url": providers.base_url}}),
-        )
-        .await;
+    let ch = create_gupshup_channel(&app, &providers.base_url).await;
     let path = ch["webhook_path"].as_str().unwrap().to_owned();
     let post = |body: String| {
         let (app, path) = (&app, &path);

@@ -22,6 +22,7 @@ mod postbacks;
 mod provider_media;
 mod resilience;
 mod scheduler;
+mod schema;
 mod security;
 mod sending;
 mod sms;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::inbound::{channel, webhook, zapi_text};
+use crate::inbound::{channel, webhook, zapi_text, Channel};
 use crate::support::fake_providers::FakeProviders;
 use crate::support::TestApp;
 
@@ -25,6 +25,25 @@ fn telegram(message_id: i64, extra: Value) -> Value {
         m.insert(k.clone(), v.clone());
     }
     p
+}
+
+/// The lead's two channels, Z-API and Telegram, answered by the given assistants (null:
+/// the tenant's default).
+async fn two_channels(app: &TestApp, providers: &FakeProviders, wa_bot: &Value, tg_bot: &Value) -> (Channel, Channel) {
+    let wa = channel(
+        app,
+        json!({"name": "WhatsApp vendas", "type": "whatsapp", "provider": "z-api", "assistant_id": wa_bot,
+               "credentials": {"instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
+                               "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F", "base_url": providers.base_url}}),
+    )
+    .await;
+    let tg = channel(
+        app,
+        json!({"name": "Telegram", "type": "telegram", "provider": "telegram-bot", "assistant_id": tg_bot,
+               "credentials": {"bot_token": "7123456789:AAH3kZ-example-token-Qw8", "base_url": providers.base_url}}),
+    )
+    .await;
+    (wa, tg)
 }
 
 /// (path of the send, its text) for every message the providers were asked to send.
@@ -59,19 +78,7 @@ async fn a_lead_on_whatsapp_and_telegram_gets_two_lead_channels_each_with_its_as
             &json!({"name": "Telegram IA", "model": "gpt-4o", "debounce_seconds": 0.2}),
         )
         .await;
-    let wa = channel(
-        &app,
-        json!({"name": "WhatsApp vendas", "type": "whatsapp", "provider": "z-api", "assistant_id": wa_bot["id"],
-               "credentials": {"instance_id": "3E4F7360B552F0C2DBCB9E6774402775",
-                               "instance_token": "F0E1D2C3B4A5968778695A4B3C2D1E0F", "base_url": providers.base_url}}),
-    )
-    .await;
-    let tg = channel(
-        &app,
-        json!({"name": "Telegram", "type": "telegram", "provider": "telegram-bot", "assistant_id": tg_bot["id"],
-               "credentials": {"bot_token": "7123456789:AAH3kZ-example-token-Qw8", "base_url": providers.base_url}}),
-    )
-    .await;
+    let (wa, tg) = two_channels(&app, &providers, &wa_bot["id"], &tg_bot["id"]).await;
     let tg_path = format!("/webhooks/{}", tg.id);
     let tg_secret = [("X-Telegram-Bot-Api-Secret-Token", tg.token.as_str())];
 
@@ -193,5 +200,82 @@ async fn a_lead_on_whatsapp_and_telegram_gets_two_lead_channels_each_with_its_as
         out[3].1, "reply to: Alguém aí?",
         "the paused message was recorded, not answered"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn late_whatsapp_messages_never_move_into_the_leads_telegram_burst() {
+    // Both channels answer with the tenant's one assistant: only the channel tells the
+    // lead's two conversations apart.
+    let providers = FakeProviders::start().await;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 1.0, "max_wait_seconds": 1.5}))
+        .await;
+    let (wa, tg) = two_channels(&app, &providers, &Value::Null, &Value::Null).await;
+    let tg_path = format!("/webhooks/{}", tg.id);
+    let tg_secret = [("X-Telegram-Bot-Api-Secret-Token", tg.token.as_str())];
+    // One lead on both: WhatsApp first, then the Telegram chat shares the phone.
+    webhook(&app, &wa.path, &zapi_text("3EB0LATE00", "Oi"), &[]).await;
+    providers.wait_for(1, Duration::from_secs(15)).await;
+    let card = json!({"contact": {"phone_number": "5511987654321", "first_name": "Mariana", "user_id": 6120483377i64}});
+    webhook(&app, &tg_path, &telegram(3001, card), &tg_secret).await;
+    crate::support::eventually(Duration::from_secs(15), "the lead's bursts settled", || async {
+        let live: i64 = sqlx::query_scalar("SELECT count(*) FROM bursts WHERE status IN ('open', 'generating')")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events WHERE status = 'pending'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        (live == 0 && events == 0).then_some(())
+    })
+    .await;
+    let before = providers.sent().len();
+
+    // A WhatsApp burst is generating (slowly) when the lead writes again on WhatsApp,
+    // before its deadline; by the time the reply is ready the deadline has passed, so the
+    // new message is split off. Meanwhile a Telegram burst is open for the same lead.
+    app.ai.set_latency(Duration::from_secs(3));
+    webhook(&app, &wa.path, &zapi_text("3EB0LATE01", "Tem garagem?"), &[]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    webhook(&app, &wa.path, &zapi_text("3EB0LATE02", "E aceita pet?"), &[]).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    webhook(
+        &app,
+        &tg_path,
+        &telegram(3002, json!({"text": "Pelo Telegram: qual o valor?"})),
+        &tg_secret,
+    )
+    .await;
+    let all = providers.wait_for(before + 3, Duration::from_secs(30)).await;
+    assert_eq!(all.len(), before + 3);
+    let mut got: Vec<(bool, String)> = sends(&providers)[before..]
+        .iter()
+        .map(|(path, text)| (path.contains("/send-text"), text.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (false, "reply to: Pelo Telegram: qual o valor?".to_string()),
+            (true, "reply to: E aceita pet?".to_string()),
+            (true, "reply to: Tem garagem?".to_string()),
+        ],
+        "each channel answers its own messages"
+    );
+    // The Telegram prompt never saw the WhatsApp message as part of its burst.
+    let tg_prompt = app
+        .ai
+        .requests()
+        .into_iter()
+        .find(|r| r.body.to_string().contains("Pelo Telegram"))
+        .unwrap();
+    let turns = tg_prompt.body["messages"].as_array().unwrap();
+    let last = turns.last().unwrap()["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!last.contains("aceita pet"), "{last}");
     app.stop().await;
 }

@@ -33,6 +33,38 @@ pub(crate) async fn post_raw(app: &TestApp, path: &str, body: &[u8], headers: &[
     req.send().await.unwrap().status()
 }
 
+/// The Meta Cloud channel the tests use, sending to `base_url`; extra credentials merged in.
+pub(crate) fn meta_channel(base_url: &str, extra: Value) -> Value {
+    let mut body = json!({"name": "WhatsApp oficial", "type": "whatsapp", "provider": "meta-cloud",
+        "credentials": {"access_token": "EAAGsystemusertoken1234567890", "phone_number_id": "158072934066266",
+                        "app_secret": APP_SECRET, "verify_token": "verify-me-please", "base_url": base_url}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        body["credentials"][k] = v.clone();
+    }
+    body
+}
+
+/// Creates the Meta Cloud channel and returns its webhook path.
+pub(crate) async fn create_meta_channel(app: &TestApp, base_url: &str, extra: Value) -> String {
+    let (status, ch) = app.post("/backend/channels", &meta_channel(base_url, extra)).await;
+    assert_eq!(status, StatusCode::CREATED, "{ch}");
+    format!("/webhooks/{}", ch["id"].as_str().unwrap())
+}
+
+/// Creates the Gupshup channel the tests use, sending to `base_url`.
+pub(crate) async fn create_gupshup_channel(app: &TestApp, base_url: &str) -> Value {
+    let (status, ch) = app
+        .post(
+            "/backend/channels",
+            &json!({"name": "Gupshup", "type": "whatsapp", "provider": "gupshup",
+                    "credentials": {"api_key": "8d5f0c2e7a1b4c3d9e6f0a1b2c3d4e5f", "app_name": "AcmeImoveis",
+                                    "source": "5511912345678", "base_url": base_url}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ch}");
+    ch
+}
+
 async fn outbox(app: &TestApp) -> Vec<(String, Option<String>, Option<String>)> {
     sqlx::query_as("SELECT status, template, error FROM outbox ORDER BY created_at")
         .fetch_all(&app.pool)
@@ -48,10 +80,7 @@ async fn meta_cloud_signed_in_window_aware_out_and_failures_reported_later() {
     let (status, ch) = app
         .post(
             "/backend/channels",
-            &json!({"name": "WhatsApp oficial", "type": "whatsapp", "provider": "meta-cloud",
-                    "credentials": {"access_token": "EAAGsystemusertoken1234567890", "phone_number_id": "158072934066266",
-                                    "app_secret": APP_SECRET, "verify_token": "verify-me-please",
-                                    "template_name": "reengajamento_lead", "base_url": providers.base_url}}),
+            &meta_channel(&providers.base_url, json!({"template_name": "reengajamento_lead"})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{ch}");
@@ -171,14 +200,7 @@ async fn gupshup_in_with_its_secret_out_through_its_form_api() {
     let providers = FakeProviders::start().await;
     let app = TestApp::start().await;
     app.set_assistant(json!({"debounce_seconds": 0.2})).await;
-    let (_, ch) = app
-        .post(
-            "/backend/channels",
-            &json!({"name": "Gupshup", "type": "whatsapp", "provider": "gupshup",
-                    "credentials": {"api_key": "8d5f0c2e7a1b4c3d9e6f0a1b2c3d4e5f", "app_name": "AcmeImoveis",
-                                    "source": "5511912345678", "base_url": providers.base_url}}),
-        )
-        .await;
+    let ch = create_gupshup_channel(&app, &providers.base_url).await;
     let path = ch["webhook_path"].as_str().unwrap();
     let payload: Value = serde_json::from_str(GUPSHUP_TEXT).unwrap();
     let wrong = format!("/webhooks/{}?token=nope", ch["id"].as_str().unwrap());

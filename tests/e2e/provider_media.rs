@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::inbound::{channel, webhook};
-use crate::official::{post_raw, sign, APP_SECRET};
+use crate::official::{post_raw, sign};
 use crate::support::fake_providers::FakeProviders;
 use crate::support::media_server::fixture;
 use crate::support::{last_user_turn, TestApp};
@@ -62,17 +62,7 @@ async fn a_meta_image_is_fetched_by_media_id_with_the_bearer_token() {
     providers.host_file("2129384756012345", "photo.jpg");
     let app = TestApp::start().await;
     app.set_assistant(json!({"debounce_seconds": 0.3})).await;
-    let (status, ch) = app
-        .post(
-            "/backend/channels",
-            &json!({"name": "WhatsApp oficial", "type": "whatsapp", "provider": "meta-cloud",
-                    "credentials": {"access_token": "EAAGsystemusertoken1234567890", "phone_number_id": "158072934066266",
-                                    "app_secret": APP_SECRET, "verify_token": "verify-me-please",
-                                    "base_url": providers.base_url}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{ch}");
-    let path = format!("/webhooks/{}", ch["id"].as_str().unwrap());
+    let path = crate::official::create_meta_channel(&app, &providers.base_url, json!({})).await;
     let body = META_IMAGE.as_bytes();
     assert_eq!(
         post_raw(&app, &path, body, &[("x-hub-signature-256", sign(body))]).await,

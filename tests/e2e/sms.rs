@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::inbound::{channel, webhook};
+use crate::inbound::{channel, count, webhook};
 use crate::support::fake_providers::FakeProviders;
 use crate::support::{eventually, last_user_turn, TestApp};
 
@@ -47,10 +47,6 @@ pub(crate) async fn twilio_post(
         .await
         .unwrap();
     (resp.status(), resp.text().await.unwrap())
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap()
 }
 
 #[tokio::test]

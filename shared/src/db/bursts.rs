@@ -150,16 +150,19 @@ pub async fn split_off_after(
     // The lead may already have an open burst (a message that came after the deadline):
     // the late messages join it — they are older, and prompts follow `seq` — so the lead's
     // messages are still answered in the order they were accepted.
+    // Only a burst of the same conversation (leadflow_burst_joins: same lead, assistant and
+    // channel): a late WhatsApp message must not be answered on the lead's Telegram.
     let joined: Option<(Uuid, i64)> = sqlx::query_as(
         r#"UPDATE bursts SET version = version + 1, updated_at = now()
-           WHERE id = (SELECT id FROM bursts
-                       WHERE lead_id = $1 AND assistant_id = $2 AND mode = 'debounce' AND status = 'open' AND id <> $3
-                       ORDER BY id LIMIT 1 FOR UPDATE)
+           WHERE id = (SELECT x.id FROM bursts x
+                       WHERE leadflow_burst_joins(x, $1, $2, $4) AND x.status = 'open' AND x.id <> $3
+                       ORDER BY x.id LIMIT 1 FOR UPDATE)
            RETURNING id, (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint"#,
     )
     .bind(b.lead_id)
     .bind(b.assistant_id)
     .bind(b.id)
+    .bind(b.channel_id)
     .fetch_optional(&mut *conn)
     .await?;
     if let Some((open_id, due_in_ms)) = joined {

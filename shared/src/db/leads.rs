@@ -82,7 +82,7 @@ struct AcceptRow {
 }
 
 /// Records the message and places it, in one round trip: the steps run inside the
-/// `leadflow_accept` SQL function (migration `…_accept_function.sql`), in this order —
+/// `leadflow_accept` SQL function (`migrations/functions/leadflow_accept.sql`), in this order —
 /// lock the lead row by upserting it; claim the idempotency key (a use within 24 h makes
 /// this a duplicate; an older one is forgotten); a `human` message pauses the lead; a
 /// non-`user` or paused message is only recorded; a `user` message joins the lead's live

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod connections;
 pub mod deliveries;
 pub mod departments;
+pub mod functions;
 pub mod housekeeping;
 pub mod identities;
 pub mod inbound;
@@ -143,8 +144,12 @@ pub async fn connect_and_migrate(cfg: &Config) -> Result<PgPool, DbError> {
     Ok(pool)
 }
 
+/// The migrations, then the database functions (see [`functions`]).
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    sqlx::migrate!("../migrations").run(pool).await?;
+    let migrator = sqlx::migrate!("../migrations");
+    functions::rebase_checksums(pool, &migrator).await?;
+    migrator.run(pool).await?;
+    functions::apply(pool).await?;
     Ok(())
 }
 
