@@ -23,7 +23,7 @@ enum Command {
     Api,
     /// Queue consumers.
     Worker {
-        /// Comma-separated queues to consume (flush, ai, media, postback, inbound, send, scheduled, mail); default all.
+        /// Comma-separated queues to consume (flush, ai, media, postback, inbound, send, scheduled, mail, calendar); default all.
         #[arg(long, value_delimiter = ',')]
         queues: Vec<String>,
         /// Jobs in flight per queue (default LEADFLOW_WORKER_CONCURRENCY).
@@ -183,5 +183,30 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Operators script `--queues` from the help: it must name every queue there is.
+    #[test]
+    fn the_queues_help_names_every_queue() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("worker")
+            .expect("worker")
+            .render_long_help()
+            .to_string();
+        for kind in QueueKind::ALL {
+            assert!(
+                help.contains(kind.name()),
+                "--queues help leaves out {}: {help}",
+                kind.name()
+            );
+        }
     }
 }
