@@ -36,12 +36,7 @@ pub async fn raise(ctx: &Ctx, tenant_id: Uuid, event: &str, subject: &str, data:
         .unwrap_or_default();
     tracing::info!(%tenant_id, event, subject, deliveries = raised.deliveries.len(), held_for = ?delay, "notification raised");
     for delivery_id in raised.deliveries {
-        let job = DeliverPostback {
-            delivery_id,
-            attempt: 1,
-            manual: false,
-            sweep: None,
-        };
+        let job = DeliverPostback::first(delivery_id);
         if let Err(e) = ctx.queues.enqueue(&job, delay).await {
             tracing::warn!(%delivery_id, error = %e, "notification delivery not enqueued; the sweeper will");
         }

@@ -171,11 +171,7 @@ pub async fn process(
 /// Media work starts now, in parallel with the debounce window; a lost job is found by
 /// the sweeper (and the generation waits for media, bounded by `LEADFLOW_MEDIA_WAIT`).
 async fn enqueue_media(state: &AppState, tenant: Uuid, message_id: Uuid) {
-    let job = ProcessMedia {
-        message_id,
-        attempt: 1,
-        sweep: None,
-    };
+    let job = ProcessMedia::first(message_id);
     if let Err(e) = state.queues.enqueue_for(tenant, &job, Duration::ZERO).await {
         tracing::error!(%message_id, error = %e, "media job not enqueued; the sweeper will pick it up");
     }

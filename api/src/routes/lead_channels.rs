@@ -172,14 +172,7 @@ pub async fn send(
     // The outbox row is durable; a lost job is found by the sweeper.
     if let Err(e) = state
         .queues
-        .enqueue(
-            &SendMessage {
-                outbox_id,
-                attempt: 1,
-                wait: 0,
-            },
-            Duration::ZERO,
-        )
+        .enqueue(&SendMessage::first(outbox_id), Duration::ZERO)
         .await
     {
         tracing::error!(%outbox_id, error = %e, "send job not enqueued");

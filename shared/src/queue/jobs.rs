@@ -32,6 +32,18 @@ pub struct GenerateReply {
     pub wait: u32,
 }
 
+impl GenerateReply {
+    /// The first attempt at `generation` of a burst.
+    pub fn first(burst_id: Uuid, generation: i32) -> Self {
+        Self {
+            burst_id,
+            generation,
+            attempt: 1,
+            wait: 0,
+        }
+    }
+}
+
 impl Job for GenerateReply {
     const QUEUE: QueueKind = QueueKind::Ai;
     const NAME: &'static str = "generate-reply";
@@ -53,6 +65,17 @@ pub struct ProcessMedia {
     /// Set by the sweeper (a distinct id; see [`DeliverPostback::sweep`]).
     #[serde(default)]
     pub sweep: Option<i64>,
+}
+
+impl ProcessMedia {
+    /// The first attempt at a message's medium.
+    pub fn first(message_id: Uuid) -> Self {
+        Self {
+            message_id,
+            attempt: 1,
+            sweep: None,
+        }
+    }
 }
 
 impl Job for ProcessMedia {
@@ -78,6 +101,18 @@ pub struct DeliverPostback {
     /// in Redis (retention) and would make the re-enqueue a silent no-op.
     #[serde(default)]
     pub sweep: Option<i64>,
+}
+
+impl DeliverPostback {
+    /// The first, scheduled attempt at a delivery.
+    pub fn first(delivery_id: Uuid) -> Self {
+        Self {
+            delivery_id,
+            attempt: 1,
+            manual: false,
+            sweep: None,
+        }
+    }
 }
 
 impl Job for DeliverPostback {
@@ -121,6 +156,17 @@ pub struct SendMessage {
     /// How many times this attempt already waited for the channel's send rate.
     #[serde(default)]
     pub wait: u32,
+}
+
+impl SendMessage {
+    /// The first attempt at sending an outbox message.
+    pub fn first(outbox_id: Uuid) -> Self {
+        Self {
+            outbox_id,
+            attempt: 1,
+            wait: 0,
+        }
+    }
 }
 
 impl Job for SendMessage {

@@ -267,16 +267,13 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> AiError {
     }
 }
 
-/// The provider's own hint: `retry-after` (seconds or `-ms`), else the longest relevant
-/// `x-ratelimit-reset-*` (Go-style durations like `1.436s`, `6m0s`).
+/// The provider's own hint: `retry-after` (seconds, an HTTP-date, or `-ms`), else the
+/// longest relevant `x-ratelimit-reset-*` (Go-style durations like `1.436s`, `6m0s`).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(wait) = leadflow_shared::retry_after::from_headers(headers) {
+        return Some(wait);
+    }
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    if let Some(s) = get("retry-after").and_then(|v| v.trim().parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(s.max(0.0)));
-    }
     ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
         .iter()
         .filter_map(|n| get(n).and_then(parse_go_duration))

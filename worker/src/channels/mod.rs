@@ -109,12 +109,7 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Valu
         .await
         .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = leadflow_shared::retry_after::from_headers(resp.headers());
     let text = read_answer(&mut resp).await?;
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     if !(200..300).contains(&status) {

@@ -32,24 +32,12 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
         // (it crashed, or Redis refused, after the commit) still owes the postback job.
         if matches!(b.status.as_str(), "done" | "failed") {
             if let Some(delivery_id) = deliveries::unstarted_for_burst(&ctx.pool, b.id).await? {
-                let first = DeliverPostback {
-                    delivery_id,
-                    attempt: 1,
-                    manual: false,
-                    sweep: None,
-                };
+                let first = DeliverPostback::first(delivery_id);
                 ctx.queues.enqueue(&first, Duration::ZERO).await?;
             }
             if let Some(outbox_id) = outbox::unstarted_for_burst(&ctx.pool, b.id).await? {
                 ctx.queues
-                    .enqueue(
-                        &SendMessage {
-                            outbox_id,
-                            attempt: 1,
-                            wait: 0,
-                        },
-                        Duration::ZERO,
-                    )
+                    .enqueue(&SendMessage::first(outbox_id), Duration::ZERO)
                     .await?;
             }
         }
@@ -153,11 +141,7 @@ async fn wait_for_media(
     }
     for id in unfinished.iter().filter(|id| !done.contains_key(id)) {
         // Never started (its job was lost): the same id is a no-op if it exists.
-        let first = ProcessMedia {
-            message_id: *id,
-            attempt: 1,
-            sweep: None,
-        };
+        let first = ProcessMedia::first(*id);
         ctx.queues.enqueue(&first, Duration::ZERO).await?;
     }
     if job.wait % 20 == 19 {
@@ -302,21 +286,12 @@ async fn finish(
     };
     tx.commit().await?;
     if let Some(outbox_id) = send {
-        let job = SendMessage {
-            outbox_id,
-            attempt: 1,
-            wait: 0,
-        };
+        let job = SendMessage::first(outbox_id);
         ctx.queues.enqueue_for(b.tenant_id, &job, Duration::ZERO).await?;
     }
 
     if let Some(delivery_id) = delivery {
-        let job = DeliverPostback {
-            delivery_id,
-            attempt: 1,
-            manual: false,
-            sweep: None,
-        };
+        let job = DeliverPostback::first(delivery_id);
         ctx.queues.enqueue_for(b.tenant_id, &job, Duration::ZERO).await?;
     }
     ctx.publish_outcome(b.id).await;

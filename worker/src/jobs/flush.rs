@@ -62,12 +62,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
         Next::Nothing => {}
         Next::CheckAgainIn(delay) => schedule(&ctx, b.id, delay).await?,
         Next::Generate(generation) => {
-            let job = GenerateReply {
-                burst_id: b.id,
-                generation,
-                attempt: 1,
-                wait: 0,
-            };
+            let job = GenerateReply::first(b.id, generation);
             ctx.queues.enqueue_for(b.tenant_id, &job, Duration::ZERO).await?;
         }
         Next::Dropped => {

@@ -252,11 +252,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     } = accepted
     {
         if message_type != MessageType::Text {
-            let media = ProcessMedia {
-                message_id,
-                attempt: 1,
-                sweep: None,
-            };
+            let media = ProcessMedia::first(message_id);
             ctx.queues.enqueue_for(ch.tenant_id, &media, Duration::ZERO).await?;
         }
         if new_burst {

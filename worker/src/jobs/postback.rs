@@ -147,12 +147,7 @@ async fn send(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
     }
     let resp = req.send().await.map_err(|e| describe(&e))?;
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = leadflow_shared::retry_after::from_headers(resp.headers());
     let body = read_capped(resp).await;
     Ok(Sent {
         status,

@@ -118,11 +118,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
         DeliveryState::Sent => {
             let typing = ctx.cfg.channels.typing_delay;
             if let Some(next) = outbox::next_part(&ctx.pool, o.id, typing).await? {
-                let job = SendMessage {
-                    outbox_id: next,
-                    attempt: 1,
-                    wait: 0,
-                };
+                let job = SendMessage::first(next);
                 ctx.queues.enqueue(&job, typing).await?;
             }
         }

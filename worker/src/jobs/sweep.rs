@@ -26,12 +26,7 @@ pub async fn handle(ctx: Arc<Ctx>) -> anyhow::Result<()> {
     let stale_ms = (ctx.cfg.ai_timeout + ai_reply::MAX_RETRY_DELAY).as_millis() as i64 * 2 + 60_000;
     let stale = bursts::restart_stale_generations(&ctx.pool, stale_ms, BATCH).await?;
     for (id, generation) in &stale {
-        let job = GenerateReply {
-            burst_id: *id,
-            generation: *generation,
-            attempt: 1,
-            wait: 0,
-        };
+        let job = GenerateReply::first(*id, *generation);
         ctx.queues.enqueue(&job, Duration::ZERO).await?;
     }
     let pending = deliveries::overdue_pending(&ctx.pool, 10_000, BATCH).await?;
