@@ -129,8 +129,8 @@ impl IntoResponse for ApiError {
                 message,
                 extra,
             } => body(status, &code, &message, None, extra),
-            Self::Internal(e) => {
-                tracing::error!(error = format!("{e:#}"), "internal error");
+            Self::Internal(e) if backing_service_down(&e) => {
+                tracing::error!(error = format!("{e:#}"), "a backing service is unavailable");
                 body(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
@@ -139,6 +139,81 @@ impl IntoResponse for ApiError {
                     none,
                 )
             }
+            Self::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred; it was logged",
+                    None,
+                    none,
+                )
+            }
         }
+    }
+}
+
+/// Whether an error is PostgreSQL or Redis being out of reach (a 503: retrying later
+/// helps), rather than a bug or a misconfiguration (a 500: a wrong master key, a query
+/// that does not fit the schema).
+fn backing_service_down(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
+            return match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // 08: connection exception; 57P0x: shutting down, cannot connect now;
+                // 53300: too many connections.
+                sqlx::Error::Database(db) => db
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0") || c == "53300"),
+                _ => false,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<redis::RedisError>() {
+            return e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped();
+        }
+        cause.is::<leadflow_shared::queue::QueueError>() || cause.is::<std::io::Error>()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: ApiError) -> StatusCode {
+        e.into_response().status()
+    }
+
+    #[test]
+    fn only_an_unreachable_backing_service_is_a_503() {
+        assert_eq!(
+            status(ApiError::from(sqlx::Error::PoolTimedOut)),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            status(ApiError::from(sqlx::Error::Io(io))),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let queue = leadflow_shared::queue::QueueError::Timeout {
+            queue: "ai",
+            after: std::time::Duration::from_secs(3),
+        };
+        assert_eq!(status(ApiError::from(queue)), StatusCode::SERVICE_UNAVAILABLE);
+        // A bug or a misconfiguration is a 500, with the same JSON shape.
+        assert_eq!(
+            status(ApiError::from(sqlx::Error::RowNotFound)),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let key = leadflow_shared::db::DbError::Crypto(leadflow_shared::crypto::CryptoError::Decrypt);
+        assert_eq!(status(ApiError::from(key)), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            status(ApiError::from(anyhow::anyhow!("a human message was not recorded"))),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }
