@@ -15,7 +15,7 @@ use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply, P
 use serde_json::json;
 
 use crate::ai::{prompt, AiError, AiReply, AiRoute};
-use crate::jobs::flush;
+use crate::jobs::{flush, postback};
 use crate::Ctx;
 
 /// Longest wait between two AI attempts, whatever the provider asks.
@@ -232,14 +232,16 @@ async fn finish(
     .bind(max_seq)
     .fetch_all(&mut *tx)
     .await?;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut payload = json!({
-        "lead_id": lead_external,
-        "tenant_id": b.tenant_id,
-        "timestamp": now,
-        "messages_processed": message_ids.len(),
-        "message_ids": message_ids,
-    });
+    let mut payload = postback::Payload {
+        lead_id: lead_external,
+        tenant_id: b.tenant_id,
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        messages_processed: message_ids.len(),
+        message_ids: &message_ids,
+        success: false,
+        response: None,
+        error: None,
+    };
     match &outcome {
         Ok(reply) => {
             messages::insert_reply(
@@ -256,20 +258,22 @@ async fn finish(
             )
             .await?;
             bursts::finish(&mut tx, b.id, "done", None).await?;
-            payload["success"] = json!(true);
-            payload["response"] = json!(reply.content);
+            payload.success = true;
+            payload.response = Some(&reply.content);
         }
         Err(e) => {
-            let reason = json!({"code": e.code(), "message": e.to_string()}).to_string();
+            let error = postback::PayloadError {
+                code: e.code(),
+                message: e.to_string(),
+            };
+            let reason = json!({"code": error.code, "message": error.message}).to_string();
             bursts::finish(&mut tx, b.id, "failed", Some(&reason)).await?;
             tracing::warn!(burst_id = %b.id, error = %e, "giving up on this burst's reply");
-            payload["success"] = json!(false);
-            payload["response"] = serde_json::Value::Null;
-            payload["error"] = json!({"code": e.code(), "message": e.to_string()});
+            payload.error = Some(error);
         }
     }
     let delivery = match (b.mode.as_str(), b.postback_url.as_deref()) {
-        ("debounce", Some(url)) => deliveries::create(&mut tx, b.tenant_id, b.id, url, &payload.to_string()).await?,
+        ("debounce", Some(url)) => deliveries::create(&mut tx, b.tenant_id, b.id, url, &payload.to_json()).await?,
         _ => None,
     };
     // A burst that came through a channel is answered through it.

@@ -19,6 +19,7 @@ use rand::Rng;
 
 use crate::channels::{send_text, Recipient};
 use crate::Ctx;
+use AttemptError::{Refused, Transient};
 
 /// How much of the receiver's response body an attempt row keeps.
 const BODY_KEEP: usize = 20 * 1024;
@@ -70,9 +71,9 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
             r.retry_after,
             r.status == 410,
         ),
-        Err(e) => (None, Some(e.clone()), None, None, false),
+        Err(e) => (None, Some(e.to_string()), None, None, false),
     };
-    let refused = matches!(&sent, Err(e) if e.starts_with("refused:"));
+    let refused = matches!(&sent, Err(Refused(_)));
     let outcome = if error.is_none() {
         Outcome::Delivered
     } else if gone || refused || job.manual {
@@ -109,15 +110,43 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
         Outcome::RetryInMs(ms) => {
             tracing::info!(delivery = %d.id, attempt = job.attempt, retry_in_ms = ms, error = ?error, "postback will retry");
             let next = DeliverPostback {
-                delivery_id: d.id,
                 attempt: job.attempt + 1,
-                manual: false,
-                sweep: None,
+                ..DeliverPostback::first(d.id)
             };
             ctx.queues.enqueue(&next, Duration::from_millis(ms as u64)).await?;
         }
     }
     Ok(())
+}
+
+/// What a postback tells the integrator about one burst: the lead, the messages answered
+/// and the reply (or why there is none). The body of a postback, signed as it is.
+#[derive(Debug, serde::Serialize)]
+pub struct Payload<'a> {
+    pub lead_id: &'a str,
+    pub tenant_id: uuid::Uuid,
+    /// RFC 3339, milliseconds, UTC.
+    pub timestamp: String,
+    pub messages_processed: usize,
+    pub message_ids: &'a [uuid::Uuid],
+    pub success: bool,
+    /// The reply; null when there is none.
+    pub response: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<PayloadError>,
+}
+
+/// Why a burst got no reply (the AI error's code and message).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PayloadError {
+    pub code: String,
+    pub message: String,
+}
+
+impl Payload<'_> {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 struct Sent {
@@ -126,16 +155,34 @@ struct Sent {
     retry_after: Option<Duration>,
 }
 
-/// One attempt. `Err` carries a short reason (`refused:` when it must not be retried).
-async fn send(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
+/// Why an attempt got no answer worth reading. Its text is what the attempt row keeps.
+#[derive(Debug, Clone, thiserror::Error)]
+enum AttemptError {
+    /// Worth another try: the network, a timeout, an unavailable database or provider.
+    #[error("{0}")]
+    Transient(String),
+    /// Never worth another try: a URL the SSRF guard refuses, a deleted channel.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+fn transient(e: impl std::fmt::Display) -> AttemptError {
+    Transient(e.to_string())
+}
+
+/// One attempt.
+async fn send(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, AttemptError> {
     if matches!(d.target.as_str(), "email" | "whatsapp") {
         return send_through_channel(ctx, d).await;
     }
-    let url = d.url.as_deref().ok_or("refused: the delivery has no URL")?;
-    let url = ctx.ssrf.check_url(url).await.map_err(|e| format!("refused: {e}"))?;
+    let url = d
+        .url
+        .as_deref()
+        .ok_or_else(|| Refused("the delivery has no URL".into()))?;
+    let url = ctx.ssrf.check_url(url).await.map_err(|e| Refused(e.to_string()))?;
     let secret = tenants::postback_secret(&ctx.pool, &ctx.master_key, d.tenant_id)
         .await
-        .map_err(|e| format!("signing secret unavailable: {e}"))?;
+        .map_err(|e| Transient(format!("signing secret unavailable: {e}")))?;
     let ts = chrono::Utc::now().timestamp();
     let mut req = ctx
         .guarded
@@ -145,7 +192,7 @@ async fn send(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
     for (name, value) in signing::headers(&secret, &d.webhook_id, ts, d.payload.as_bytes()) {
         req = req.header(name, value);
     }
-    let resp = req.send().await.map_err(|e| describe(&e))?;
+    let resp = req.send().await.map_err(|e| Transient(describe(&e)))?;
     let status = resp.status().as_u16();
     let retry_after = leadflow_shared::retry_after::from_headers(resp.headers());
     let body = read_capped(resp).await;
@@ -157,20 +204,20 @@ async fn send(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
 }
 
 /// A notification as text through one of the tenant's channels.
-async fn send_through_channel(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, String> {
+async fn send_through_channel(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sent, AttemptError> {
     let (Some(channel_id), Some(to)) = (d.channel_id, d.recipient.clone()) else {
-        return Err("refused: the delivery has no channel or recipient".into());
+        return Err(Refused("the delivery has no channel or recipient".into()));
     };
     let ch = channels::find(&ctx.pool, d.tenant_id, channel_id)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or("refused: the channel was deleted")?;
-    let provider = Provider::parse(&ch.provider).ok_or("refused: unknown provider")?;
+        .map_err(transient)?
+        .ok_or_else(|| Refused("the channel was deleted".into()))?;
+    let provider = Provider::parse(&ch.provider).ok_or_else(|| Refused("unknown provider".into()))?;
     let creds = channels::credentials(&ctx.pool, &ctx.master_key, ch.id)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(transient)?;
     if let Some(why) = crate::jobs::send::refused_address(ctx, provider, &creds).await {
-        return Err(format!("refused: {why}"));
+        return Err(Refused(why));
     }
     let recipient = if d.target == "email" {
         Recipient {
@@ -198,8 +245,8 @@ async fn send_through_channel(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sen
             body: sent.provider_message_id.unwrap_or_default(),
             retry_after: None,
         }),
-        Err(e) if e.retryable() => Err(e.to_string()),
-        Err(e) => Err(format!("refused: {e}")),
+        Err(e) if e.retryable() => Err(transient(e)),
+        Err(e) => Err(Refused(e.to_string())),
     }
 }
 
