@@ -46,6 +46,9 @@ pub enum DbError {
     NotFound(&'static str),
     #[error("secret could not be decrypted (wrong LEADFLOW_MASTER_KEY?)")]
     Crypto(#[from] crate::crypto::CryptoError),
+    /// A stored value does not parse as what the column holds (a bug or a hand edit).
+    #[error("stored {0} is malformed")]
+    Malformed(&'static str),
 }
 
 /// Rebinds every secret still in the unbound v1 format to its place (table, column, row:

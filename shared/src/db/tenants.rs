@@ -167,7 +167,7 @@ pub async fn postback_secret(pool: &PgPool, key: &MasterKey, id: Uuid) -> Result
         .await?
         .ok_or(DbError::NotFound("tenant"))?;
     let text = key.open_string(&enc, &place(id, "postback_secret_enc"))?;
-    WebhookSecret::parse(text.expose_secret()).map_err(|_| DbError::NotFound("valid postback secret"))
+    WebhookSecret::parse(text.expose_secret()).map_err(|_| DbError::Malformed("postback secret"))
 }
 
 /// The tenant's own AI credentials, when it brought any (they win over the default).
