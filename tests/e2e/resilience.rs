@@ -401,3 +401,34 @@ async fn a_webhook_taken_while_redis_is_down_is_answered_once_it_is_back() {
     assert_eq!(providers.sent().len(), 1, "answered once");
     app.stop().await;
 }
+
+/// The harness's end-of-test invariants are real: a test that leaves a burst generating
+/// (or a job failed for good) fails at `stop`, and the app is cleaned up all the same.
+#[tokio::test]
+async fn the_harness_fails_a_test_that_leaves_work_behind() {
+    use futures::FutureExt;
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    app.process(&app.msg("lead-left", "hello?", false)).await;
+    sqlx::query("UPDATE bursts SET status = 'generating'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let db = app.db_name.clone();
+    let stopped = std::panic::AssertUnwindSafe(app.stop()).catch_unwind().await;
+    let message = stopped
+        .err()
+        .and_then(|p| p.downcast_ref::<String>().cloned())
+        .expect("stop panics");
+    assert!(message.contains("1 bursts still generating"), "{message}");
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&format!("{}/postgres", crate::support::pg_server()))
+        .await
+        .unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&db)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the database is dropped anyway");
+}

@@ -45,6 +45,8 @@ pub struct TestApp {
     pub db_name: String,
     pub prefix: String,
     running: Option<Running>,
+    /// The database and Redis keys are gone (by `stop`, or else by `Drop`).
+    cleaned: bool,
 }
 
 pub struct Builder {
@@ -141,6 +143,7 @@ impl Builder {
             db_name,
             prefix,
             running: Some(running),
+            cleaned: false,
         }
     }
 }
@@ -261,12 +264,62 @@ impl TestApp {
         }
     }
 
-    /// Stops everything and drops the database and the Redis keys.
+    /// Checks the end-of-test invariants (as crates.io's `TestApp` does), stops everything
+    /// and drops the database and the Redis keys. Without it, `Drop` still cleans up.
     pub async fn stop(mut self) {
+        let problems = self.invariants().await;
         self.shutdown().await;
         self.pool.close().await;
         drop_database(&self.db_name).await;
         clear_redis_prefix(&self.prefix).await;
+        self.cleaned = true;
+        assert!(problems.is_empty(), "left behind at the end of the test: {problems:?}");
+    }
+
+    /// What a finished test must not leave: jobs that failed for good in a queue (an
+    /// error the test did not see) and bursts still generating.
+    async fn invariants(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Ok(client) = redis::Client::open(redis_url()) {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                for kind in leadflow_shared::queue::QueueKind::ALL {
+                    let key = format!("{}:{}:failed", self.prefix, kind.name());
+                    let n: i64 = redis::cmd("ZCARD").arg(&key).query_async(&mut conn).await.unwrap_or(0);
+                    if n > 0 {
+                        problems.push(format!("{n} failed jobs in queue {}", kind.name()));
+                    }
+                }
+            }
+        }
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM bursts WHERE status = 'generating'")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(0);
+        if n > 0 {
+            problems.push(format!("{n} bursts still generating"));
+        }
+        problems
+    }
+}
+
+/// A test that panics (or never calls `stop`) still leaves no database or Redis keys.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        // The roles stop through `Running`'s own Drop; the cleanup needs a runtime of its
+        // own, since this one may be the panicking test's.
+        let (db, prefix) = (self.db_name.clone(), self.prefix.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(async {
+                    drop_database(&db).await;
+                    clear_redis_prefix(&prefix).await;
+                });
+            }
+        })
+        .join();
     }
 }
 
