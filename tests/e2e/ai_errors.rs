@@ -44,7 +44,7 @@ async fn insufficient_quota_fails_at_once_with_an_error_postback() {
     app.ai.push_response(Scripted::insufficient_quota());
     app.process(&app.msg("lead-q", "hi", true)).await;
     let got = app.receiver.wait_for(1, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.settle().await;
     assert_eq!(app.ai.request_count(), 1, "no retries for insufficient_quota");
     let p = &got[0].json;
     assert_eq!(p["success"], json!(false));

@@ -21,7 +21,7 @@ async fn burst_of_n_is_one_call_one_signed_postback() {
         ids.push(body["message_id"].as_str().unwrap().to_string());
     }
     let got = app.receiver.wait_for(1, Duration::from_secs(15)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.settle().await;
     assert_eq!(app.ai.request_count(), 1, "exactly one generation for the burst");
     assert_eq!(app.receiver.deliveries().len(), 1, "exactly one postback");
     let d = &got[0];
@@ -110,7 +110,7 @@ async fn two_hundred_leads_bursting_at_once_are_not_mixed_up() {
         t.await.unwrap();
     }
     let got = app.receiver.wait_for(200, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.settle().await;
     assert_eq!(app.ai.request_count(), 200);
     assert_eq!(app.receiver.deliveries().len(), 200);
     let mut leads = std::collections::HashSet::new();
@@ -204,7 +204,7 @@ async fn the_same_message_id_twice_is_one_message() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let got = app.receiver.wait_for(1, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    app.settle().await;
     assert_eq!(got[0].json["messages_processed"], json!(1));
     assert_eq!(app.receiver.deliveries().len(), 1);
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'user'")
@@ -233,7 +233,7 @@ async fn a_human_message_pauses_the_ai_for_the_lead() {
     let (status, body) = app.process(&app.msg("lead-h", "are you there?", true)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["queued"], json!(false));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    app.settle().await;
     assert_eq!(app.ai.request_count(), 0, "no reply while a human has the lead");
     assert!(app.receiver.deliveries().is_empty());
 
@@ -286,7 +286,7 @@ async fn a_human_taking_over_during_a_generation_drops_the_draft() {
     human["role"] = json!("human");
     app.process(&human).await;
     app.wait_burst_status("dropped").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.settle().await;
     assert!(app.receiver.deliveries().is_empty(), "no postback talks over the human");
     app.stop().await;
 }

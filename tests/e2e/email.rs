@@ -134,7 +134,7 @@ async fn mail_polled_over_imap_is_answered_over_smtp_in_the_same_thread() {
     ));
     let sent = mailer.wait_for_sent(2, Duration::from_secs(20)).await;
     assert_eq!(sent[1].header("In-Reply-To").as_deref(), Some("<CAB2@mail.gmail.com>"));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.settle().await;
     let requests = app.ai.requests();
     assert_eq!(requests.len(), 2, "only the lead's two e-mails were answered");
     assert_eq!(last_user_turn(&requests[1].body), "Posso visitar sábado?");

@@ -128,7 +128,7 @@ async fn a_whatsapp_session_going_down_and_up_notifies_once_each_signed() {
         (n == 1).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.settle().await;
     assert_eq!(events(&hooks), ["channel.disconnected", "channel.reconnected"]);
     let changes: Vec<(String, String, String)> =
         sqlx::query_as("SELECT previous, status, source FROM channel_connection_events ORDER BY id")
@@ -231,7 +231,7 @@ async fn a_connection_webhook_disconnects_sends_wait_and_go_out_after_reconnecti
         (n == 1).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    app.settle().await;
     assert_eq!(
         providers.sent().len(),
         1,
@@ -394,7 +394,7 @@ async fn ai_failures_are_mailed_through_an_email_channel_once_per_quiet_period()
     let sent = mailer.wait_for_sent(1, Duration::from_secs(10)).await;
     assert_eq!(sent[0].to, ["ops@imobiliarialima.com.br"]);
     assert!(sent[0].body().contains("no AI reply"), "{}", sent[0].body());
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.settle().await;
     assert_eq!(
         mailer.sent().len(),
         1,

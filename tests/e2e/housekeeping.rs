@@ -27,7 +27,7 @@ async fn a_burst_whose_flush_job_was_deleted_by_hand_is_still_answered_once() {
 
     let got = app.receiver.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(got[0].json["success"], true);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.settle().await;
     assert_eq!(app.receiver.deliveries().len(), 1, "answered once");
     assert_eq!(app.ai.requests().len(), 1, "one generation");
 }

@@ -91,7 +91,7 @@ async fn zapi_text_in_one_reply_out_through_zapi() {
     assert_eq!(sent[0].body["phone"], json!("5511987654321"));
     assert_eq!(sent[0].body["message"], json!(format!("reply to: {LEAD_TEXT}")));
     assert_eq!(last_user_turn(&app.ai.requests()[0].body), LEAD_TEXT);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.settle().await;
     assert_eq!(app.ai.request_count(), 1, "one message, one reply");
     assert_eq!(providers.sent().len(), 1);
 
@@ -138,7 +138,7 @@ async fn zapi_text_in_one_reply_out_through_zapi() {
     later["text"]["message"] = json!("Pode sim!");
     tokio::time::sleep(Duration::from_millis(500)).await;
     webhook(&app, &ch.path, &later, &[]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.settle().await;
     assert_eq!(app.ai.request_count(), 1, "no AI reply while a human attends the lead");
     assert_eq!(providers.sent().len(), 1);
     let (_, conv) = app.get("/backend/leads/+5511987654321/messages").await;
@@ -205,7 +205,7 @@ async fn a_failing_provider_is_retried_and_every_attempt_is_a_row() {
     assert_eq!(sent[1].path, "/message/sendText/acme-vendas");
     assert_eq!(sent[1].headers["apikey"], "B6D711FCDE4D4FD5936544120E713976");
     assert_eq!(sent[1].body["number"], json!("5511987654321"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settle().await;
     let attempts: Vec<(i32, Option<i32>)> =
         sqlx::query_as("SELECT attempt, status_code FROM outbox_attempts ORDER BY attempt")
             .fetch_all(&app.pool)
@@ -284,7 +284,7 @@ async fn an_operator_writes_through_the_channel_and_becomes_an_attendant() {
     next["messageId"] = json!("3A554E20ECABF3D45BC1");
     next["text"]["message"] = json!("Ok, obrigada");
     webhook(&app, &ch.path, &next, &[]).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    app.settle().await;
     assert_eq!(app.ai.request_count(), 1);
     // This lead channel gets its own assistant from now on.
     let (_, night) = app
@@ -435,7 +435,7 @@ async fn webhooks_and_sends_whose_jobs_were_lost_are_restarted_by_the_sweeper() 
     .unwrap();
     let sent = providers.wait_for(2, Duration::from_secs(20)).await;
     assert_eq!(sent[1].body["message"], json!("a message whose job was lost"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.settle().await;
     assert_eq!(providers.sent().len(), 2, "each sent once");
     assert_eq!(
         count(&app, "SELECT count(*) FROM outbox WHERE status = 'sent'").await,

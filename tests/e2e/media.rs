@@ -403,7 +403,7 @@ async fn slow_media_is_waited_for_and_never_processed_twice() {
     ] {
         queues.enqueue(&job, Duration::ZERO).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.settle().await;
     assert_eq!(app.ai.transcriptions.requests().len(), 1);
     assert_eq!(media.hits("/slow.ogg"), 1);
     queues.close().await;

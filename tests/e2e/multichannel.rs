@@ -150,7 +150,7 @@ async fn a_lead_on_whatsapp_and_telegram_gets_two_lead_channels_each_with_its_as
     )
     .await;
     providers.wait_for(3, Duration::from_secs(15)).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    app.settle().await;
     let out = sends(&providers);
     assert_eq!(out.len(), 3, "only Telegram answered: {out:?}");
     // The conversation is the lead's, across channels: the Telegram assistant sees what

@@ -183,7 +183,7 @@ async fn meta_cloud_signed_in_window_aware_out_and_failures_reported_later() {
         &json!({"channel_id": id, "user_id": user["id"], "content": "Alô?"}),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    app.settle().await;
     assert_eq!(providers.sent().len(), 2);
     let rows = outbox(&app).await;
     assert_eq!(
@@ -229,7 +229,7 @@ async fn gupshup_in_with_its_secret_out_through_its_form_api() {
         .as_str()
         .unwrap()
         .starts_with("reply to: Oi! Vi o anúncio"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settle().await;
     let provider_id: Option<String> = sqlx::query_scalar("SELECT provider_message_id FROM outbox")
         .fetch_one(&app.pool)
         .await

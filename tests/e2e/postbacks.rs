@@ -96,7 +96,7 @@ async fn a_redirect_is_a_failure_and_410_stops_retrying() {
         json!(2),
         "redirect failed attempt 1; 410 stopped at attempt 2"
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.settle().await;
     let all = app.receiver.deliveries();
     assert_eq!(all.len(), 2, "the redirect was not followed and nothing came after 410");
     assert_eq!(all[0].status_returned, 302);

@@ -234,7 +234,7 @@ async fn redis_restarted_between_accept_and_flush_loses_nothing() {
     let got = app.receiver.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(got[0].json["messages_processed"], json!(3));
     assert_eq!(got[0].json["response"], json!("reply to: a\nb\nc"));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.settle().await;
     assert_eq!(app.receiver.successful().len(), 1, "answered once");
     app.stop().await;
 }
@@ -259,7 +259,7 @@ async fn a_message_accepted_while_redis_is_down_is_answered_once_it_is_back() {
     // The scheduler's sweeper finds the overdue burst and flushes it.
     let got = app.receiver.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(got[0].json["response"], json!("reply to: are you there?"));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.settle().await;
     assert_eq!(app.receiver.successful().len(), 1);
     app.stop().await;
 }
@@ -289,7 +289,7 @@ async fn a_voice_note_accepted_while_redis_is_down_is_still_transcribed() {
         reply.contains("[voice note] transcript of a 4088-byte ogg voice note"),
         "{reply}"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.settle().await;
     assert_eq!(app.ai.transcriptions.requests().len(), 1, "transcribed once");
     assert_eq!(app.receiver.successful().len(), 1, "answered once");
     app.stop().await;
@@ -367,7 +367,7 @@ async fn postgres_down_is_a_503_and_accepted_work_resumes_when_it_is_back() {
         .collect();
     leads.sort();
     assert_eq!(leads, ["lead-pg", "lead-pg3"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.settle().await;
     assert_eq!(app.receiver.successful().len(), 2);
     app.stop().await;
 }
@@ -397,7 +397,7 @@ async fn a_webhook_taken_while_redis_is_down_is_answered_once_it_is_back() {
     // The sweeper enqueues the stored event; it is processed and answered once.
     let sent = providers.wait_for(1, Duration::from_secs(40)).await;
     assert!(sent[0].body["message"].as_str().unwrap().starts_with("reply to: Oi!"));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.settle().await;
     assert_eq!(providers.sent().len(), 1, "answered once");
     app.stop().await;
 }
@@ -431,4 +431,18 @@ async fn the_harness_fails_a_test_that_leaves_work_behind() {
         .await
         .unwrap();
     assert_eq!(left, 0, "the database is dropped anyway");
+}
+
+/// `settle` waits for the work in flight: right after accepting a debounced message, it
+/// returns only once the burst was flushed, generated and its postback delivered.
+#[tokio::test]
+async fn settle_waits_for_every_queued_and_due_job() {
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.5})).await;
+    app.ai.set_latency(Duration::from_millis(300));
+    app.process(&app.msg("lead-settle", "hello?", true)).await;
+    app.settle().await;
+    assert_eq!(app.ai.request_count(), 1);
+    assert_eq!(app.receiver.successful().len(), 1, "delivered before settle returned");
+    app.stop().await;
 }

@@ -98,7 +98,7 @@ async fn twilio_signed_sms_in_reply_out_through_the_messages_api() {
     let lead_text = "Oi! Vi o anúncio do apartamento. Ainda está disponível?";
     assert_eq!(sent[0].body["Body"], json!(format!("reply to: {lead_text}")));
     assert_eq!(last_user_turn(&app.ai.requests()[0].body), lead_text);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.settle().await;
     assert_eq!(app.ai.request_count(), 1, "a resent webhook is one message");
     let (_, chans) = app.get("/backend/leads/+5511987654321/channels").await;
     assert_eq!(chans["data"][0]["channel_type"], json!("sms"));

@@ -264,6 +264,57 @@ impl TestApp {
         }
     }
 
+    /// Waits until nothing more is about to happen, instead of sleeping before asserting
+    /// that nothing more happened: no job waiting, active, prioritized or due within a
+    /// second and a half in any work queue (the scheduler's own ticks aside) and no
+    /// webhook event pending, seen on two looks 100 ms apart. Panics after 30 s.
+    pub async fn settle(&self) {
+        const HORIZON_MS: i64 = 1500;
+        let client = redis::Client::open(redis_url()).expect("redis url");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut quiet_looks = 0;
+        while quiet_looks < 2 {
+            let mut busy: Vec<String> = Vec::new();
+            let due = (chrono::Utc::now().timestamp_millis() + HORIZON_MS) * 0x1000;
+            for kind in leadflow_shared::queue::QueueKind::ALL {
+                if kind == leadflow_shared::queue::QueueKind::Scheduled {
+                    continue;
+                }
+                let key = |part: &str| format!("{}:{}:{part}", self.prefix, kind.name());
+                let (wait, active, prioritized, delayed): (i64, i64, i64, i64) = redis::pipe()
+                    .cmd("LLEN")
+                    .arg(key("wait"))
+                    .cmd("LLEN")
+                    .arg(key("active"))
+                    .cmd("ZCARD")
+                    .arg(key("prioritized"))
+                    .cmd("ZCOUNT")
+                    .arg(key("delayed"))
+                    .arg("-inf")
+                    .arg(due)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                if wait + active + prioritized + delayed > 0 {
+                    busy.push(format!("{}: {wait}/{active}/{prioritized}/{delayed}", kind.name()));
+                }
+            }
+            let events: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events WHERE status = 'pending'")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(0);
+            if events > 0 {
+                busy.push(format!("{events} webhook events pending"));
+            }
+            quiet_looks = if busy.is_empty() { quiet_looks + 1 } else { 0 };
+            if tokio::time::Instant::now() > deadline {
+                panic!("never settled (queue: wait/active/prioritized/due): {busy:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Checks the end-of-test invariants (as crates.io's `TestApp` does), stops everything
     /// and drops the database and the Redis keys. Without it, `Drop` still cleans up.
     pub async fn stop(mut self) {
