@@ -7,6 +7,8 @@ pub mod bench;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use leadflow_shared::queue::{QueueKind, Queues};
 use leadflow_shared::{db, Config};
 use tokio::sync::watch;
@@ -33,6 +35,8 @@ impl Roles {
 
 pub struct Running {
     pub http_addr: Option<SocketAddr>,
+    /// The ops listener, when this process runs workers or the scheduler.
+    pub ops_addr: Option<SocketAddr>,
     pub pool: sqlx::PgPool,
     pub queues: Queues,
     shutdown: watch::Sender<bool>,
@@ -80,6 +84,27 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
         tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
     }
 
+    // Workers and the scheduler have no API port: their probes get a listener of their own.
+    let mut ops_addr = None;
+    if roles.worker.is_some() || roles.scheduler {
+        let listener = tokio::net::TcpListener::bind(cfg.ops_addr)
+            .await
+            .with_context(|| format!("LEADFLOW_OPS_ADDR: cannot listen on {}", cfg.ops_addr))?;
+        ops_addr = Some(listener.local_addr()?);
+        tracing::info!(addr = %listener.local_addr()?, "ops listener (/healthz, /readyz)");
+        let probe = leadflow_shared::readiness::Probe::new(pool.clone(), &cfg.redis_url);
+        let app = leadflow_api::routes::health::probes(probe);
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                tracing::error!(error = %e, "ops listener stopped");
+            }
+        }));
+    }
+
     let mut http_addr = None;
     if roles.api {
         let listener = tokio::net::TcpListener::bind(cfg.http_addr).await?;
@@ -99,6 +124,7 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
 
     Ok(Running {
         http_addr,
+        ops_addr,
         pool,
         queues,
         shutdown,

@@ -45,6 +45,13 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Exit 0 when `/readyz` answers 200, else 1 (for container health checks).
+    Healthcheck {
+        /// Default: `/readyz` on this machine's LEADFLOW_HTTP_ADDR port; a worker or
+        /// scheduler container checks its ops listener, e.g. http://127.0.0.1:9464/readyz.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Tenant administration.
     Tenant {
         #[command(subcommand)]
@@ -104,6 +111,9 @@ async fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Healthcheck { url } = &cli.command {
+        return healthcheck(url.as_deref()).await;
+    }
     let mut cfg = Config::load().context("invalid configuration")?;
     let roles = match cli.command {
         Command::All => Roles::all(&cfg),
@@ -132,6 +142,7 @@ async fn run() -> anyhow::Result<()> {
             worker: None,
             scheduler: true,
         },
+        Command::Healthcheck { .. } => unreachable!("answered before the configuration is loaded"),
         Command::Migrate => {
             db::connect_and_migrate(&cfg).await?;
             eprintln!("migrations applied");
@@ -183,6 +194,38 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// `leadflow healthcheck`: needs nothing but the address (a probe must not fail on a
+/// setting it does not use).
+async fn healthcheck(url: Option<&str>) -> anyhow::Result<()> {
+    let url = match url {
+        Some(u) => u.to_owned(),
+        None => {
+            let addr = std::env::var("LEADFLOW_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+            let port = addr.rsplit(':').next().unwrap_or("8080");
+            format!("http://127.0.0.1:{port}/readyz")
+        }
+    };
+    let answer = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?
+        .get(&url)
+        .send()
+        .await;
+    match answer {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            eprintln!("{url}: {status} {body}");
+            std::process::exit(1)
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            std::process::exit(1)
+        }
     }
 }
 

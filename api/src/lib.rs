@@ -36,6 +36,8 @@ pub struct AppState {
     pub ssrf: leadflow_shared::ssrf::Policy,
     /// For the one outbound call the API makes: Google's token endpoint at consent.
     pub http: reqwest::Client,
+    /// What `/readyz` checks.
+    pub probe: leadflow_shared::readiness::Probe,
 }
 
 impl AppState {
@@ -43,7 +45,9 @@ impl AppState {
         let waiters = ReplyWaiters::spawn(cfg.redis_url.clone(), cfg.queue_prefix.clone());
         let limiter = Arc::new(rate_limit::RateLimiter::new(&cfg.redis_url, &cfg.queue_prefix));
         let ingest_share = Arc::new(rate_limit::IngestShare::new(cfg.db_max_connections));
+        let probe = leadflow_shared::readiness::Probe::new(pool.clone(), &cfg.redis_url);
         Self {
+            probe,
             ssrf: cfg.ssrf_policy(),
             cfg: Arc::new(cfg),
             pool,
@@ -74,7 +78,9 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.max_body_bytes;
+    let probes = routes::health::probes(state.probe.clone());
     routes::router()
+        .merge(probes)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(reject_nul_in_uri))
         .with_state(state)

@@ -16,6 +16,7 @@ pub mod mail;
 pub mod media_handle;
 pub mod notify;
 pub mod queue;
+pub mod readiness;
 pub mod retry_after;
 pub mod signing;
 pub mod ssrf;

@@ -72,6 +72,7 @@ impl Scope {
             ("LEADFLOW_REDIS_URL".into(), base.redis_url.clone()),
             ("LEADFLOW_QUEUE_PREFIX".into(), prefix.clone()),
             ("LEADFLOW_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("LEADFLOW_OPS_ADDR".into(), "127.0.0.1:0".into()),
             ("LEADFLOW_ALLOW_PRIVATE_URLS".into(), "true".into()),
             ("LEADFLOW_TENANT_RATE_LIMIT".into(), "0".into()),
             ("LEADFLOW_BACKEND_RATE_LIMIT".into(), "0".into()),

@@ -19,6 +19,7 @@ mod media;
 mod multichannel;
 mod official;
 mod postbacks;
+mod probes;
 mod provider_media;
 mod resilience;
 mod scheduler;

@@ -124,7 +124,7 @@ async fn sigterm_lets_in_flight_generations_finish() {
     app.stop().await;
 }
 
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     child: Child,
     port: u16,
     dir: std::path::PathBuf,
@@ -158,7 +158,7 @@ impl OwnRedis {
             .expect("redis-server is installed (scripts/services.sh installs it)")
     }
 
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("lf-redis-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -182,16 +182,16 @@ impl OwnRedis {
         .await;
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.child = Self::start(self.port, &self.dir);
         self.wait_ready().await;
     }

@@ -1,7 +1,14 @@
-//! Liveness and readiness: PostgreSQL answers.
+//! Health: `/health` (the documented summary: PostgreSQL answers, whether an AI key is
+//! configured), `/healthz` (live: the process answers, no backend touched) and `/readyz`
+//! (ready: PostgreSQL, Redis and the schema version, each named; 503 when one fails).
+//! [`probes`] is also what every worker and scheduler process serves on its ops listener.
 
 use axum::extract::State;
-use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use leadflow_shared::readiness::Probe;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -10,4 +17,27 @@ use crate::AppState;
 pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     sqlx::query("SELECT 1").execute(&state.pool).await?;
     Ok(Json(json!({"status": "ok", "ai_configured": state.cfg.has_ai_key()})))
+}
+
+/// `/healthz` and `/readyz` over `probe`, for any router.
+pub fn probes<S>(probe: Probe) -> Router<S> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(probe)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(probe): State<Probe>) -> Response {
+    let r = probe.check().await;
+    let status = if r.is_ready() {
+        StatusCode::OK
+    } else {
+        tracing::warn!(checks = ?r.checks, "not ready");
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(r)).into_response()
 }

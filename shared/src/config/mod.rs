@@ -28,6 +28,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_DATABASE_URL", Some("postgres://localhost/leadflow")),
     ("LEADFLOW_REDIS_URL", Some("redis://127.0.0.1:6379")),
     ("LEADFLOW_HTTP_ADDR", Some("127.0.0.1:8080")),
+    ("LEADFLOW_OPS_ADDR", Some("127.0.0.1:9464")),
     ("LEADFLOW_AI_BASE_URL", Some("https://api.openai.com/v1")),
     ("LEADFLOW_AI_API_KEY", None),
     ("LEADFLOW_AI_TIMEOUT", Some("120s")),
@@ -128,6 +129,9 @@ pub struct Config {
     pub database_url: SecretString,
     pub redis_url: String,
     pub http_addr: SocketAddr,
+    /// The ops listener (`/healthz`, `/readyz`) of a process running workers or the
+    /// scheduler.
+    pub ops_addr: SocketAddr,
     pub ai_base_url: String,
     pub ai_api_key: Option<SecretString>,
     pub ai_timeout: Duration,
@@ -286,6 +290,10 @@ impl Config {
             .req("LEADFLOW_HTTP_ADDR")?
             .parse()
             .map_err(|_| invalid("LEADFLOW_HTTP_ADDR", "must be host:port, e.g. 127.0.0.1:8080"))?;
+        let ops_addr = l
+            .req("LEADFLOW_OPS_ADDR")?
+            .parse()
+            .map_err(|_| invalid("LEADFLOW_OPS_ADDR", "must be host:port, e.g. 127.0.0.1:9464"))?;
         let ai_base_url = l.req("LEADFLOW_AI_BASE_URL")?.trim_end_matches('/').to_string();
         url::Url::parse(&ai_base_url).map_err(|e| invalid("LEADFLOW_AI_BASE_URL", e.to_string()))?;
         let master_key = match l.get("LEADFLOW_MASTER_KEY") {
@@ -317,6 +325,7 @@ impl Config {
             database_url: SecretString::from(database_url.to_string()),
             redis_url: redis_url.to_string(),
             http_addr,
+            ops_addr,
             ai_base_url,
             ai_api_key: l.get("LEADFLOW_AI_API_KEY").map(|k| SecretString::from(k.to_string())),
             ai_timeout: l.duration("LEADFLOW_AI_TIMEOUT")?,

@@ -147,6 +147,15 @@ pub async fn connect_and_migrate(cfg: &Config) -> Result<PgPool, DbError> {
     Ok(pool)
 }
 
+/// The version of the newest migration this binary carries (what `/readyz` expects).
+pub fn latest_migration() -> i64 {
+    sqlx::migrate!("../migrations")
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The migrations, then the database functions (see [`functions`]).
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     let migrator = sqlx::migrate!("../migrations");

@@ -36,6 +36,8 @@ pub fn redis_url() -> String {
 
 pub struct TestApp {
     pub base: String,
+    /// The ops listener (`/healthz`, `/readyz`), when the app runs workers or the scheduler.
+    pub ops: Option<String>,
     pub ai: FakeAi,
     pub receiver: Receiver,
     pub tenant: CreatedTenant,
@@ -95,6 +97,7 @@ impl Builder {
             ),
             ("LEADFLOW_REDIS_URL".into(), redis_url()),
             ("LEADFLOW_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("LEADFLOW_OPS_ADDR".into(), "127.0.0.1:0".into()),
             ("LEADFLOW_AI_BASE_URL".into(), ai.base_url.clone()),
             ("LEADFLOW_AI_API_KEY".into(), "sk-test".into()),
             (
@@ -132,8 +135,10 @@ impl Builder {
             .await
             .expect("tenant");
         let base = format!("http://{}", running.http_addr.expect("api role"));
+        let ops = running.ops_addr.map(|a| format!("http://{a}"));
         TestApp {
             base,
+            ops,
             ai,
             receiver,
             tenant,

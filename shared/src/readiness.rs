@@ -1,0 +1,122 @@
+//! Liveness and readiness, the same for every role. Live (`/healthz`) is the process
+//! answering at all, touching no backend: an orchestrator restarts a process that is not.
+//! Ready (`/readyz`) is PostgreSQL and Redis answering and the schema at this binary's
+//! migration version: a load balancer sends no traffic, and a deploy waits, until it is.
+//! Each check is bounded by a short timeout, so a probe never hangs on a dead backend.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// How long each check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `/readyz` looks at.
+#[derive(Clone)]
+pub struct Probe {
+    pool: PgPool,
+    redis_url: String,
+}
+
+/// The outcome: `status` is `ok` only when every check is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub status: &'static str,
+    pub checks: Checks,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Checks {
+    pub postgres: String,
+    pub redis: String,
+    pub migrations: String,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+impl Probe {
+    pub fn new(pool: PgPool, redis_url: &str) -> Self {
+        Self {
+            pool,
+            redis_url: redis_url.to_owned(),
+        }
+    }
+
+    pub async fn check(&self) -> Readiness {
+        let (postgres, redis, migrations) = tokio::join!(self.postgres(), self.redis(), self.migrations());
+        let ok = |r: &Result<(), String>| r.is_ok();
+        let status = if ok(&postgres) && ok(&redis) && ok(&migrations) {
+            "ok"
+        } else {
+            "unavailable"
+        };
+        let show = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".to_owned());
+        Readiness {
+            status,
+            checks: Checks {
+                postgres: show(postgres),
+                redis: show(redis),
+                migrations: show(migrations),
+            },
+        }
+    }
+
+    async fn postgres(&self) -> Result<(), String> {
+        bounded(async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map(drop)
+                .map_err(|e| format!("unreachable: {e}"))
+        })
+        .await
+    }
+
+    async fn redis(&self) -> Result<(), String> {
+        bounded(async {
+            // A fresh connection each time: a probe must see Redis as it is now.
+            let client = redis::Client::open(self.redis_url.as_str()).map_err(|e| format!("bad URL: {e}"))?;
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| format!("unreachable: {e}"))?;
+            let pong: String = redis::cmd("PING")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| format!("unreachable: {e}"))?;
+            (pong == "PONG")
+                .then_some(())
+                .ok_or_else(|| format!("answered {pong:?}"))
+        })
+        .await
+    }
+
+    async fn migrations(&self) -> Result<(), String> {
+        let want = crate::db::latest_migration();
+        bounded(async {
+            let have: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| format!("cannot read the schema version: {e}"))?;
+            match have {
+                Some(v) if v >= want => Ok(()),
+                v => Err(format!(
+                    "behind: the database is at {}, this binary needs {want} (run `leadflow migrate`)",
+                    v.map_or("no migration".to_owned(), |v| v.to_string())
+                )),
+            }
+        })
+        .await
+    }
+}
+
+async fn bounded(check: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::time::timeout(CHECK_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")))
+}
