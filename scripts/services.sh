@@ -290,6 +290,14 @@ lf_ensure_redis() {
   lf_die "Redis did not answer on 127.0.0.1:6379 within 30 s (see $dir/redis.log)"
 }
 
+# What the test suite needs beyond the services: `promtool` (Debian's prometheus package)
+# checks the metrics exposition.
+lf_ensure_test_tools() {
+  if ! command -v promtool >/dev/null 2>&1; then
+    lf_install_packages prometheus
+  fi
+}
+
 lf_ensure_services() {
   local need_pg=0 need_redis=0 packages=()
   if lf_url_is_local "${LEADFLOW_DATABASE_URL:-postgres://localhost/leadflow}" 5432; then

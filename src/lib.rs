@@ -48,6 +48,7 @@ pub struct Running {
 /// Connects to PostgreSQL (creating and migrating the database) and Redis, then starts
 /// the requested roles. Returns once they are accepting work.
 pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
+    leadflow_shared::metrics::install();
     let master_key = cfg.resolve_master_key()?;
     let pool = db::connect_and_migrate(&cfg).await?;
     db::rebind_secrets(&pool, &master_key).await?;
@@ -82,6 +83,15 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
             tasks: leadflow_scheduler::tasks(&cfg),
         };
         tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
+        // One sampler per scheduler process, not per scrape: BullMQ's counts cost Redis calls.
+        let redis = redis::Client::open(cfg.redis_url.as_str())?
+            .get_connection_manager()
+            .await?;
+        tasks.push(tokio::spawn(leadflow_scheduler::sample_queues(
+            redis,
+            cfg.queue_prefix.clone(),
+            shutdown_rx.clone(),
+        )));
     }
 
     // Workers and the scheduler have no API port: their probes get a listener of their own.

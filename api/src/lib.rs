@@ -81,9 +81,25 @@ pub fn router(state: AppState) -> Router {
     let probes = routes::health::probes(state.probe.clone());
     routes::router()
         .merge(probes)
+        .route_layer(axum::middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(reject_nul_in_uri))
         .with_state(state)
+}
+
+/// `leadflow_http_requests_total` and `…_duration_seconds`, by the matched route template
+/// (`/backend/channels/{id}`), never the raw path: ids would make a series per request.
+async fn track(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    leadflow_shared::metrics::http_request(&route, &method, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 /// A `%00` in a path id or a query value would reach PostgreSQL, which refuses NUL in

@@ -88,3 +88,51 @@ impl Scheduler {
         Ok(true)
     }
 }
+
+/// How often the queue gauges are refreshed.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps `leadflow_queue_jobs{queue,state}` current from BullMQ's keys, every
+/// [`SAMPLE_EVERY`], until `shutdown`. Waiting counts the prioritized jobs too (BullMQ keeps
+/// them apart; for an operator they wait all the same).
+pub async fn sample_queues(mut redis: ConnectionManager, prefix: String, mut shutdown: watch::Receiver<bool>) {
+    use leadflow_shared::queue::QueueKind;
+    loop {
+        for kind in QueueKind::ALL {
+            let key = |part: &str| format!("{prefix}:{}:{part}", kind.name());
+            let counts: redis::RedisResult<(u64, u64, u64, u64, u64, u64)> = redis::pipe()
+                .cmd("LLEN")
+                .arg(key("wait"))
+                .cmd("ZCARD")
+                .arg(key("prioritized"))
+                .cmd("LLEN")
+                .arg(key("active"))
+                .cmd("ZCARD")
+                .arg(key("delayed"))
+                .cmd("ZCARD")
+                .arg(key("failed"))
+                .cmd("ZCARD")
+                .arg(key("completed"))
+                .query_async(&mut redis)
+                .await;
+            match counts {
+                Ok((wait, prioritized, active, delayed, failed, completed)) => {
+                    let q = kind.name();
+                    leadflow_shared::metrics::queue_jobs(q, "waiting", wait + prioritized);
+                    leadflow_shared::metrics::queue_jobs(q, "active", active);
+                    leadflow_shared::metrics::queue_jobs(q, "delayed", delayed);
+                    leadflow_shared::metrics::queue_jobs(q, "failed", failed);
+                    leadflow_shared::metrics::queue_jobs(q, "completed", completed);
+                }
+                Err(e) => tracing::debug!(queue = kind.name(), error = %e, "queue counts not sampled"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub mod http_body;
 pub mod inbound;
 pub mod mail;
 pub mod media_handle;
+pub mod metrics;
 pub mod notify;
 pub mod queue;
 pub mod readiness;

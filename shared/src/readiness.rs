@@ -47,6 +47,11 @@ impl Probe {
         }
     }
 
+    /// The pool it checks (the process's own).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub async fn check(&self) -> Readiness {
         let (postgres, redis, migrations) = tokio::join!(self.postgres(), self.redis(), self.migrations());
         let ok = |r: &Result<(), String>| r.is_ok();

@@ -16,6 +16,7 @@ mod hostile_input;
 mod housekeeping;
 mod inbound;
 mod media;
+mod metrics;
 mod multichannel;
 mod official;
 mod postbacks;

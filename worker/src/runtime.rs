@@ -101,9 +101,21 @@ where
     let span =
         tracing::info_span!("job", queue = J::QUEUE.name(), job_id = %job.id(), attempt = job.attempts_made() + 1);
     async move {
-        let data: J = serde_json::from_value(job.data().clone())
-            .map_err(|e| bullmq::Error::Unrecoverable(format!("job data is not a {}: {e}", J::NAME)))?;
-        match tokio::time::timeout(job_timeout, handler(ctx, data)).await {
+        let started = std::time::Instant::now();
+        // The last infrastructure attempt fails for good; the sweeper takes it from there.
+        let last = job.attempts_made() + 1 >= queue::INFRA_ATTEMPTS;
+        let failed = if last { "failed" } else { "retried" };
+        let data: J = match serde_json::from_value(job.data().clone()) {
+            Ok(d) => d,
+            Err(e) => {
+                leadflow_shared::metrics::job(J::QUEUE.name(), "failed", started.elapsed());
+                return Err(bullmq::Error::Unrecoverable(format!(
+                    "job data is not a {}: {e}",
+                    J::NAME
+                )));
+            }
+        };
+        let out = match tokio::time::timeout(job_timeout, handler(ctx, data)).await {
             Ok(Ok(())) => Ok(serde_json::Value::Null),
             Ok(Err(e)) => {
                 tracing::warn!(error = format!("{e:#}"), "job failed; BullMQ will retry it");
@@ -115,7 +127,10 @@ where
                     "timed out after {job_timeout:?}"
                 )))
             }
-        }
+        };
+        let outcome = if out.is_ok() { "completed" } else { failed };
+        leadflow_shared::metrics::job(J::QUEUE.name(), outcome, started.elapsed());
+        out
     }
     .instrument(span)
     .await

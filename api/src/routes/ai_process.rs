@@ -151,6 +151,7 @@ pub async fn process(
         let _share = state.ingest_share.enter(tenant.id).await;
         leads::accept(&state.pool, &incoming).await?
     };
+    leadflow_shared::metrics::message_accepted("ai_process");
     let media = match (&accepted, message_type) {
         (_, MessageType::Text) => None,
         (Accepted::Queued { message_id, .. }, _) => Some(*message_id),

@@ -1,7 +1,8 @@
 //! Health: `/health` (the documented summary: PostgreSQL answers, whether an AI key is
 //! configured), `/healthz` (live: the process answers, no backend touched) and `/readyz`
 //! (ready: PostgreSQL, Redis and the schema version, each named; 503 when one fails).
-//! [`probes`] is also what every worker and scheduler process serves on its ops listener.
+//! `/metrics` is the Prometheus exposition. [`probes`] (all three) is also what every
+//! worker and scheduler process serves on its ops listener.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,7 +25,21 @@ pub fn probes<S>(probe: Probe) -> Router<S> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(probe)
+}
+
+/// Prometheus text exposition of this process's metrics.
+async fn metrics(State(probe): State<Probe>) -> Response {
+    leadflow_shared::metrics::db_pool(probe.pool());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        leadflow_shared::metrics::render(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<Value> {

@@ -111,11 +111,12 @@ pub async fn finish(conn: &mut PgConnection, id: Uuid, status: &str, reason: Opt
         .bind(reason)
         .execute(&mut *conn)
         .await?;
-    let message_status = match status {
-        "done" => "answered",
-        "dropped" => "dropped",
-        _ => "failed",
+    let (message_status, outcome) = match status {
+        "done" => ("answered", "done"),
+        "dropped" => ("dropped", "dropped"),
+        _ => ("failed", "failed"),
     };
+    crate::metrics::burst(outcome);
     sqlx::query(r#"UPDATE messages SET status = $2 WHERE burst_id = $1 AND role = 'user'"#)
         .bind(id)
         .bind(message_status)

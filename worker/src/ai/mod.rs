@@ -35,6 +35,19 @@ pub enum AiError {
 }
 
 impl AiError {
+    /// The `outcome` label of `leadflow_ai_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Retryable { status: Some(429), .. } => "rate_limited",
+            Self::Retryable { status: Some(s), .. } if *s >= 500 => "server_error",
+            Self::Retryable { message, .. } if message.contains("timed out") || message.contains("timeout") => {
+                "timeout"
+            }
+            Self::Retryable { status: None, .. } => "timeout",
+            Self::Retryable { .. } | Self::Fatal { .. } | Self::NotConfigured => "client_error",
+        }
+    }
+
     /// A short machine-readable code for error postbacks and API responses.
     pub fn code(&self) -> String {
         match self {
@@ -161,6 +174,28 @@ impl AiClient {
 
     #[tracing::instrument(skip_all, fields(model = %body.model))]
     pub async fn chat(
+        &self,
+        base_url: &str,
+        api_key: Option<&SecretString>,
+        body: &CreateChatCompletionRequest,
+    ) -> Result<AiReply, AiError> {
+        let started = std::time::Instant::now();
+        leadflow_shared::metrics::generations_in_flight(1.0);
+        let out = self.chat_once(base_url, api_key, body).await;
+        leadflow_shared::metrics::generations_in_flight(-1.0);
+        let (prompt, completion) = match &out {
+            Ok(r) => (r.prompt_tokens, r.completion_tokens),
+            Err(_) => (None, None),
+        };
+        let outcome = match &out {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        leadflow_shared::metrics::ai_request(outcome, started.elapsed(), prompt, completion);
+        out
+    }
+
+    async fn chat_once(
         &self,
         base_url: &str,
         api_key: Option<&SecretString>,

@@ -53,7 +53,13 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
             Next::Dropped
         }
         "open" if bursts::lead_slot_taken(&mut tx, b.lead_id, b.id).await? => Next::CheckAgainIn(SLOT_RECHECK),
-        "open" => Next::Generate(bursts::start_generation(&mut tx, b.id).await?),
+        "open" => {
+            if b.generations == 0 {
+                let late = Duration::from_millis(b.due_in_ms.min(0).unsigned_abs());
+                leadflow_shared::metrics::flush_lateness(late);
+            }
+            Next::Generate(bursts::start_generation(&mut tx, b.id).await?)
+        }
         _ => Next::Nothing,
     };
     tx.commit().await?;

@@ -232,6 +232,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         channel_id: Some(ch.id),
     };
     let accepted = leads::accept(&ctx.pool, &incoming).await?;
+    leadflow_shared::metrics::message_accepted(provider.as_str());
     let message_id = accepted.message_id();
     let lead_id: uuid::Uuid = sqlx::query_scalar(r#"SELECT lead_id FROM messages WHERE id = $1"#)
         .bind(message_id)

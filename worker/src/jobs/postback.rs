@@ -95,6 +95,15 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
         tracing::warn!(delivery = %d.id, attempt = job.attempt, "another run already moved this delivery on");
         return Ok(());
     }
+    let took = Duration::from_millis(duration_ms.max(0) as u64);
+    leadflow_shared::metrics::postback(
+        match outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Failed => "exhausted",
+            Outcome::RetryInMs(_) => "retried",
+        },
+        took,
+    );
     match outcome {
         Outcome::Delivered => tracing::info!(delivery = %d.id, attempt = job.attempt, "postback delivered"),
         Outcome::Failed => {

@@ -106,6 +106,15 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
         retry_in,
     };
     outbox::record_attempt(&ctx.pool, o.id, &a).await?;
+    let provider = ch.as_ref().map_or("unknown", |c| c.provider.as_str());
+    leadflow_shared::metrics::send(
+        provider,
+        match state {
+            DeliveryState::Pending => "retried",
+            DeliveryState::Failed => "failed",
+            _ => "sent",
+        },
+    );
     if let Some(delay) = retry_in {
         let next = SendMessage {
             outbox_id: o.id,

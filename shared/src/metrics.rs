@@ -1,0 +1,188 @@
+//! Prometheus metrics. One recorder per process, installed by the first role that starts
+//! ([`install`]), rendered by `GET /metrics` on the API port and on the ops listener. The
+//! names and labels are an interface (dashboards and alerts are written against them), so
+//! every family is named here, once; code records through these functions. No tenant or
+//! lead label: their number is unbounded.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Seconds buckets from a millisecond to two minutes: HTTP, jobs, AI calls, lateness.
+const SECONDS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
+
+/// Installs the process's recorder (once; later calls reuse it).
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let built = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
+            .and_then(|b| b.install_recorder());
+        match built {
+            Ok(handle) => {
+                describe();
+                Some(handle)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+                None
+            }
+        }
+    });
+}
+
+/// Every family's help text (Prometheus's `# HELP`).
+fn describe() {
+    describe_counter!(
+        "leadflow_http_requests_total",
+        "HTTP requests, by route template, method and status"
+    );
+    describe_histogram!(
+        "leadflow_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency, by route template and method"
+    );
+    describe_counter!(
+        "leadflow_jobs_total",
+        "Job attempts, by queue and outcome (completed, retried, failed)"
+    );
+    describe_histogram!(
+        "leadflow_job_duration_seconds",
+        Unit::Seconds,
+        "Job attempt duration, by queue"
+    );
+    describe_gauge!(
+        "leadflow_queue_jobs",
+        "Jobs per queue and state (waiting, active, delayed, failed, completed), sampled every 5 s"
+    );
+    describe_counter!(
+        "leadflow_messages_accepted_total",
+        "Messages accepted, by source (ai_process or the provider)"
+    );
+    describe_counter!(
+        "leadflow_bursts_total",
+        "Bursts finished, by outcome (done, failed, dropped)"
+    );
+    describe_histogram!(
+        "leadflow_flush_lateness_seconds",
+        Unit::Seconds,
+        "How late a burst's first generation started past its due time"
+    );
+    describe_counter!(
+        "leadflow_ai_requests_total",
+        "AI chat calls, by outcome (ok, rate_limited, server_error, client_error, timeout)"
+    );
+    describe_histogram!(
+        "leadflow_ai_request_duration_seconds",
+        Unit::Seconds,
+        "AI chat call latency"
+    );
+    describe_counter!(
+        "leadflow_ai_tokens_total",
+        "AI tokens used, by kind (prompt, completion)"
+    );
+    describe_gauge!(
+        "leadflow_generations_in_flight",
+        "AI chat calls running now in this process"
+    );
+    describe_counter!(
+        "leadflow_postbacks_total",
+        "Postback attempts, by outcome (delivered, retried, exhausted)"
+    );
+    describe_histogram!(
+        "leadflow_postback_duration_seconds",
+        Unit::Seconds,
+        "Postback attempt duration"
+    );
+    describe_counter!(
+        "leadflow_sends_total",
+        "Channel send attempts, by provider and outcome (sent, retried, failed)"
+    );
+    describe_gauge!(
+        "leadflow_db_pool_connections",
+        "This process's PostgreSQL connections, by state (idle, active)"
+    );
+}
+
+/// The exposition, Prometheus text format 0.0.4.
+pub fn render() -> String {
+    match HANDLE.get().and_then(Option::as_ref) {
+        Some(h) => {
+            h.run_upkeep();
+            h.render()
+        }
+        None => String::new(),
+    }
+}
+
+pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
+    let (route, method) = (route.to_owned(), method.to_owned());
+    counter!("leadflow_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.to_string())
+        .increment(1);
+    histogram!("leadflow_http_request_duration_seconds", "route" => route, "method" => method).record(took);
+}
+
+/// How a job attempt ended: `completed`, `retried` (BullMQ runs it again) or `failed`.
+pub fn job(queue: &'static str, outcome: &'static str, took: Duration) {
+    counter!("leadflow_jobs_total", "queue" => queue, "outcome" => outcome).increment(1);
+    histogram!("leadflow_job_duration_seconds", "queue" => queue).record(took);
+}
+
+/// Jobs in `state` (waiting, active, delayed, failed, completed) in `queue`, as sampled.
+pub fn queue_jobs(queue: &'static str, state: &'static str, n: u64) {
+    gauge!("leadflow_queue_jobs", "queue" => queue, "state" => state).set(n as f64);
+}
+
+/// A message accepted: `ai_process` or the provider's name.
+pub fn message_accepted(source: &str) {
+    counter!("leadflow_messages_accepted_total", "source" => source.to_owned()).increment(1);
+}
+
+/// A burst finished: `done`, `failed` or `dropped`.
+pub fn burst(outcome: &'static str) {
+    counter!("leadflow_bursts_total", "outcome" => outcome).increment(1);
+}
+
+/// How late a burst was flushed past its due time.
+pub fn flush_lateness(late: Duration) {
+    histogram!("leadflow_flush_lateness_seconds").record(late);
+}
+
+/// One AI call: `ok`, `rate_limited`, `server_error`, `client_error` or `timeout`.
+pub fn ai_request(outcome: &'static str, took: Duration, prompt_tokens: Option<i32>, completion_tokens: Option<i32>) {
+    counter!("leadflow_ai_requests_total", "outcome" => outcome).increment(1);
+    histogram!("leadflow_ai_request_duration_seconds").record(took);
+    for (kind, n) in [("prompt", prompt_tokens), ("completion", completion_tokens)] {
+        if let Some(n) = n.filter(|n| *n > 0) {
+            counter!("leadflow_ai_tokens_total", "kind" => kind).increment(n as u64);
+        }
+    }
+}
+
+/// Generations running now in this process.
+pub fn generations_in_flight(delta: f64) {
+    gauge!("leadflow_generations_in_flight").increment(delta);
+}
+
+/// A postback attempt: `delivered`, `retried` or `exhausted`.
+pub fn postback(outcome: &'static str, took: Duration) {
+    counter!("leadflow_postbacks_total", "outcome" => outcome).increment(1);
+    histogram!("leadflow_postback_duration_seconds").record(took);
+}
+
+/// A channel send attempt: `sent`, `retried` or `failed`.
+pub fn send(provider: &str, outcome: &'static str) {
+    counter!("leadflow_sends_total", "provider" => provider.to_owned(), "outcome" => outcome).increment(1);
+}
+
+/// This process's PostgreSQL pool, by state (`idle`, `active`).
+pub fn db_pool(pool: &sqlx::PgPool) {
+    let (size, idle) = (pool.size() as f64, pool.num_idle() as f64);
+    gauge!("leadflow_db_pool_connections", "state" => "idle").set(idle);
+    gauge!("leadflow_db_pool_connections", "state" => "active").set((size - idle).max(0.0));
+}

@@ -1,0 +1,100 @@
+//! Prometheus metrics on the API port and the ops listener: the documented families with
+//! their labels, routes by template (never a raw id), and an exposition `promtool check
+//! metrics` accepts.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{eventually, TestApp};
+
+async fn scrape(app: &TestApp, base: &str) -> String {
+    let resp = app.http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let kind = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    resp.text().await.unwrap()
+}
+
+/// The value of the series whose line starts with `series` (name and labels as written).
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn promtool_check(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (scripts/services.sh installs Debian's prometheus)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+#[tokio::test]
+async fn every_role_exposes_the_documented_families_and_promtool_accepts_them() {
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let (status, body) = app.process(&app.msg("lead-metrics", "oi", false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.process(&app.msg("lead-metrics-2", "oi", true)).await;
+    app.receiver.wait_for(1, Duration::from_secs(10)).await;
+    let id = uuid::Uuid::new_v4();
+    let (status, _) = app.get(&format!("/backend/channels/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.settle().await;
+
+    let ops = app.ops.clone().unwrap();
+    let api = scrape(&app, &app.base).await;
+    let at_least_one = |series: &str| {
+        let v = value(&api, series).unwrap_or(0.0);
+        assert!(v >= 1.0, "{series} = {v}\n{api}");
+    };
+    at_least_one(r#"leadflow_http_requests_total{route="/ai/process",method="POST",status="200"}"#);
+    at_least_one(r#"leadflow_http_requests_total{route="/backend/channels/{id}",method="GET",status="404"}"#);
+    assert!(!api.contains(&id.to_string()), "a raw id became a label");
+    at_least_one(r#"leadflow_http_request_duration_seconds_count{route="/ai/process",method="POST"}"#);
+    at_least_one(r#"leadflow_messages_accepted_total{source="ai_process"}"#);
+    at_least_one(r#"leadflow_ai_requests_total{outcome="ok"}"#);
+    at_least_one(r#"leadflow_ai_tokens_total{kind="prompt"}"#);
+    at_least_one(r#"leadflow_jobs_total{queue="ai",outcome="completed"}"#);
+    at_least_one(r#"leadflow_job_duration_seconds_count{queue="ai"}"#);
+    at_least_one(r#"leadflow_postbacks_total{outcome="delivered"}"#);
+    at_least_one(r#"leadflow_bursts_total{outcome="done"}"#);
+    at_least_one("leadflow_flush_lateness_seconds_count");
+    assert!(
+        value(&api, r#"leadflow_db_pool_connections{state="idle"}"#).is_some(),
+        "{api}"
+    );
+    for state in ["waiting", "active", "delayed", "failed", "completed"] {
+        let series = format!(r#"leadflow_queue_jobs{{queue="ai",state="{state}"}}"#);
+        assert!(value(&api, &series).is_some(), "{series} missing");
+    }
+    // The ops listener serves the same process's metrics.
+    let from_ops = eventually(Duration::from_secs(5), "the ops listener's metrics", || async {
+        let text = scrape(&app, &ops).await;
+        text.contains("leadflow_jobs_total").then_some(text)
+    })
+    .await;
+    assert!(from_ops.contains("leadflow_ai_requests_total"));
+
+    let (ok, said) = promtool_check(&api);
+    assert!(ok, "promtool check metrics: {said}");
+    // And promtool does complain about a broken exposition (the check is real).
+    let (ok, _) = promtool_check("leadflow_broken{label=\"x\" 1\n");
+    assert!(!ok);
+    app.stop().await;
+}
