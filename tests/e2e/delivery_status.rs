@@ -334,8 +334,31 @@ async fn gupshup_v2_and_v3_failures_match_the_id_its_send_returned() {
     let codes: Vec<&Value> = got.iter().map(|d| &d.json["data"]["error_code"]).collect();
     assert_eq!(codes, [&json!("1002"), &json!("131047")]);
 
+    // When Gupshup's own id matches nothing, the wamid beside it is tried.
+    let third = lead_writes("ABEGkZlgQyWAVAo-sL2-A3", 3).await;
+    reply_becomes(&app, 2, "sent").await;
+    let v3: Value = serde_json::from_str(&GUPSHUP_V3_FAILED.replace("{{ID}}", "x")).unwrap();
+    let wamid = v3["entry"][0]["changes"][0]["value"]["statuses"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sqlx::query("UPDATE outbox SET provider_message_id = $1 WHERE provider_message_id = $2")
+        .bind(&wamid)
+        .bind(&third)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    post(GUPSHUP_V3_FAILED.replace("{{ID}}", "11111111-1111-1111-1111-111111111111")).await;
+    let reply = reply_becomes(&app, 2, "failed").await;
+    assert_eq!(reply["delivery"]["provider_message_id"], json!(wamid));
+
     // A report about a message this channel never sent is kept, visibly unmatched.
-    post(GUPSHUP_V3_FAILED.replace("{{ID}}", "00000000-0000-0000-0000-00000000dead")).await;
+    post(
+        GUPSHUP_V3_FAILED
+            .replace("{{ID}}", "00000000-0000-0000-0000-00000000dead")
+            .replace(&wamid, "wamid.NEVER-SENT"),
+    )
+    .await;
     // It waits a minute for a send whose id is not recorded yet; make that minute pass.
     sqlx::query(
         "UPDATE inbound_events SET created_at = now() - interval '2 minutes' WHERE dedupe_key LIKE 'status:00000000%'",
@@ -352,6 +375,8 @@ async fn gupshup_v2_and_v3_failures_match_the_id_its_send_returned() {
     .await;
     assert!(note.contains("matches no message"), "{note}");
     assert!(note.contains("00000000-0000-0000-0000-00000000dead"), "{note}");
-    assert_eq!(hooks.deliveries().len(), 2);
+    hooks.wait_for(3, Duration::from_secs(10)).await;
+    app.settle().await;
+    assert_eq!(hooks.deliveries().len(), 3, "one message.failed per failed message");
     app.stop().await;
 }

@@ -98,3 +98,24 @@ async fn every_role_exposes_the_documented_families_and_promtool_accepts_them() 
     assert!(!ok);
     app.stop().await;
 }
+
+/// The shipped alert rules load, and their unit tests (deploy/prometheus/alerts_test.yml)
+/// pass: an AI error rate, exhausted postbacks and a growing backlog each fire.
+#[test]
+fn the_shipped_alert_rules_check_and_pass_their_unit_tests() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
+    for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool is installed (scripts/services.sh installs Debian's prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
