@@ -99,30 +99,14 @@ pub async fn sample_queues(mut redis: ConnectionManager, prefix: String, mut shu
     use leadflow_shared::queue::QueueKind;
     loop {
         for kind in QueueKind::ALL {
-            let key = |part: &str| format!("{prefix}:{}:{part}", kind.name());
-            let counts: redis::RedisResult<(u64, u64, u64, u64, u64, u64)> = redis::pipe()
-                .cmd("LLEN")
-                .arg(key("wait"))
-                .cmd("ZCARD")
-                .arg(key("prioritized"))
-                .cmd("LLEN")
-                .arg(key("active"))
-                .cmd("ZCARD")
-                .arg(key("delayed"))
-                .cmd("ZCARD")
-                .arg(key("failed"))
-                .cmd("ZCARD")
-                .arg(key("completed"))
-                .query_async(&mut redis)
-                .await;
-            match counts {
-                Ok((wait, prioritized, active, delayed, failed, completed)) => {
+            match leadflow_shared::queue::counts(&mut redis, &prefix, kind, None).await {
+                Ok(c) => {
                     let q = kind.name();
-                    leadflow_shared::metrics::queue_jobs(q, "waiting", wait + prioritized);
-                    leadflow_shared::metrics::queue_jobs(q, "active", active);
-                    leadflow_shared::metrics::queue_jobs(q, "delayed", delayed);
-                    leadflow_shared::metrics::queue_jobs(q, "failed", failed);
-                    leadflow_shared::metrics::queue_jobs(q, "completed", completed);
+                    leadflow_shared::metrics::queue_jobs(q, "waiting", c.wait + c.prioritized);
+                    leadflow_shared::metrics::queue_jobs(q, "active", c.active);
+                    leadflow_shared::metrics::queue_jobs(q, "delayed", c.delayed);
+                    leadflow_shared::metrics::queue_jobs(q, "failed", c.failed);
+                    leadflow_shared::metrics::queue_jobs(q, "completed", c.completed);
                 }
                 Err(e) => tracing::debug!(queue = kind.name(), error = %e, "queue counts not sampled"),
             }

@@ -92,14 +92,7 @@ async fn redis_down_is_not_ready_and_named() {
 
 #[tokio::test]
 async fn postgres_unreachable_is_not_ready_and_named() {
-    let target = crate::support::pg_server()
-        .trim_start_matches("postgres://")
-        .to_string();
-    let proxy = crate::support::proxy::CuttableProxy::start(&target).await;
-    let app = TestApp::builder()
-        .pg_via(&format!("postgres://127.0.0.1:{}", proxy.port))
-        .start()
-        .await;
+    let (proxy, app) = crate::support::proxy::app_behind_proxy().await;
     proxy.cut();
     let body = readiness_becomes(&app, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["checks"]["redis"], json!("ok"));

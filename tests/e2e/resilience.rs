@@ -330,14 +330,7 @@ async fn a_generation_whose_job_was_lost_is_restarted_by_the_sweeper() {
 
 #[tokio::test]
 async fn postgres_down_is_a_503_and_accepted_work_resumes_when_it_is_back() {
-    let target = crate::support::pg_server()
-        .trim_start_matches("postgres://")
-        .to_string();
-    let proxy = crate::support::proxy::CuttableProxy::start(&target).await;
-    let app = TestApp::builder()
-        .pg_via(&format!("postgres://127.0.0.1:{}", proxy.port))
-        .start()
-        .await;
+    let (proxy, app) = crate::support::proxy::app_behind_proxy().await;
     app.set_assistant(json!({"debounce_seconds": 1.0})).await;
     let (status, body) = app.process(&app.msg("lead-pg", "before the outage", true)).await;
     assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");

@@ -283,3 +283,51 @@ mod tests {
         assert_eq!(QueueKind::parse("nope"), None);
     }
 }
+
+/// How many jobs of one queue are in each of BullMQ's states, read from its keys (the
+/// one place that knows their layout). `delayed` counts only jobs due before `due_before`
+/// (BullMQ scores a delayed job `timestamp_ms * 0x1000`); `None` counts them all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub wait: u64,
+    pub prioritized: u64,
+    pub active: u64,
+    pub delayed: u64,
+    pub failed: u64,
+    pub completed: u64,
+}
+
+pub async fn counts(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    kind: QueueKind,
+    due_before: Option<chrono::DateTime<chrono::Utc>>,
+) -> redis::RedisResult<Counts> {
+    let key = |part: &str| format!("{prefix}:{}:{part}", kind.name());
+    let until = due_before.map_or("+inf".to_owned(), |t| (t.timestamp_millis() * 0x1000).to_string());
+    let (wait, prioritized, active, delayed, failed, completed) = redis::pipe()
+        .cmd("LLEN")
+        .arg(key("wait"))
+        .cmd("ZCARD")
+        .arg(key("prioritized"))
+        .cmd("LLEN")
+        .arg(key("active"))
+        .cmd("ZCOUNT")
+        .arg(key("delayed"))
+        .arg("-inf")
+        .arg(until)
+        .cmd("ZCARD")
+        .arg(key("failed"))
+        .cmd("ZCARD")
+        .arg(key("completed"))
+        .query_async(conn)
+        .await?;
+    Ok(Counts {
+        wait,
+        prioritized,
+        active,
+        delayed,
+        failed,
+        completed,
+    })
+}

@@ -281,28 +281,16 @@ impl TestApp {
         let mut quiet_looks = 0;
         while quiet_looks < 2 {
             let mut busy: Vec<String> = Vec::new();
-            let due = (chrono::Utc::now().timestamp_millis() + HORIZON_MS) * 0x1000;
+            let due = chrono::Utc::now() + chrono::Duration::milliseconds(HORIZON_MS);
             for kind in leadflow_shared::queue::QueueKind::ALL {
                 if kind == leadflow_shared::queue::QueueKind::Scheduled {
                     continue;
                 }
-                let key = |part: &str| format!("{}:{}:{part}", self.prefix, kind.name());
-                let (wait, active, prioritized, delayed): (i64, i64, i64, i64) = redis::pipe()
-                    .cmd("LLEN")
-                    .arg(key("wait"))
-                    .cmd("LLEN")
-                    .arg(key("active"))
-                    .cmd("ZCARD")
-                    .arg(key("prioritized"))
-                    .cmd("ZCOUNT")
-                    .arg(key("delayed"))
-                    .arg("-inf")
-                    .arg(due)
-                    .query_async(&mut conn)
+                let c = leadflow_shared::queue::counts(&mut conn, &self.prefix, kind, Some(due))
                     .await
                     .unwrap_or_default();
-                if wait + active + prioritized + delayed > 0 {
-                    busy.push(format!("{}: {wait}/{active}/{prioritized}/{delayed}", kind.name()));
+                if c.wait + c.active + c.prioritized + c.delayed > 0 {
+                    busy.push(format!("{}: {c:?}", kind.name()));
                 }
             }
             let events: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_events WHERE status = 'pending'")
@@ -314,7 +302,7 @@ impl TestApp {
             }
             quiet_looks = if busy.is_empty() { quiet_looks + 1 } else { 0 };
             if tokio::time::Instant::now() > deadline {
-                panic!("never settled (queue: wait/active/prioritized/due): {busy:?}");
+                panic!("never settled: {busy:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -339,10 +327,11 @@ impl TestApp {
         if let Ok(client) = redis::Client::open(redis_url()) {
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
                 for kind in leadflow_shared::queue::QueueKind::ALL {
-                    let key = format!("{}:{}:failed", self.prefix, kind.name());
-                    let n: i64 = redis::cmd("ZCARD").arg(&key).query_async(&mut conn).await.unwrap_or(0);
-                    if n > 0 {
-                        problems.push(format!("{n} failed jobs in queue {}", kind.name()));
+                    let c = leadflow_shared::queue::counts(&mut conn, &self.prefix, kind, None)
+                        .await
+                        .unwrap_or_default();
+                    if c.failed > 0 {
+                        problems.push(format!("{} failed jobs in queue {}", c.failed, kind.name()));
                     }
                 }
             }

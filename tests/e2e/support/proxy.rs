@@ -49,3 +49,14 @@ impl CuttableProxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+
+/// A TestApp whose PostgreSQL connections go through a [`CuttableProxy`].
+pub async fn app_behind_proxy() -> (CuttableProxy, super::TestApp) {
+    let target = super::pg_server().trim_start_matches("postgres://").to_string();
+    let proxy = CuttableProxy::start(&target).await;
+    let app = super::TestApp::builder()
+        .pg_via(&format!("postgres://127.0.0.1:{}", proxy.port))
+        .start()
+        .await;
+    (proxy, app)
+}
