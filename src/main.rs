@@ -103,13 +103,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LEADFLOW_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,bullmq=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEADFLOW_LOG")
+        .unwrap_or_else(|_| "info,sqlx=warn,bullmq=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Text for people at a terminal, JSON (one object per line) for log pipelines.
+    match std::env::var("LEADFLOW_LOG_FORMAT").as_deref().map(str::trim) {
+        Err(_) | Ok("text") => logs.init(),
+        Ok("json") => logs.json().flatten_event(true).with_current_span(false).init(),
+        Ok(other) => anyhow::bail!("LEADFLOW_LOG_FORMAT: must be json or text, not {other:?}"),
+    }
     let cli = Cli::parse();
     if let Command::Healthcheck { url } = &cli.command {
         return healthcheck(url.as_deref()).await;

@@ -87,20 +87,49 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `leadflow_http_requests_total` and `…_duration_seconds`, by the matched route template
-/// (`/backend/channels/{id}`), never the raw path: ids would make a series per request.
-async fn track(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+/// Every request: its `x-request-id` (the caller's, when it is a sane token, else a new
+/// one) echoed in the response, one access log line at `info` (method, route, status,
+/// latency, request id), and `leadflow_http_requests_total` / `…_duration_seconds`. All by
+/// the matched route template (`/backend/channels/{id}`), never the raw path: ids are
+/// personal data in logs and a series per request in metrics.
+async fn track(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let method = req.method().as_str().to_owned();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
     let started = std::time::Instant::now();
-    let resp = next.run(req).await;
-    leadflow_shared::metrics::http_request(&route, &method, resp.status().as_u16(), started.elapsed());
+    let mut resp = next.run(req).await;
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    tracing::info!(
+        target: "leadflow::access",
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = took.as_millis() as u64,
+        request_id = %request_id,
+        "request"
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    leadflow_shared::metrics::http_request(&route, &method, status, took);
     resp
 }
+
+/// The request id header, taken from the caller or made, and echoed.
+pub const REQUEST_ID: &str = "x-request-id";
 
 /// A `%00` in a path id or a query value would reach PostgreSQL, which refuses NUL in
 /// text (see `leadflow_shared::text`): the caller's to fix, named.

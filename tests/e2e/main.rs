@@ -15,6 +15,7 @@ mod health;
 mod hostile_input;
 mod housekeeping;
 mod inbound;
+mod logs;
 mod media;
 mod metrics;
 mod multichannel;
