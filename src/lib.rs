@@ -50,7 +50,7 @@ pub struct Running {
 pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
     leadflow_shared::metrics::install();
     let master_key = cfg.resolve_master_key()?;
-    let pool = db::connect_and_migrate(&cfg).await?;
+    let pool = db::connect_for_role(&cfg).await?;
     db::rebind_secrets(&pool, &master_key).await?;
     let queues = Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await?;
     if cfg.has_ai_key() {

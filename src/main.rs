@@ -105,8 +105,10 @@ fn main() -> anyhow::Result<()> {
 async fn run() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEADFLOW_LOG")
         .unwrap_or_else(|_| "info,sqlx=warn,bullmq=warn".into());
+    // Colours only for a terminal: escape codes in a log file or a pipeline are noise.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // Text for people at a terminal, JSON (one object per line) for log pipelines.
     match std::env::var("LEADFLOW_LOG_FORMAT").as_deref().map(str::trim) {
@@ -166,7 +168,7 @@ async fn run() -> anyhow::Result<()> {
 
 async fn tenant(cfg: &mut Config, command: TenantCommand) -> anyhow::Result<()> {
     let key = cfg.resolve_master_key()?;
-    let pool = db::connect_and_migrate(cfg).await?;
+    let pool = db::connect_for_role(cfg).await?;
     db::rebind_secrets(&pool, &key).await?;
     match command {
         TenantCommand::Create { name, kind, parent } => {

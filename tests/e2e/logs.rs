@@ -8,22 +8,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::security::Captured;
 use crate::support::{eventually, TestApp};
 
 #[tokio::test]
-async fn every_request_gets_an_echoed_request_id_and_one_access_line() {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::{EnvFilter, Layer};
-    let lines = Captured::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::registry().with(
-        tracing_subscriber::fmt::layer()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_filter(EnvFilter::new("leadflow::access=info")),
-    );
-    let _guard = tracing::subscriber::set_default(subscriber);
+async fn every_request_gets_an_echoed_request_id() {
     let app = TestApp::start().await;
     let id = uuid::Uuid::new_v4();
     let resp = app
@@ -52,35 +40,18 @@ async fn every_request_gets_an_echoed_request_id_and_one_access_line() {
         .await
         .unwrap();
     assert_eq!(odd.headers()["x-request-id"].len(), 32);
-
-    let text = lines.text();
-    let line = text
-        .lines()
-        .find(|l| l.contains("req-abc-123"))
-        .expect("an access line");
-    for part in [
-        "method=GET",
-        "route=/backend/channels/{id}",
-        "status=404",
-        "latency_ms=",
-        "request_id=req-abc-123",
-    ] {
-        assert!(line.contains(part), "{part} missing in {line}");
-    }
-    assert!(!text.contains(&id.to_string()), "the raw path is not logged");
-    assert_eq!(text.lines().filter(|l| l.contains("req-abc-123")).count(), 1);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn log_format_json_writes_one_object_per_line() {
-    let app = TestApp::start().await;
+/// `leadflow api` as its own process (its logs are its own, not the test binary's shared
+/// subscriber), with `format` logs; returns its base URL and its stderr lines.
+async fn spawn_api(app: &TestApp, format: &str) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
     let port = crate::resilience::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
         .arg("api")
         .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("LEADFLOW_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("LEADFLOW_LOG_FORMAT", "json")
+        .env("LEADFLOW_LOG_FORMAT", format)
         .env("LEADFLOW_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -94,16 +65,61 @@ async fn log_format_json_writes_one_object_per_line() {
     });
     let base = format!("http://127.0.0.1:{port}");
     eventually(Duration::from_secs(30), "the spawned API to answer", || async {
-        let r = app
-            .http
-            .get(format!("{base}/healthz"))
-            .header("x-request-id", "json-req-1")
-            .send()
-            .await
-            .ok()?;
+        let r = app.http.get(format!("{base}/healthz")).send().await.ok()?;
         r.status().is_success().then_some(())
     })
     .await;
+    (child, base, rx)
+}
+
+#[tokio::test]
+async fn one_access_line_per_request_by_route_template() {
+    let app = TestApp::start().await;
+    let (mut child, base, lines) = spawn_api(&app, "text").await;
+    let id = uuid::Uuid::new_v4();
+    let resp = app
+        .http
+        .get(format!("{base}/backend/channels/{id}"))
+        .bearer_auth(app.key())
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let line = eventually(Duration::from_secs(10), "the access line", || async {
+        lines.try_iter().find(|l| l.contains("req-abc-123"))
+    })
+    .await;
+    child.kill().ok();
+    child.wait().ok();
+    let rest: Vec<String> = lines.try_iter().collect();
+    for part in [
+        "INFO",
+        "method=GET",
+        "route=/backend/channels/{id}",
+        "status=404",
+        "latency_ms=",
+        "request_id=req-abc-123",
+    ] {
+        assert!(line.contains(part), "{part} missing in {line}");
+    }
+    assert!(!line.contains(&id.to_string()), "the raw path is not logged: {line}");
+    assert!(!rest.iter().any(|l| l.contains("req-abc-123")), "one line per request");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn log_format_json_writes_one_object_per_line() {
+    let app = TestApp::start().await;
+    let (mut child, base, rx) = spawn_api(&app, "json").await;
+    let r = app
+        .http
+        .get(format!("{base}/healthz"))
+        .header("x-request-id", "json-req-1")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
     let access = eventually(Duration::from_secs(10), "the JSON access line", || async {
         rx.try_iter().find(|l| l.contains("json-req-1"))
     })

@@ -128,3 +128,34 @@ async fn a_schema_behind_the_binary_is_not_ready_and_says_what_to_run() {
     readiness_becomes(&app, StatusCode::OK).await;
     app.stop().await;
 }
+
+/// With `LEADFLOW_MIGRATE_ON_START=false` a role never migrates: on a schema behind it
+/// (here: no database yet) it refuses to start, saying what to run; after `leadflow
+/// migrate` it starts.
+#[tokio::test]
+async fn without_migrate_on_start_a_role_refuses_a_schema_behind_it_until_leadflow_migrate() {
+    let app = TestApp::start().await;
+    let db = format!("{}_m", app.db_name);
+    let url = format!("{}/{db}", crate::support::pg_server());
+    let leadflow = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .args(args)
+            .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("LEADFLOW_DATABASE_URL", &url)
+            .env("LEADFLOW_MIGRATE_ON_START", "false")
+            .env("LEADFLOW_LOG", "error")
+            .output()
+            .expect("the leadflow binary runs")
+    };
+    let refused = leadflow(&["tenant", "create", "--name", "Acme"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(said.contains("run `leadflow migrate`"), "{said}");
+    assert!(leadflow(&["migrate"]).status.success(), "leadflow migrate migrates");
+    let created = leadflow(&["tenant", "create", "--name", "Acme"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let out: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert!(out["tenant_id"].is_string());
+    crate::support::drop_database(&db).await;
+    app.stop().await;
+}

@@ -347,7 +347,7 @@ async fn a_shared_meta_app_secret_or_twilio_account_cannot_write_into_another_ch
 /// whole app on it): every level with every span's fields, and what an operator sees at
 /// the default `info` level.
 #[derive(Clone, Default)]
-pub(crate) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -360,7 +360,7 @@ impl std::io::Write for Captured {
 }
 
 impl Captured {
-    pub(crate) fn text(&self) -> String {
+    fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }

@@ -53,6 +53,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_STALLED_INTERVAL", Some("2s")),
     ("LEADFLOW_SWEEP_INTERVAL", Some("5s")),
     ("LEADFLOW_DB_MAX_CONNECTIONS", Some("20")),
+    ("LEADFLOW_MIGRATE_ON_START", Some("true")),
     ("LEADFLOW_ALLOW_PRIVATE_ADDRS", Some("")),
     ("LEADFLOW_MEDIA_MAX_AUDIO_BYTES", Some("25MB")),
     ("LEADFLOW_MEDIA_MAX_PDF_BYTES", Some("20MB")),
@@ -169,6 +170,9 @@ pub struct Config {
     pub stalled_interval: Duration,
     pub sweep_interval: Duration,
     pub db_max_connections: u32,
+    /// Whether every role migrates at start; with `false` they refuse to start on a schema
+    /// behind them, and `leadflow migrate` (run once per deploy) migrates.
+    pub migrate_on_start: bool,
 }
 
 /// The raw layered values, before parsing.
@@ -364,6 +368,7 @@ impl Config {
             stalled_interval: l.duration("LEADFLOW_STALLED_INTERVAL")?,
             sweep_interval: l.duration("LEADFLOW_SWEEP_INTERVAL")?,
             db_max_connections: l.number("LEADFLOW_DB_MAX_CONNECTIONS")?,
+            migrate_on_start: l.boolean("LEADFLOW_MIGRATE_ON_START")?,
         };
         if cfg.lock_duration < Duration::from_secs(1) {
             return Err(invalid("LEADFLOW_LOCK_DURATION", "must be at least 1s"));

@@ -46,6 +46,12 @@ pub enum DbError {
     NotFound(&'static str),
     #[error("secret could not be decrypted (wrong LEADFLOW_MASTER_KEY?)")]
     Crypto(#[from] crate::crypto::CryptoError),
+    #[error(
+        "the database schema is at {}, this binary needs {want}: run `leadflow migrate` \
+         (LEADFLOW_MIGRATE_ON_START=false)",
+        have.map_or("no migration".to_owned(), |v| v.to_string())
+    )]
+    SchemaBehind { have: Option<i64>, want: i64 },
     /// A stored value does not parse as what the column holds (a bug or a hand edit).
     #[error("stored {0} is malformed")]
     Malformed(&'static str),
@@ -129,20 +135,67 @@ async fn seal_plain(
     Ok(done)
 }
 
-/// Connects, creating the database when it does not exist yet, and runs migrations.
-/// Every role calls this at start; migrations are idempotent.
-pub async fn connect_and_migrate(cfg: &Config) -> Result<PgPool, DbError> {
+/// What every role calls at start: [`connect_and_migrate`], or with
+/// `LEADFLOW_MIGRATE_ON_START=false` only a connection to a schema that must already be at
+/// this binary's version (else [`DbError::SchemaBehind`]).
+pub async fn connect_for_role(cfg: &Config) -> Result<PgPool, DbError> {
+    if cfg.migrate_on_start {
+        return connect_and_migrate(cfg).await;
+    }
+    let want = latest_migration();
+    let pool = match connect(cfg).await {
+        Ok(p) => p,
+        // 3D000: the database does not exist yet; `leadflow migrate` creates it.
+        Err(DbError::Sqlx(sqlx::Error::Database(e))) if e.code().as_deref() == Some("3D000") => {
+            return Err(DbError::SchemaBehind { have: None, want });
+        }
+        Err(e) => return Err(e),
+    };
+    let have: Option<i64> = match sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+    {
+        Ok(v) => v,
+        // 42P01: no migrations table at all.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => None,
+        Err(e) => return Err(e.into()),
+    };
+    if have.is_none_or(|v| v < want) {
+        return Err(DbError::SchemaBehind { have, want });
+    }
+    Ok(pool)
+}
+
+/// A pool to the database as it is (no creation, no migration).
+pub async fn connect(cfg: &Config) -> Result<PgPool, DbError> {
+    let opts = connect_options(cfg)?;
+    pool_with(cfg, opts).await
+}
+
+fn connect_options(cfg: &Config) -> Result<PgConnectOptions, DbError> {
     let url = cfg.database_url.expose_secret();
     let mut opts = PgConnectOptions::from_str(url)?;
     if let Some(password) = pgpass::lookup(&cfg.data_dir.join("pgpass"), url, &opts) {
         opts = opts.password(&password);
     }
-    create_database_if_missing(&opts).await?;
-    let pool = PgPoolOptions::new()
+    Ok(opts)
+}
+
+async fn pool_with(cfg: &Config, opts: PgConnectOptions) -> Result<PgPool, DbError> {
+    Ok(PgPoolOptions::new()
         .max_connections(cfg.db_max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(opts)
-        .await?;
+        .await?)
+}
+
+/// Connects, creating the database when it does not exist yet, and runs migrations.
+/// `leadflow migrate` calls this, and every role at start unless
+/// `LEADFLOW_MIGRATE_ON_START=false`; migrations are idempotent.
+pub async fn connect_and_migrate(cfg: &Config) -> Result<PgPool, DbError> {
+    let opts = connect_options(cfg)?;
+    create_database_if_missing(&opts).await?;
+    let pool = pool_with(cfg, opts).await?;
     migrate(&pool).await?;
     Ok(pool)
 }
