@@ -10,19 +10,26 @@ use serde_json::{json, Value};
 
 use crate::support::{eventually, TestApp};
 
-#[tokio::test]
-async fn every_request_gets_an_echoed_request_id() {
-    let app = TestApp::start().await;
-    let id = uuid::Uuid::new_v4();
+/// `GET /backend/channels/{id}` for an id that does not exist, with request id
+/// `req-abc-123`: a 404.
+async fn unknown_channel(app: &TestApp, base: &str, id: uuid::Uuid) -> reqwest::Response {
     let resp = app
         .http
-        .get(format!("{}/backend/channels/{id}", app.base))
+        .get(format!("{base}/backend/channels/{id}"))
         .bearer_auth(app.key())
         .header("x-request-id", "req-abc-123")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+    resp
+}
+
+#[tokio::test]
+async fn every_request_gets_an_echoed_request_id() {
+    let app = TestApp::start().await;
+    let id = uuid::Uuid::new_v4();
+    let resp = unknown_channel(&app, &app.base, id).await;
     assert_eq!(
         resp.headers()["x-request-id"],
         "req-abc-123",
@@ -77,15 +84,7 @@ async fn one_access_line_per_request_by_route_template() {
     let app = TestApp::start().await;
     let (mut child, base, lines) = spawn_api(&app, "text").await;
     let id = uuid::Uuid::new_v4();
-    let resp = app
-        .http
-        .get(format!("{base}/backend/channels/{id}"))
-        .bearer_auth(app.key())
-        .header("x-request-id", "req-abc-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
+    unknown_channel(&app, &base, id).await;
     let line = eventually(Duration::from_secs(10), "the access line", || async {
         lines.try_iter().find(|l| l.contains("req-abc-123"))
     })
