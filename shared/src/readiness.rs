@@ -102,18 +102,11 @@ impl Probe {
     }
 
     async fn migrations(&self) -> Result<(), String> {
-        let want = crate::db::latest_migration();
         bounded(async {
-            let have: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| format!("cannot read the schema version: {e}"))?;
-            match have {
-                Some(v) if v >= want => Ok(()),
-                v => Err(format!(
-                    "behind: the database is at {}, this binary needs {want} (run `leadflow migrate`)",
-                    v.map_or("no migration".to_owned(), |v| v.to_string())
-                )),
+            match crate::db::schema_is_current(&self.pool).await {
+                Ok(()) => Ok(()),
+                Err(e @ crate::db::DbError::SchemaBehind { .. }) => Err(format!("behind: {e}")),
+                Err(e) => Err(format!("cannot read the schema version: {e}")),
             }
         })
         .await

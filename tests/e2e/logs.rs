@@ -3,7 +3,7 @@
 //! `LEADFLOW_LOG_FORMAT=json` for log pipelines.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -54,9 +54,9 @@ async fn every_request_gets_an_echoed_request_id() {
 /// subscriber), with `format` logs; returns its base URL and its stderr lines.
 async fn spawn_api(app: &TestApp, format: &str) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
     let port = crate::resilience::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+    let mut child = app
+        .leadflow_command()
         .arg("api")
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("LEADFLOW_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("LEADFLOW_LOG_FORMAT", format)
         .env("LEADFLOW_LOG", "info")
@@ -132,9 +132,9 @@ async fn log_format_json_writes_one_object_per_line() {
     assert_eq!(v["status"], json!(200));
 
     // A format it does not know is refused at start, naming the variable.
-    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+    let out = app
+        .leadflow_command()
         .arg("api")
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("LEADFLOW_LOG_FORMAT", "xml")
         .output()
         .unwrap();

@@ -138,9 +138,8 @@ async fn without_migrate_on_start_a_role_refuses_a_schema_behind_it_until_leadfl
     let db = format!("{}_m", app.db_name);
     let url = format!("{}/{db}", crate::support::pg_server());
     let leadflow = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        app.leadflow_command()
             .args(args)
-            .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("LEADFLOW_DATABASE_URL", &url)
             .env("LEADFLOW_MIGRATE_ON_START", "false")
             .env("LEADFLOW_LOG", "error")

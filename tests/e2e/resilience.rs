@@ -17,9 +17,8 @@ fn spawn_worker(app: &TestApp, extra: &[(&str, &str)]) -> Child {
         Instant::now().elapsed().as_nanos()
     )))
     .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+    app.leadflow_command()
         .arg("worker")
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .envs(extra.iter().copied())
         .env("LEADFLOW_LOG", "info")
         .stdout(Stdio::null())

@@ -47,8 +47,7 @@ pub enum DbError {
     #[error("secret could not be decrypted (wrong LEADFLOW_MASTER_KEY?)")]
     Crypto(#[from] crate::crypto::CryptoError),
     #[error(
-        "the database schema is at {}, this binary needs {want}: run `leadflow migrate` \
-         (LEADFLOW_MIGRATE_ON_START=false)",
+        "the database schema is at {}, this binary needs {want}: run `leadflow migrate`",
         have.map_or("no migration".to_owned(), |v| v.to_string())
     )]
     SchemaBehind { have: Option<i64>, want: i64 },
@@ -151,8 +150,16 @@ pub async fn connect_for_role(cfg: &Config) -> Result<PgPool, DbError> {
         }
         Err(e) => return Err(e),
     };
+    schema_is_current(&pool).await?;
+    Ok(pool)
+}
+
+/// Whether the schema is at this binary's migration version ([`DbError::SchemaBehind`]
+/// when not): the one check behind a role's refusal to start and `/readyz`.
+pub async fn schema_is_current(pool: &PgPool) -> Result<(), DbError> {
+    let want = latest_migration();
     let have: Option<i64> = match sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await
     {
         Ok(v) => v,
@@ -160,10 +167,10 @@ pub async fn connect_for_role(cfg: &Config) -> Result<PgPool, DbError> {
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => None,
         Err(e) => return Err(e.into()),
     };
-    if have.is_none_or(|v| v < want) {
-        return Err(DbError::SchemaBehind { have, want });
+    match have {
+        Some(v) if v >= want => Ok(()),
+        have => Err(DbError::SchemaBehind { have, want }),
     }
-    Ok(pool)
 }
 
 /// A pool to the database as it is (no creation, no migration).

@@ -34,7 +34,8 @@ pub struct Outgoing {
 /// The AI reply of `burst_id`, to send through `channel_id` (one per burst), as one
 /// row per part: the first is due now, each next one once the one before is sent.
 /// Returns the first part's id (None if the reply was already stored). Every part points
-/// at the reply's conversation message.
+/// at `message_id`, the reply's conversation message (None when a re-run found the reply
+/// stored: its parts are stored too, so nothing is inserted).
 #[tracing::instrument(level = "debug", skip(conn, parts))]
 pub async fn create_reply(
     conn: &mut PgConnection,
@@ -42,14 +43,14 @@ pub async fn create_reply(
     channel_id: Uuid,
     lead_id: Uuid,
     burst_id: Uuid,
+    message_id: Option<Uuid>,
     parts: &[String],
 ) -> Result<Option<Uuid>, DbError> {
     let ids: Vec<Uuid> = parts.iter().map(|_| Uuid::now_v7()).collect();
     let first = sqlx::query_scalar::<_, Option<Uuid>>(
         r#"INSERT INTO outbox (id, tenant_id, channel_id, lead_id, burst_id, part, content, status, next_attempt_at,
                                message_id)
-           SELECT p.id, $2, $3, $4, $5, (p.n - 1)::int, p.content, 'pending', CASE WHEN p.n = 1 THEN now() END,
-                  (SELECT id FROM messages WHERE reply_to_burst = $5)
+           SELECT p.id, $2, $3, $4, $5, (p.n - 1)::int, p.content, 'pending', CASE WHEN p.n = 1 THEN now() END, $7
            FROM unnest($1::uuid[], $6::text[]) WITH ORDINALITY AS p(id, content, n)
            ON CONFLICT (burst_id, part) DO NOTHING
            RETURNING CASE WHEN part = 0 THEN id END"#,
@@ -60,6 +61,7 @@ pub async fn create_reply(
     .bind(lead_id)
     .bind(burst_id)
     .bind(parts)
+    .bind(message_id)
     .fetch_all(conn)
     .await?
     .into_iter()
@@ -274,6 +276,8 @@ pub struct ReportApplied {
     pub before: DeliveryState,
     /// The new state, or None when the report was not news (kept as a row all the same).
     pub after: Option<DeliveryState>,
+    /// Why, readable, when the report moved the message to `failed`.
+    pub reason: Option<String>,
 }
 
 /// Applies a provider's report to the message of `channel_id` it is about, in one
@@ -309,17 +313,15 @@ pub async fn apply_report(pool: &PgPool, channel_id: Uuid, r: &Report<'_>) -> Re
     .bind(after.is_some())
     .execute(&mut *tx)
     .await?;
+    // A failure says why; a later proof of delivery clears it (the history keeps it).
+    let reason = (after == Some(DeliveryState::Failed)).then(|| delivery::reason(r.error_code, r.error));
     if let Some(state) = after {
-        // A failure says why; a later proof of delivery clears it (the history keeps it).
-        let (code, reason) = match state {
-            DeliveryState::Failed => (r.error_code, Some(delivery::reason(r.error_code, r.error))),
-            _ => (None, None),
-        };
+        let code = reason.as_ref().and(r.error_code);
         sqlx::query(r#"UPDATE outbox SET status = $2, status_at = now(), error_code = $3, error = $4 WHERE id = $1"#)
             .bind(outbox_id)
             .bind(state)
             .bind(code)
-            .bind(reason)
+            .bind(&reason)
             .execute(&mut *tx)
             .await?;
     }
@@ -331,6 +333,7 @@ pub async fn apply_report(pool: &PgPool, channel_id: Uuid, r: &Report<'_>) -> Re
         message_id,
         before,
         after,
+        reason,
     }))
 }
 

@@ -242,9 +242,10 @@ async fn finish(
         response: None,
         error: None,
     };
+    let mut reply_id = None;
     match &outcome {
         Ok(reply) => {
-            messages::insert_reply(
+            reply_id = messages::insert_reply(
                 &mut tx,
                 &messages::Reply {
                     tenant_id: b.tenant_id,
@@ -284,7 +285,7 @@ async fn finish(
             } else {
                 vec![reply.content.clone()]
             };
-            outbox::create_reply(&mut tx, b.tenant_id, channel, b.lead_id, b.id, &parts).await?
+            outbox::create_reply(&mut tx, b.tenant_id, channel, b.lead_id, b.id, reply_id, &parts).await?
         }
         _ => None,
     };

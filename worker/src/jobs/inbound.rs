@@ -310,8 +310,7 @@ async fn status_report(
         inbound::finish(&ctx.pool, ev.id, "ignored", Some(&why)).await?;
         return Ok(());
     };
-    if applied.after == Some(DeliveryState::Failed) {
-        let reason = leadflow_shared::delivery::reason(s.error_code.as_deref(), s.error.as_deref());
+    if let (Some(DeliveryState::Failed), Some(reason)) = (applied.after, &applied.reason) {
         let failed = crate::notify::Failed {
             tenant_id: applied.tenant_id,
             lead_id: applied.lead_id,
@@ -319,7 +318,7 @@ async fn status_report(
             message_id: applied.message_id,
             outbox_id: applied.outbox_id,
             error_code: s.error_code.as_deref(),
-            reason: &reason,
+            reason,
             source: "provider",
         };
         crate::notify::message_failed(ctx, &failed).await;
