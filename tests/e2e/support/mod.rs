@@ -269,21 +269,37 @@ impl TestApp {
         }
     }
 
+    /// The `leadflow` binary with this app's settings (its database, Redis prefix, keys),
+    /// for tests that need a role or a command as a process of its own.
+    pub fn leadflow_command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
     /// Waits until nothing more is about to happen, instead of sleeping before asserting
     /// that nothing more happened: no job waiting, active, prioritized or due within a
-    /// second and a half in any work queue (the scheduler's own ticks aside) and no
-    /// webhook event pending, seen on two looks 100 ms apart. Panics after 30 s.
+    /// second and a half in any work queue (ticks and mailbox polls aside) and no
+    /// webhook event pending, continuously for a whole sweep interval (and at least a
+    /// second), so that periodic work — the sweeper re-enqueueing something, a poll, a
+    /// check — has had its chance to happen. Panics after 30 s.
     pub async fn settle(&self) {
         const HORIZON_MS: i64 = 1500;
         let client = redis::Client::open(redis_url()).expect("redis url");
         let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let mut quiet_looks = 0;
-        while quiet_looks < 2 {
+        let quiet_for = self.config().sweep_interval.max(Duration::from_secs(1)) + Duration::from_millis(200);
+        let mut quiet_since: Option<tokio::time::Instant> = None;
+        while quiet_since.is_none_or(|t| t.elapsed() < quiet_for) {
             let mut busy: Vec<String> = Vec::new();
             let due = chrono::Utc::now() + chrono::Duration::milliseconds(HORIZON_MS);
             for kind in leadflow_shared::queue::QueueKind::ALL {
-                if kind == leadflow_shared::queue::QueueKind::Scheduled {
+                // Periodic by nature (ticks, mailbox polls): never idle, and not work a
+                // test waits for; what they start lands in the other queues.
+                if matches!(
+                    kind,
+                    leadflow_shared::queue::QueueKind::Scheduled | leadflow_shared::queue::QueueKind::Mail
+                ) {
                     continue;
                 }
                 let c = leadflow_shared::queue::counts(&mut conn, &self.prefix, kind, Some(due))
@@ -300,7 +316,11 @@ impl TestApp {
             if events > 0 {
                 busy.push(format!("{events} webhook events pending"));
             }
-            quiet_looks = if busy.is_empty() { quiet_looks + 1 } else { 0 };
+            quiet_since = match (busy.is_empty(), quiet_since) {
+                (true, Some(t)) => Some(t),
+                (true, None) => Some(tokio::time::Instant::now()),
+                (false, _) => None,
+            };
             if tokio::time::Instant::now() > deadline {
                 panic!("never settled: {busy:?}");
             }
