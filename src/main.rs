@@ -52,6 +52,11 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// The effective configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Tenant administration.
     Tenant {
         #[command(subcommand)]
@@ -80,6 +85,14 @@ enum TenantCommand {
         #[arg(long)]
         base_url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration (defaults, file, environment, `_FILE` secrets) and print
+    /// every setting with where it came from, secrets masked; exit 1 naming the variable
+    /// when something is wrong.
+    Check,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -120,6 +133,12 @@ async fn run() -> anyhow::Result<()> {
     if let Command::Healthcheck { url } = &cli.command {
         return healthcheck(url.as_deref()).await;
     }
+    if let Command::Config {
+        command: ConfigCommand::Check,
+    } = &cli.command
+    {
+        return config_check();
+    }
     let mut cfg = Config::load().context("invalid configuration")?;
     let roles = match cli.command {
         Command::All => Roles::all(&cfg),
@@ -148,7 +167,9 @@ async fn run() -> anyhow::Result<()> {
             worker: None,
             scheduler: true,
         },
-        Command::Healthcheck { .. } => unreachable!("answered before the configuration is loaded"),
+        Command::Healthcheck { .. } | Command::Config { .. } => {
+            unreachable!("answered before the configuration is loaded")
+        }
         Command::Migrate => {
             db::connect_and_migrate(&cfg).await?;
             eprintln!("migrations applied");
@@ -205,6 +226,30 @@ async fn wait_for_signal() {
 
 /// `leadflow healthcheck`: needs nothing but the address (a probe must not fail on a
 /// setting it does not use).
+/// `leadflow config check`: one `VAR=value  # source` line per setting (a file an
+/// operator can diff between hosts), secrets masked.
+fn config_check() -> anyhow::Result<()> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (cfg, settings) = match Config::check(&env) {
+        Ok(checked) => checked,
+        Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            std::process::exit(1)
+        }
+    };
+    println!("# the configuration is valid");
+    for s in settings {
+        let note = match (&s.shown, s.var) {
+            (None, "LEADFLOW_MASTER_KEY") => {
+                format!("not set: dev uses {}", cfg.data_dir.join("master.key").display())
+            }
+            _ => s.source.to_string(),
+        };
+        println!("{}={}  # {note}", s.var, s.shown.unwrap_or_default());
+    }
+    Ok(())
+}
+
 async fn healthcheck(url: Option<&str>) -> anyhow::Result<()> {
     let url = match url {
         Some(u) => u.to_owned(),

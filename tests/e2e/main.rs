@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod ai_errors;
 mod channels;
+mod config;
 mod debounce;
 mod delivery_status;
 mod email;

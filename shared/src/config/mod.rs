@@ -102,6 +102,52 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_CALENDAR_WATCH_TTL", Some("7d")),
 ];
 
+/// The settings that hold secrets, each with its `_FILE` twin: the twin names a file
+/// holding the value (a Docker or Kubernetes secret mounted into the container), so the
+/// secret need not sit in the environment, where `docker inspect` and child processes see
+/// it. `leadflow config check` masks these.
+const SECRETS: &[(&str, &str)] = &[
+    ("LEADFLOW_DATABASE_URL", "LEADFLOW_DATABASE_URL_FILE"),
+    ("LEADFLOW_REDIS_URL", "LEADFLOW_REDIS_URL_FILE"),
+    ("LEADFLOW_AI_API_KEY", "LEADFLOW_AI_API_KEY_FILE"),
+    ("LEADFLOW_MASTER_KEY", "LEADFLOW_MASTER_KEY_FILE"),
+    ("LEADFLOW_GOOGLE_CLIENT_SECRET", "LEADFLOW_GOOGLE_CLIENT_SECRET_FILE"),
+];
+
+/// Where a setting's effective value came from (`leadflow config check` says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    /// The TOML file.
+    File(PathBuf),
+    Env,
+    /// A `_FILE` variable's file.
+    SecretFile(PathBuf),
+    /// Set nowhere, and no default.
+    Unset,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env => f.write_str("environment"),
+            Source::SecretFile(p) => write!(f, "secret file {}", p.display()),
+            Source::Unset => f.write_str("not set"),
+        }
+    }
+}
+
+/// One setting as `leadflow config check` shows it: secrets masked.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub var: &'static str,
+    /// The value, with a secret masked (`****`; a URL keeps everything but its password).
+    pub shown: Option<String>,
+    pub source: Source,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{var}: {message}")]
@@ -248,27 +294,26 @@ impl Config {
 
     /// Builds the configuration from explicit environment pairs (tests and tools).
     pub fn from_sources(env: &[(String, String)]) -> Result<Self, ConfigError> {
-        let mut layers = BTreeMap::new();
-        for (var, default) in SETTINGS {
-            if let Some(d) = default {
-                layers.insert(*var, (*d).to_string());
-            }
-        }
-        let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let file = lookup("LEADFLOW_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| Some(PathBuf::from("leadflow.toml")).filter(|p| p.exists()));
-        if let Some(path) = file {
-            for (var, value) in read_file(&path)? {
-                layers.insert(var, value);
-            }
-        }
-        for (var, _) in SETTINGS {
-            if let Some(v) = lookup(var) {
-                layers.insert(*var, v);
-            }
-        }
-        Self::parse(&Layers(layers))
+        let (layers, _) = layer(env)?;
+        Self::parse(&layers)
+    }
+
+    /// Validates the configuration these environment pairs give and lists every setting's
+    /// effective value and where it came from, secrets masked (`leadflow config check`).
+    pub fn check(env: &[(String, String)]) -> Result<(Self, Vec<Effective>), ConfigError> {
+        let (layers, sources) = layer(env)?;
+        let cfg = Self::parse(&layers)?;
+        let shown = SETTINGS
+            .iter()
+            .map(|&(var, _)| Effective {
+                var,
+                shown: layers
+                    .get(var)
+                    .map(|v| if is_secret(var) { mask(v) } else { v.to_string() }),
+                source: sources.get(var).cloned().unwrap_or(Source::Unset),
+            })
+            .collect();
+        Ok((cfg, shown))
     }
 
     fn parse(l: &Layers) -> Result<Self, ConfigError> {
@@ -403,6 +448,79 @@ impl Config {
 
     pub fn has_ai_key(&self) -> bool {
         self.ai_api_key.is_some()
+    }
+}
+
+/// Defaults, then the config file, then the environment (where a secret's `_FILE` twin
+/// counts as setting it).
+fn layer(env: &[(String, String)]) -> Result<(Layers, BTreeMap<&'static str, Source>), ConfigError> {
+    let mut layers = BTreeMap::new();
+    let mut sources = BTreeMap::new();
+    for (var, default) in SETTINGS {
+        if let Some(d) = default {
+            layers.insert(*var, (*d).to_string());
+            sources.insert(*var, Source::Default);
+        }
+    }
+    let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let file = lookup("LEADFLOW_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("leadflow.toml")).filter(|p| p.exists()));
+    if let Some(path) = file {
+        for (var, value) in read_file(&path)? {
+            layers.insert(var, value);
+            sources.insert(var, Source::File(path.clone()));
+        }
+    }
+    for (var, _) in SETTINGS {
+        if let Some(v) = lookup(var) {
+            layers.insert(*var, v);
+            sources.insert(*var, Source::Env);
+        }
+    }
+    for (var, file_var) in SECRETS {
+        let Some(path) = lookup(file_var).filter(|p| !p.trim().is_empty()) else {
+            continue;
+        };
+        if lookup(var).is_some_and(|v| !v.is_empty()) {
+            return Err(invalid(file_var, format!("set either {var} or {file_var}, not both")));
+        }
+        let path = PathBuf::from(path.trim());
+        let value = read_secret(&path).map_err(|e| invalid(file_var, format!("{}: {e}", path.display())))?;
+        layers.insert(*var, value);
+        sources.insert(*var, Source::SecretFile(path));
+    }
+    Ok((Layers(layers), sources))
+}
+
+/// A secret file's value: its text without the trailing newline editors and `echo` add.
+fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.trim().is_empty() {
+        return Err("the file is empty".into());
+    }
+    Ok(value.to_string())
+}
+
+fn is_secret(var: &str) -> bool {
+    SECRETS.iter().any(|(v, _)| *v == var)
+}
+
+/// A secret as it may be shown: a URL without its password (the rest says where it
+/// points, which is what an operator checks), anything else as `****`.
+fn mask(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut u) if u.has_host() => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("****"));
+            } else if !u.username().is_empty() && u.scheme().starts_with("redis") {
+                // `redis://:password@host` and `redis://password@host` are both spelt.
+                let _ = u.set_username("****");
+            }
+            u.to_string()
+        }
+        _ => "****".into(),
     }
 }
 
@@ -541,6 +659,63 @@ mod tests {
         assert!(e.to_string().starts_with("LEADFLOW_MEDIA_MAX_IMAGE_BYTES"), "{e}");
         let e = Config::from_sources(&env(&[("LEADFLOW_ALLOW_PRIVATE_ADDRS", "localhost")])).unwrap_err();
         assert!(e.to_string().starts_with("LEADFLOW_ALLOW_PRIVATE_ADDRS"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_can_come_from_a_file_and_is_masked_when_shown() {
+        let dir = std::env::temp_dir().join(format!("leadflow-secrets-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("master_key");
+        let key = "ab".repeat(32);
+        std::fs::write(&key_file, format!("{key}\n")).unwrap();
+        let db_file = dir.join("database_url");
+        std::fs::write(&db_file, "postgres://leadflow:s3cret@db:5432/leadflow\n").unwrap();
+        let (cfg, shown) = Config::check(&env(&[
+            ("LEADFLOW_MASTER_KEY_FILE", &key_file.display().to_string()),
+            ("LEADFLOW_DATABASE_URL_FILE", &db_file.display().to_string()),
+            ("LEADFLOW_AI_API_KEY", "sk-live-123"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            cfg.master_key.unwrap().to_encoded(),
+            key,
+            "the trailing newline is not part of it"
+        );
+        let find = |var: &str| shown.iter().find(|e| e.var == var).unwrap().clone();
+        let db = find("LEADFLOW_DATABASE_URL");
+        assert_eq!(db.shown.as_deref(), Some("postgres://leadflow:****@db:5432/leadflow"));
+        assert_eq!(db.source, Source::SecretFile(db_file.clone()));
+        assert_eq!(find("LEADFLOW_MASTER_KEY").shown.as_deref(), Some("****"));
+        assert_eq!(find("LEADFLOW_AI_API_KEY").shown.as_deref(), Some("****"));
+        assert_eq!(find("LEADFLOW_AI_API_KEY").source, Source::Env);
+        assert_eq!(find("LEADFLOW_SYNC_TIMEOUT").shown.as_deref(), Some("60s"));
+        assert_eq!(find("LEADFLOW_SYNC_TIMEOUT").source, Source::Default);
+        assert_eq!(find("LEADFLOW_GOOGLE_CLIENT_SECRET").source, Source::Unset);
+
+        // Both at once is ambiguous; a missing or empty file names the _FILE variable.
+        let e = Config::check(&env(&[
+            ("LEADFLOW_MASTER_KEY_FILE", &key_file.display().to_string()),
+            ("LEADFLOW_MASTER_KEY", &key),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("LEADFLOW_MASTER_KEY_FILE: set either"), "{e}");
+        let e = Config::from_sources(&env(&[("LEADFLOW_AI_API_KEY_FILE", "/no/such/file")])).unwrap_err();
+        assert!(
+            e.to_string().starts_with("LEADFLOW_AI_API_KEY_FILE: /no/such/file"),
+            "{e}"
+        );
+        std::fs::write(&key_file, "\n").unwrap();
+        let e =
+            Config::from_sources(&env(&[("LEADFLOW_MASTER_KEY_FILE", &key_file.display().to_string())])).unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn masking_keeps_where_a_url_points() {
+        assert_eq!(mask("redis://:pw@cache:6379/0"), "redis://:****@cache:6379/0");
+        assert_eq!(mask("postgres://app@db/leadflow"), "postgres://app@db/leadflow");
+        assert_eq!(mask("whsec_abc"), "****");
     }
 
     #[test]
