@@ -438,3 +438,91 @@ async fn settle_waits_for_every_queued_and_due_job() {
     assert_eq!(app.receiver.successful().len(), 1, "delivered before settle returned");
     app.stop().await;
 }
+
+/// Redis is rebuildable: every key of the app's prefix deleted (as an operator would fear
+/// a lost or flushed Redis) while bursts wait out their debounce, generations are in
+/// flight and postbacks wait for their retry. PostgreSQL holds the truth, the sweeper
+/// re-derives the lost jobs, and every burst is still answered exactly once.
+#[tokio::test]
+async fn redis_wiped_mid_pipeline_every_burst_is_still_answered_once() {
+    let app = TestApp::builder()
+        .env("LEADFLOW_POSTBACK_RETRY_SCHEDULE", "6s,200ms,200ms")
+        .start()
+        .await;
+    app.set_assistant(json!({"debounce_seconds": 1.5, "max_wait_seconds": 30}))
+        .await;
+    // Retrying: their first postback fails, the retry is a delayed job 6 s out.
+    for _ in 0..3 {
+        app.receiver.push_status(500);
+    }
+    for i in 0..3 {
+        app.process(&app.msg(&format!("lead-retry{i}"), &format!("retry {i}"), true))
+            .await;
+    }
+    app.receiver.wait_for_any(3, Duration::from_secs(20)).await;
+    // Generating: the AI takes 4 s, so these are in flight when Redis goes.
+    app.ai.set_latency(Duration::from_secs(4));
+    for i in 0..3 {
+        app.process(&app.msg(&format!("lead-gen{i}"), &format!("generate {i}"), true))
+            .await;
+    }
+    app.ai.wait_for_requests(6, Duration::from_secs(20)).await;
+    // Pending: accepted, their flush job waiting out the debounce.
+    for i in 0..3 {
+        app.process(&app.msg(&format!("lead-wait{i}"), &format!("wait {i}"), true))
+            .await;
+    }
+    let states: Vec<String> = sqlx::query_scalar("SELECT status::text FROM bursts ORDER BY status::text")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(
+        states.iter().filter(|s| *s == "open").count() == 3 && states.iter().any(|s| s == "generating"),
+        "the wipe must come with bursts open and generating: {states:?}"
+    );
+    let retrying: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(retrying, 3, "and postbacks waiting for their retry");
+
+    crate::support::clear_redis_prefix(&app.prefix).await;
+    app.ai.set_latency(Duration::ZERO);
+
+    eventually(
+        Duration::from_secs(60),
+        "every burst answered after Redis was wiped",
+        || async { (webhook_ids_by_lead(&app).len() == 9).then_some(()) },
+    )
+    .await;
+    app.settle().await;
+    let by_lead = webhook_ids_by_lead(&app);
+    assert_eq!(by_lead.len(), 9, "no burst lost: {by_lead:?}");
+    for (lead, ids) in &by_lead {
+        assert_eq!(ids.len(), 1, "{lead} got {ids:?}: one webhook-id per burst");
+    }
+    for d in app.receiver.successful() {
+        let lead = d.json["lead_id"].as_str().unwrap();
+        let asked = lead.trim_start_matches("lead-").trim_end_matches(char::is_numeric);
+        let n = lead.chars().last().unwrap();
+        let said = match asked {
+            "retry" => format!("retry {n}"),
+            "gen" => format!("generate {n}"),
+            _ => format!("wait {n}"),
+        };
+        assert_eq!(d.json["response"], json!(format!("reply to: {said}")), "{lead}");
+    }
+    let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE reply_to_burst IS NOT NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(replies, 9, "one stored reply per burst");
+    // Scheduled work resumed: the waiting bursts' flush jobs were wiped, so only the
+    // sweeper — a scheduled tick enqueued after the wipe — can have answered them.
+    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM bursts WHERE status = 'done'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(done, 9, "every burst done");
+    app.stop().await;
+}
