@@ -89,6 +89,7 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
             .await?;
         tasks.push(tokio::spawn(leadflow_scheduler::sample_queues(
             redis,
+            pool.clone(),
             cfg.queue_prefix.clone(),
             shutdown_rx.clone(),
         )));

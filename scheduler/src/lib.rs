@@ -92,12 +92,34 @@ impl Scheduler {
 /// How often the queue gauges are refreshed.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-/// Keeps `leadflow_queue_jobs{queue,state}` current from BullMQ's keys, every
-/// [`SAMPLE_EVERY`], until `shutdown`. Waiting counts the prioritized jobs too (BullMQ keeps
+/// Keeps `leadflow_queue_jobs{queue,state}` current from BullMQ's keys and
+/// `leadflow_channels{provider,connection}` from PostgreSQL, every [`SAMPLE_EVERY`], until
+/// `shutdown`. Waiting counts the prioritized jobs too (BullMQ keeps
 /// them apart; for an operator they wait all the same).
-pub async fn sample_queues(mut redis: ConnectionManager, prefix: String, mut shutdown: watch::Receiver<bool>) {
+pub async fn sample_queues(
+    mut redis: ConnectionManager,
+    pool: sqlx::PgPool,
+    prefix: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
     use leadflow_shared::queue::QueueKind;
+    // A provider and state seen before and now absent is set to 0, not left at its last value.
+    let mut seen: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     loop {
+        match leadflow_shared::db::channels::connection_counts(&pool).await {
+            Ok(counts) => {
+                let now: std::collections::HashSet<(String, String)> =
+                    counts.iter().map(|(p, c, _)| (p.clone(), c.clone())).collect();
+                for (provider, connection) in seen.difference(&now) {
+                    leadflow_shared::metrics::channels(provider, connection, 0);
+                }
+                for (provider, connection, n) in &counts {
+                    leadflow_shared::metrics::channels(provider, connection, *n);
+                }
+                seen.extend(now);
+            }
+            Err(e) => tracing::debug!(error = %e, "channel counts not sampled"),
+        }
         for kind in QueueKind::ALL {
             match leadflow_shared::queue::counts(&mut redis, &prefix, kind, None).await {
                 Ok(c) => {

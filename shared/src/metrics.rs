@@ -103,6 +103,44 @@ fn describe() {
         "leadflow_sends_total",
         "Channel send attempts, by provider and outcome (sent, retried, failed)"
     );
+    describe_counter!(
+        "leadflow_media_total",
+        "Media processing attempts, by kind (image, audio, pdf) and outcome (done, retried, failed)"
+    );
+    describe_histogram!(
+        "leadflow_transcription_duration_seconds",
+        Unit::Seconds,
+        "Voice note transcription call duration"
+    );
+    describe_histogram!(
+        "leadflow_pdf_extraction_duration_seconds",
+        Unit::Seconds,
+        "PDF text extraction duration (the sandboxed child)"
+    );
+    describe_gauge!(
+        "leadflow_channels",
+        "Active channels, by provider and connection (connected, disconnected, unknown), sampled every 5 s"
+    );
+    describe_counter!(
+        "leadflow_scheduler_runs_total",
+        "Periodic task runs, by task and outcome (ok, failed, skipped: the previous run still going)"
+    );
+    describe_gauge!(
+        "process_resident_memory_bytes",
+        Unit::Bytes,
+        "Resident memory of this process"
+    );
+    describe_counter!(
+        "process_cpu_seconds_total",
+        Unit::Seconds,
+        "CPU time this process used (user + system)"
+    );
+    describe_gauge!("process_open_fds", "File descriptors this process has open");
+    describe_gauge!(
+        "process_start_time_seconds",
+        Unit::Seconds,
+        "When this process started, seconds since the epoch"
+    );
     describe_gauge!(
         "leadflow_db_pool_connections",
         "This process's PostgreSQL connections, by state (idle, active)"
@@ -113,6 +151,7 @@ fn describe() {
 pub fn render() -> String {
     match HANDLE.get().and_then(Option::as_ref) {
         Some(h) => {
+            process();
             h.run_upkeep();
             h.render()
         }
@@ -185,4 +224,125 @@ pub fn db_pool(pool: &sqlx::PgPool) {
     let (size, idle) = (pool.size() as f64, pool.num_idle() as f64);
     gauge!("leadflow_db_pool_connections", "state" => "idle").set(idle);
     gauge!("leadflow_db_pool_connections", "state" => "active").set((size - idle).max(0.0));
+}
+
+/// A medium processed: `kind` image, audio or pdf; `outcome` done, retried or failed.
+pub fn media(kind: &str, outcome: &'static str) {
+    counter!("leadflow_media_total", "kind" => kind.to_owned(), "outcome" => outcome).increment(1);
+}
+
+pub fn transcription(took: Duration) {
+    histogram!("leadflow_transcription_duration_seconds").record(took);
+}
+
+pub fn pdf_extraction(took: Duration) {
+    histogram!("leadflow_pdf_extraction_duration_seconds").record(took);
+}
+
+/// Active channels of `provider` in `connection` state, as sampled.
+pub fn channels(provider: &str, connection: &str, n: i64) {
+    gauge!("leadflow_channels", "provider" => provider.to_owned(), "connection" => connection.to_owned()).set(n as f64);
+}
+
+/// A periodic task's run: `ok`, `failed` or `skipped`.
+pub fn scheduler_run(task: &'static str, outcome: &'static str) {
+    counter!("leadflow_scheduler_runs_total", "task" => task, "outcome" => outcome).increment(1);
+}
+
+/// The standard process families, read from `/proc/self` at scrape time (Linux; on
+/// other systems they are simply absent). Hand-written rather than a crate: four values
+/// from three files.
+fn process() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name (which may hold spaces) — see proc(5).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    // `rest` starts at field 3 (state): utime is field 14, stime 15, starttime 22.
+    let ticks = 100.0; // USER_HZ, 100 on every Linux platform Leadflow targets
+    if let (Some(u), Some(s)) = (num(11), num(12)) {
+        // A counter holds whole numbers: whole CPU seconds, plenty for rate() over minutes.
+        counter!("process_cpu_seconds_total").absolute(((u + s) / ticks) as u64);
+    }
+    let rss_kib = std::fs::read_to_string("/proc/self/status").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+    });
+    if let Some(kib) = rss_kib {
+        gauge!("process_resident_memory_bytes").set(kib * 1024.0);
+    }
+    if let (Some(start), Some(boot)) = (num(19), boot_time()) {
+        gauge!("process_start_time_seconds").set(boot + start / ticks);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge!("process_open_fds").set(fds.count() as f64);
+    }
+}
+
+fn boot_time() -> Option<f64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every family the shipped dashboard and alert rules query (`leadflow_*`, `process_*`).
+    fn families_used(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for start in ["leadflow_", "process_"] {
+            for (i, _) in text.match_indices(start) {
+                let before = text[..i].chars().next_back();
+                if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let name: String = text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(&name)
+                    .to_owned();
+                out.push(family);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn the_dashboard_and_the_alerts_only_query_families_this_module_records() {
+        let here = include_str!("metrics.rs");
+        for (file, text) in [
+            (
+                "deploy/grafana/leadflow.json",
+                include_str!("../../deploy/grafana/leadflow.json"),
+            ),
+            (
+                "deploy/prometheus/alerts.yml",
+                include_str!("../../deploy/prometheus/alerts.yml"),
+            ),
+        ] {
+            let used = families_used(text);
+            assert!(used.len() > 3, "{file}: {used:?}");
+            for family in used {
+                assert!(
+                    here.contains(&format!("\"{family}\"")),
+                    "{file} queries {family}, which shared/src/metrics.rs does not record"
+                );
+            }
+        }
+    }
 }

@@ -55,6 +55,19 @@ async fn every_role_exposes_the_documented_families_and_promtool_accepts_them() 
     let id = uuid::Uuid::new_v4();
     let (status, _) = app.get(&format!("/backend/channels/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // A medium understood, and a channel to count.
+    let media = crate::support::media_server::MediaServer::start().await;
+    let photo = media.put(
+        "/p.png",
+        crate::support::media_server::fixture("photo.png"),
+        Some("image/png"),
+    );
+    let mut m = app.msg("lead-metrics-3", "a foto", true);
+    m["message_type"] = json!("image");
+    m["url"] = json!(photo);
+    app.process(&m).await;
+    app.receiver.wait_for(2, Duration::from_secs(15)).await;
+    crate::official::create_gupshup_channel(&app, "http://127.0.0.1:9").await;
     app.settle().await;
 
     let ops = app.ops.clone().unwrap();
@@ -79,6 +92,18 @@ async fn every_role_exposes_the_documented_families_and_promtool_accepts_them() 
         value(&api, r#"leadflow_db_pool_connections{state="idle"}"#).is_some(),
         "{api}"
     );
+    at_least_one(r#"leadflow_media_total{kind="image",outcome="done"}"#);
+    at_least_one(r#"leadflow_scheduler_runs_total{task="sweep",outcome="ok"}"#);
+    at_least_one("process_resident_memory_bytes");
+    at_least_one("process_open_fds");
+    at_least_one("process_start_time_seconds");
+    assert!(value(&api, "process_cpu_seconds_total").is_some(), "{api}");
+    // Channels are sampled every 5 s by the scheduler.
+    eventually(Duration::from_secs(15), "the channel gauge", || async {
+        let text = scrape(&app, &app.base).await;
+        (value(&text, r#"leadflow_channels{provider="gupshup",connection="unknown"}"#) == Some(1.0)).then_some(())
+    })
+    .await;
     for state in ["waiting", "active", "delayed", "failed", "completed"] {
         let series = format!(r#"leadflow_queue_jobs{{queue="ai",state="{state}"}}"#);
         assert!(value(&api, &series).is_some(), "{series} missing");

@@ -202,3 +202,13 @@ pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, Db
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Active channels counted by provider and connection state (the `leadflow_channels` gauge).
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn connection_counts(pool: &PgPool) -> Result<Vec<(String, String, i64)>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT provider, connection, count(*) FROM channels WHERE status = 'active' GROUP BY provider, connection",
+    )
+    .fetch_all(pool)
+    .await?)
+}

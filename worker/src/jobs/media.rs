@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use leadflow_shared::db::{assistants, media, tenants};
 use leadflow_shared::domain::AssistantSettings;
+use leadflow_shared::metrics;
 use leadflow_shared::queue::{jittered_backoff, ProcessMedia};
 
 use crate::media::process;
@@ -37,6 +38,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessMedia) -> anyhow::Result<()> {
 async fn run(ctx: &Ctx, claim: &media::Claim) -> anyhow::Result<()> {
     if claim.tenant_disabled {
         media::fail(&ctx.pool, claim.message_id, "tenant_disabled", tenants::DISABLED).await?;
+        metrics::media(&claim.kind, "failed");
         return Ok(());
     }
     let settings = match claim.assistant_id {
@@ -46,6 +48,7 @@ async fn run(ctx: &Ctx, claim: &media::Claim) -> anyhow::Result<()> {
     match process(ctx, claim, &settings).await {
         Ok(outcome) => {
             media::succeed(&ctx.pool, claim.message_id, &outcome).await?;
+            metrics::media(&claim.kind, "done");
             tracing::info!(message_id = %claim.message_id, kind = %claim.kind, ms = outcome.duration_ms, "medium understood");
         }
         Err(e) if e.retryable && (claim.attempts as u32) < ctx.cfg.media.max_attempts => {
@@ -61,10 +64,12 @@ async fn run(ctx: &Ctx, claim: &media::Claim) -> anyhow::Result<()> {
                 sweep: None,
             };
             ctx.queues.enqueue(&retry, delay).await?;
+            metrics::media(&claim.kind, "retried");
         }
         Err(e) => {
             tracing::warn!(message_id = %claim.message_id, kind = %claim.kind, code = %e.code, error = %e, "giving up on this medium");
             media::fail(&ctx.pool, claim.message_id, &e.code, &e.message).await?;
+            metrics::media(&claim.kind, "failed");
         }
     }
     Ok(())

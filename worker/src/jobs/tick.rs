@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use leadflow_shared::db::connections;
+use leadflow_shared::metrics;
 use leadflow_shared::queue::{Task, Tick};
 
 use crate::jobs::{calendar, connections as checks, housekeeping, sweep};
@@ -16,9 +17,11 @@ pub async fn handle(ctx: Arc<Ctx>, job: Tick) -> anyhow::Result<()> {
     let run = connections::run_started(&ctx.pool, job.task.name(), job.tick).await?;
     let Some(held) = connections::hold_task(&ctx.pool, job.task.name()).await? else {
         connections::run_finished(&ctx.pool, run, "skipped: the previous run is still going").await?;
+        metrics::scheduler_run(job.task.name(), "skipped");
         return Ok(());
     };
     let result = work(&ctx, job.task).await;
+    metrics::scheduler_run(job.task.name(), if result.is_ok() { "ok" } else { "failed" });
     held.rollback().await?;
     connections::run_finished(&ctx.pool, run, &result?).await?;
     Ok(())

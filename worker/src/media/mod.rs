@@ -112,6 +112,7 @@ pub async fn process(ctx: &Ctx, claim: &Claim, settings: &AssistantSettings) -> 
                     retry_after: None,
                 })?;
             let route = crate::ai::AiRoute::for_tenant(&ctx.cfg, &tenant_ai)?;
+            let started = std::time::Instant::now();
             let text = ctx
                 .ai
                 .transcribe(
@@ -126,20 +127,22 @@ pub async fn process(ctx: &Ctx, claim: &Claim, settings: &AssistantSettings) -> 
                         prompt: &settings.transcription_prompt,
                     },
                 )
-                .await?;
-            out.text = Some(text);
+                .await;
+            leadflow_shared::metrics::transcription(started.elapsed());
+            out.text = Some(text?);
         }
         "pdf" => {
             let extracted = {
                 let _cpu = ctx.cpu.acquire().await.expect("the CPU semaphore is never closed");
-                pdf::extract(&ctx.pdf, &file.bytes, limits.pdf_max_pages, limits.pdf_max_chars)
-                    .await
-                    .map_err(|e| match e {
-                        pdf::PdfError::Encrypted => MediaError::fatal("pdf_encrypted", e.to_string()),
-                        pdf::PdfError::Corrupt(_) | pdf::PdfError::Unreadable(_) => {
-                            MediaError::fatal("pdf_unreadable", e.to_string())
-                        }
-                    })?
+                let started = std::time::Instant::now();
+                let extracted = pdf::extract(&ctx.pdf, &file.bytes, limits.pdf_max_pages, limits.pdf_max_chars).await;
+                leadflow_shared::metrics::pdf_extraction(started.elapsed());
+                extracted.map_err(|e| match e {
+                    pdf::PdfError::Encrypted => MediaError::fatal("pdf_encrypted", e.to_string()),
+                    pdf::PdfError::Corrupt(_) | pdf::PdfError::Unreadable(_) => {
+                        MediaError::fatal("pdf_unreadable", e.to_string())
+                    }
+                })?
             };
             out.no_text = extracted.no_text();
             out.pages = Some(extracted.pages as i32);
