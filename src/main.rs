@@ -41,7 +41,7 @@ enum Command {
         /// Smaller workloads: a quick check that every section runs.
         #[arg(long)]
         quick: bool,
-        /// Only these sections (queue, ingest, pipeline, long, recovery, media, media_memory, webhooks, connections, fairness).
+        /// Only these sections (queue, ingest, pipeline, long, recovery, media, media_memory, webhooks, connections, fairness, retention).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },

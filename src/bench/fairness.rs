@@ -10,15 +10,8 @@ use serde_json::json;
 
 use super::load::Stop;
 use super::sections::{Section, Sender};
-use super::{fakes, wait_until, Row, Scope};
+use super::{fakes, percentile, wait_until, Row, Scope};
 use crate::{start, Roles};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 /// B's synchronous round trips, one per second, `n` of them (ms, sorted).
 async fn quiet_tenant(http: &reqwest::Client, url: &str, key: &str, tenant: &str, tag: &str, n: usize) -> Vec<f64> {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::media_fakes::{self, Arrivals};
 use super::sections::{spawn_worker, Section};
-use super::{fakes, rss_mib, wait_until, Row, Scope};
+use super::{fakes, percentile, rss_mib, wait_until, Row, Scope};
 use crate::{start, Roles};
 
 const PDF_BYTES: usize = 1 << 20;
@@ -73,13 +73,6 @@ async fn bursts(c: &Client, host: &str, prefix: &str, leads: usize, media: bool)
         }
     }
     out
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Reply latency after each lead's last message, in ms (p50, p99), for leads answered.

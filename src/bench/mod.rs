@@ -9,6 +9,7 @@ mod fakes;
 mod load;
 mod media;
 mod media_fakes;
+mod retention;
 mod sections;
 mod webhooks;
 
@@ -131,7 +132,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let base = Config::load()?;
     let want = |s: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == s);
     let mut report: Vec<(&str, Vec<Row>, Vec<String>)> = Vec::new();
-    let sections: [(&str, &str); 10] = [
+    let sections: [(&str, &str); 11] = [
         ("queue", "Queue layer: no-op jobs drained from a 100k backlog"),
         ("ingest", "/ai/process ingest (debounce: true)"),
         ("pipeline", "Whole pipeline: bursts of 5, fake AI at 0 ms"),
@@ -147,6 +148,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         (
             "fairness",
             "Fair share: one tenant floods 10,000 messages, another sends one a second",
+        ),
+        (
+            "retention",
+            "Retention: a million old messages purged while the hot path runs",
         ),
     ];
     for (name, title) in sections {
@@ -165,6 +170,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "media_memory" => media::media_memory(&mut scope, opts.quick).await,
             "webhooks" => webhooks::webhooks(&mut scope, opts.quick).await,
             "fairness" => fairness::fairness(&mut scope, opts.quick).await,
+            "retention" => retention::retention(&mut scope, opts.quick).await,
             _ => connections::connections(&mut scope, opts.quick).await,
         };
         scope.cleanup().await;
@@ -274,6 +280,14 @@ pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
             .map(|kb| kb / 1024.0)
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// The `q` quantile (0..=1) of ascending `sorted` values (NaN when there are none).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {

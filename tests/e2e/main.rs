@@ -16,6 +16,7 @@ mod health;
 mod hostile_input;
 mod housekeeping;
 mod inbound;
+mod lifecycle;
 mod logs;
 mod media;
 mod metrics;

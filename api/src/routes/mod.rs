@@ -57,6 +57,8 @@ pub fn router() -> Router<AppState> {
             "/backend/leads/{lead_id}/messages",
             get(leads::messages).post(lead_channels::send),
         )
+        .route("/backend/leads/{lead_id}", delete(leads::erase))
+        .route("/backend/leads/{lead_id}/export", get(leads::export))
         .route("/backend/leads/{lead_id}/channels", get(lead_channels::list))
         .route(
             "/backend/leads/{lead_id}/channels/{id}",

@@ -19,7 +19,7 @@ mod scheduler;
 pub use channels::ChannelsConfig;
 pub use google::GoogleConfig;
 pub use media::{parse_size, MediaConfig};
-pub use scheduler::SchedulerConfig;
+pub use scheduler::{Retention, SchedulerConfig};
 
 /// Every setting Leadflow reads, with its default. File keys are the names without the
 /// `LEADFLOW_` prefix, lower-cased (`redis_url = "..."`).
@@ -82,6 +82,11 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_HOUSEKEEPING_INTERVAL", Some("10m")),
     ("LEADFLOW_RETENTION_ATTEMPTS", Some("30d")),
     ("LEADFLOW_RETENTION_JOBS", Some("1d")),
+    ("LEADFLOW_RETENTION_MESSAGES", Some("off")),
+    ("LEADFLOW_RETENTION_MEDIA_BYTES", Some("off")),
+    ("LEADFLOW_RETENTION_RAW_PAYLOADS", Some("30d")),
+    ("LEADFLOW_RETENTION_IDEMPOTENCY_KEYS", Some("7d")),
+    ("LEADFLOW_RETENTION_DELIVERY_BODIES", Some("30d")),
     ("LEADFLOW_GOOGLE_CLIENT_ID", None),
     ("LEADFLOW_GOOGLE_CLIENT_SECRET", None),
     (
@@ -249,6 +254,13 @@ impl Layers {
             .filter(|s| !s.is_empty())
             .map(|s| item(s).map_err(|e| invalid(var, e)))
             .collect()
+    }
+    /// A duration, or `off` (`None`).
+    fn duration_or_off(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
+        match self.get(var).map(str::trim) {
+            None | Some("off") => Ok(None),
+            Some(_) => self.duration(var).map(Some),
+        }
     }
     fn size(&self, var: &'static str) -> Result<u64, ConfigError> {
         parse_size(self.req(var)?).map_err(|e| invalid(var, e))

@@ -30,6 +30,62 @@ pub struct SchedulerConfig {
     pub retention_attempts: Duration,
     /// Finished (completed or failed) queue entries older than this are removed from Redis.
     pub retention_jobs: Duration,
+    /// How long personal data is kept (see [`Retention`]).
+    pub retention: Retention,
+}
+
+/// How long each kind of personal data is kept; `None` is `off` (kept until the lead is
+/// erased). Housekeeping deletes what is older, in small batches.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Messages (with their media) older than this are deleted.
+    pub messages: Option<Duration>,
+    /// Inline bytes of images and PDFs (and stored e-mail attachments) are dropped after
+    /// this; the text extracted from them stays.
+    pub media_bytes: Option<Duration>,
+    /// Raw provider payloads (and their dedupe keys) of processed webhook calls.
+    pub raw_payloads: Option<Duration>,
+    /// `message_id` / `Idempotency-Key` records; at least the 24 h repeats are recognised in.
+    pub idempotency_keys: Duration,
+    /// Bodies of delivered postbacks and of finished channel sends (the rows stay).
+    pub delivery_bodies: Option<Duration>,
+}
+
+impl Retention {
+    fn parse(l: &Layers) -> Result<Self, ConfigError> {
+        // Shorter than an hour would race live work (a burst waiting out its max wait, a
+        // postback's retries); no real policy is that short.
+        let at_least_an_hour = |var: &'static str, d: Option<Duration>| match d {
+            Some(d) if d < Duration::from_secs(3600) => Err(invalid(var, "must be at least 1h, or off")),
+            _ => Ok(d),
+        };
+        let idempotency_keys = l.duration("LEADFLOW_RETENTION_IDEMPOTENCY_KEYS")?;
+        if idempotency_keys < Duration::from_secs(24 * 3600) {
+            return Err(invalid(
+                "LEADFLOW_RETENTION_IDEMPOTENCY_KEYS",
+                "must be at least 24h: a message_id repeated within 24 h is recognised as the same message",
+            ));
+        }
+        Ok(Self {
+            messages: at_least_an_hour(
+                "LEADFLOW_RETENTION_MESSAGES",
+                l.duration_or_off("LEADFLOW_RETENTION_MESSAGES")?,
+            )?,
+            media_bytes: at_least_an_hour(
+                "LEADFLOW_RETENTION_MEDIA_BYTES",
+                l.duration_or_off("LEADFLOW_RETENTION_MEDIA_BYTES")?,
+            )?,
+            raw_payloads: at_least_an_hour(
+                "LEADFLOW_RETENTION_RAW_PAYLOADS",
+                l.duration_or_off("LEADFLOW_RETENTION_RAW_PAYLOADS")?,
+            )?,
+            idempotency_keys,
+            delivery_bodies: at_least_an_hour(
+                "LEADFLOW_RETENTION_DELIVERY_BODIES",
+                l.duration_or_off("LEADFLOW_RETENTION_DELIVERY_BODIES")?,
+            )?,
+        })
+    }
 }
 
 impl SchedulerConfig {
@@ -61,6 +117,7 @@ impl SchedulerConfig {
             housekeeping_interval: l.duration("LEADFLOW_HOUSEKEEPING_INTERVAL")?,
             retention_attempts: l.duration("LEADFLOW_RETENTION_ATTEMPTS")?,
             retention_jobs: l.duration("LEADFLOW_RETENTION_JOBS")?,
+            retention: Retention::parse(l)?,
         })
     }
 }

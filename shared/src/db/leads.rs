@@ -184,7 +184,7 @@ pub async fn external_id(pool: &PgPool, lead_id: Uuid) -> Result<String, DbError
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find_id(pool: &PgPool, tenant_id: Uuid, external_id: &str) -> Result<Option<Uuid>, DbError> {
     Ok(
-        sqlx::query_scalar(r#"SELECT id FROM leads WHERE tenant_id = $1 AND external_id = $2"#)
+        sqlx::query_scalar(r#"SELECT id FROM leads WHERE tenant_id = $1 AND external_id = $2 AND erased_at IS NULL"#)
             .bind(tenant_id)
             .bind(external_id)
             .fetch_optional(pool)

@@ -16,6 +16,7 @@ pub mod identities;
 pub mod inbound;
 pub mod integrations;
 pub mod lead_channels;
+pub mod lead_data;
 pub mod leads;
 pub mod mailboxes;
 pub mod media;

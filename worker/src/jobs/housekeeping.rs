@@ -3,8 +3,12 @@
 //! `LEADFLOW_RETENTION_JOBS` (BullMQ's own trimming keeps them bounded between runs).
 //! PostgreSQL: delivery and send attempt rows, scheduler runs and dropped notifications
 //! older than `LEADFLOW_RETENTION_ATTEMPTS`, and consent states older than a day.
+//! Personal data past its `LEADFLOW_RETENTION_*` (messages, media bytes, raw payloads,
+//! idempotency keys, delivery bodies; see [`housekeeping::Expiring`]), the same way: short
+//! statements that each take at most a batch and skip rows live work holds, so the hot
+//! path never waits behind a purge.
 
-use leadflow_shared::db::housekeeping;
+use leadflow_shared::db::housekeeping::{self, Expiring};
 use leadflow_shared::queue::QueueKind;
 
 use crate::Ctx;
@@ -41,7 +45,35 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<String> {
             }
         }
     }
+    let r = &ctx.cfg.scheduler.retention;
+    let mut expired = Vec::new();
+    for what in Expiring::ALL {
+        let keep = match what {
+            Expiring::Messages => r.messages,
+            Expiring::MediaBytes => r.media_bytes,
+            Expiring::RawPayloads => r.raw_payloads,
+            Expiring::IdempotencyKeys => Some(r.idempotency_keys),
+            Expiring::DeliveryBodies => r.delivery_bodies,
+        };
+        let Some(keep) = keep else { continue };
+        let mut n = 0u64;
+        for _ in 0..MAX_BATCHES {
+            let changed = housekeeping::expire(&ctx.pool, what, keep.as_secs_f64(), BATCH).await?;
+            n += changed;
+            if changed < BATCH as u64 {
+                break;
+            }
+        }
+        if n > 0 {
+            expired.push(format!("{n} {}", what.name()));
+        }
+    }
+    let expired = if expired.is_empty() {
+        String::new()
+    } else {
+        format!("; expired: {}", expired.join(", "))
+    };
     Ok(format!(
-        "{removed_jobs} finished jobs and {removed_rows} old rows removed"
+        "{removed_jobs} finished jobs and {removed_rows} old rows removed{expired}"
     ))
 }
