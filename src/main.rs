@@ -129,6 +129,20 @@ async fn run() -> anyhow::Result<()> {
         Ok("json") => logs.json().flatten_event(true).with_current_span(false).init(),
         Ok(other) => anyhow::bail!("LEADFLOW_LOG_FORMAT: must be json or text, not {other:?}"),
     }
+    // A panic is a bug: logged (with where) like every other error, in the log's format,
+    // not as a bare line on stderr. The API answers it as a JSON 500 and keeps serving.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(location = location.as_deref().unwrap_or("unknown"), panic = %message, "panic");
+    }));
     let cli = Cli::parse();
     if let Command::Healthcheck { url } = &cli.command {
         return healthcheck(url.as_deref()).await;

@@ -79,6 +79,9 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         let tenant = state.auth.by_key(state, key).await?.ok_or(ApiError::Unauthorized)?;
+        if let Some(seen) = parts.extensions.get::<crate::CallerTenant>() {
+            let _ = seen.0.set(tenant.id);
+        }
         if parts.uri.path().starts_with("/backend/") {
             let limit = state.cfg.backend_rate_limit;
             if let crate::rate_limit::Decision::Limited(after) = state.limiter.check("backend", tenant.id, limit).await

@@ -176,7 +176,10 @@ fn backing_service_down(e: &anyhow::Error) -> bool {
         if let Some(e) = cause.downcast_ref::<redis::RedisError>() {
             return e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped();
         }
-        cause.is::<leadflow_shared::queue::QueueError>() || cause.is::<std::io::Error>()
+        if let Some(q) = cause.downcast_ref::<leadflow_shared::queue::QueueError>() {
+            return !matches!(q, leadflow_shared::queue::QueueError::Encode(_));
+        }
+        cause.is::<std::io::Error>()
     })
 }
 

@@ -77,19 +77,38 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let limit = state.cfg.max_body_bytes;
     let probes = routes::health::probes(state.probe.clone());
-    routes::router()
-        .merge(probes)
+    edge(routes::router().merge(probes), state)
+}
+
+/// The edge every route sits behind: a panic answered as a JSON 500 (innermost, so the
+/// access line and the metrics see the 500), request ids, access lines and metrics, the
+/// body limit, the NUL check.
+pub fn edge(routes: Router<AppState>, state: AppState) -> Router {
+    let limit = state.cfg.max_body_bytes;
+    routes
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .route_layer(axum::middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(reject_nul_in_uri))
         .with_state(state)
 }
 
+/// A handler panicked (a bug): the client gets the 500 of the error contract and the
+/// process keeps serving; the panic hook (`leadflow`'s main) has logged where.
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    error::ApiError::Internal(anyhow::anyhow!("a handler panicked: {what}")).into_response()
+}
+
 /// Every request: its `x-request-id` (the caller's, when it is a sane token, else a new
 /// one) echoed in the response, one access log line at `info` (method, route, status,
-/// latency, request id), and `leadflow_http_requests_total` / `…_duration_seconds`. All by
+/// latency, request id, the authenticated tenant when there is one), and `leadflow_http_requests_total` / `…_duration_seconds`. All by
 /// the matched route template (`/backend/channels/{id}`), never the raw path: ids are
 /// personal data in logs and a series per request in metrics.
 async fn track(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
@@ -108,8 +127,11 @@ async fn track(mut req: axum::extract::Request, next: axum::middleware::Next) ->
     if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
         req.headers_mut().insert(REQUEST_ID, v);
     }
+    let tenant = CallerTenant::default();
+    req.extensions_mut().insert(tenant.clone());
     let started = std::time::Instant::now();
-    let mut resp = next.run(req).await;
+    // Everything the request does — the jobs it enqueues and theirs — carries its id.
+    let mut resp = leadflow_shared::request_id::scope(request_id.clone(), next.run(req)).await;
     let took = started.elapsed();
     let status = resp.status().as_u16();
     tracing::info!(
@@ -119,6 +141,7 @@ async fn track(mut req: axum::extract::Request, next: axum::middleware::Next) ->
         status,
         latency_ms = took.as_millis() as u64,
         request_id = %request_id,
+        tenant_id = %tenant.0.get().map(ToString::to_string).unwrap_or_default(),
         "request"
     );
     if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
@@ -127,6 +150,11 @@ async fn track(mut req: axum::extract::Request, next: axum::middleware::Next) ->
     leadflow_shared::metrics::http_request(&route, &method, status, took);
     resp
 }
+
+/// The tenant whose API key authenticated the request, once the `Caller` extractor knows
+/// it: the access line names it.
+#[derive(Clone, Default)]
+pub struct CallerTenant(Arc<std::sync::OnceLock<uuid::Uuid>>);
 
 /// The request id header, taken from the caller or made, and echoed.
 pub const REQUEST_ID: &str = "x-request-id";

@@ -11,7 +11,8 @@ CREATE OR REPLACE FUNCTION leadflow_accept(
     p_tenant uuid, p_lead_ext text, p_role text, p_content text, p_type text, p_url text,
     p_debounce boolean, p_postback text, p_key text,
     p_assistant uuid, p_debounce_s float8, p_max_wait_s float8, p_pause_min integer,
-    p_message_id uuid, p_new_lead_id uuid, p_new_burst_id uuid, p_channel uuid)
+    p_message_id uuid, p_new_lead_id uuid, p_new_burst_id uuid, p_channel uuid,
+    p_request_id text DEFAULT NULL)
 RETURNS TABLE (outcome text, message_id uuid, burst_id uuid, new_burst boolean, due_in_ms bigint,
                paused_until timestamptz)
 LANGUAGE plpgsql AS $$
@@ -57,9 +58,9 @@ BEGIN
     END IF;
 
     IF p_role <> 'user' OR v_paused IS NOT NULL THEN
-        INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, url, external_id, status)
+        INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, url, external_id, status, request_id)
         VALUES (p_message_id, p_tenant, v_lead, p_role, p_content, p_type, p_url, p_key,
-                CASE WHEN p_role = 'user' THEN 'paused' ELSE 'recorded' END);
+                CASE WHEN p_role = 'user' THEN 'paused' ELSE 'recorded' END, p_request_id);
         RETURN QUERY SELECT CASE WHEN p_role = 'user' THEN 'paused' ELSE 'recorded' END,
             p_message_id, NULL::uuid, false, 0::bigint, v_paused;
         RETURN;
@@ -86,14 +87,14 @@ BEGIN
                 now() + make_interval(secs => CASE WHEN p_debounce THEN GREATEST(p_max_wait_s, p_debounce_s) ELSE 0 END),
                 p_channel)
         RETURNING (EXTRACT(EPOCH FROM (b.due_at - clock_timestamp())) * 1000)::bigint INTO v_due;
-        INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, url, external_id, burst_id, status)
-        VALUES (p_message_id, p_tenant, v_lead, p_role, p_content, p_type, p_url, p_key, v_burst, 'pending');
+        INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, url, external_id, burst_id, status, request_id)
+        VALUES (p_message_id, p_tenant, v_lead, p_role, p_content, p_type, p_url, p_key, v_burst, 'pending', p_request_id);
         RETURN QUERY SELECT 'queued'::text, p_message_id, v_burst, true, v_due, NULL::timestamptz;
         RETURN;
     END IF;
 
-    INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, url, external_id, burst_id, status)
-    VALUES (p_message_id, p_tenant, v_lead, p_role, p_content, p_type, p_url, p_key, v_burst, 'pending');
+    INSERT INTO messages (id, tenant_id, lead_id, role, content, message_type, url, external_id, burst_id, status, request_id)
+    VALUES (p_message_id, p_tenant, v_lead, p_role, p_content, p_type, p_url, p_key, v_burst, 'pending', p_request_id);
     RETURN QUERY SELECT 'queued'::text, p_message_id, v_burst, false, v_due, NULL::timestamptz;
 END;
 $$;

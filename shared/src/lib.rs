@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod notify;
 pub mod queue;
 pub mod readiness;
+pub mod request_id;
 pub mod retry_after;
 pub mod signing;
 pub mod ssrf;

@@ -92,6 +92,7 @@ async fn one_access_line_per_request_by_route_template() {
     child.kill().ok();
     child.wait().ok();
     let rest: Vec<String> = lines.try_iter().collect();
+    let tenant = format!("tenant_id={}", app.tenant.tenant_id);
     for part in [
         "INFO",
         "method=GET",
@@ -99,6 +100,7 @@ async fn one_access_line_per_request_by_route_template() {
         "status=404",
         "latency_ms=",
         "request_id=req-abc-123",
+        &tenant,
     ] {
         assert!(line.contains(part), "{part} missing in {line}");
     }
@@ -140,5 +142,121 @@ async fn log_format_json_writes_one_object_per_line() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("LEADFLOW_LOG_FORMAT"));
+    app.stop().await;
+}
+
+/// A bug in a handler is the contract's 500, not a dropped connection, and the API goes
+/// on serving. (The route that panics exists only here: it is served behind the same edge
+/// as every real route, `leadflow_api::edge`.)
+#[tokio::test]
+async fn a_panicking_handler_is_a_json_500_and_the_api_keeps_serving() {
+    use axum::routing::get;
+    let app = TestApp::start().await;
+    let queues = leadflow_shared::queue::Queues::connect(&crate::support::redis_url(), &app.prefix)
+        .await
+        .unwrap();
+    let state = leadflow_api::AppState::new(app.config(), app.pool.clone(), queues);
+    let routes = axum::Router::new()
+        .route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("a bug in a handler")
+                } else {
+                    "never"
+                }
+            }),
+        )
+        .route("/fine", get(|| async { "fine" }));
+    let base = crate::support::serve(leadflow_api::edge(routes, state)).await;
+    for _ in 0..3 {
+        let resp = app
+            .http
+            .get(format!("{base}/boom"))
+            .header("x-request-id", "req-panic")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500);
+        assert_eq!(
+            resp.headers()["x-request-id"],
+            "req-panic",
+            "the edge's layers still ran"
+        );
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!({"success": false, "error": {"code": "internal", "message": "an internal error occurred; it was logged"}})
+        );
+    }
+    let resp = app.http.get(format!("{base}/fine")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "fine");
+    app.stop().await;
+}
+
+/// One request id from the HTTP request to the postback: recorded on the message, and on
+/// the log span of every job the request led to (flush, AI, postback), in a worker that is
+/// another process.
+#[tokio::test]
+async fn one_request_id_follows_a_message_from_the_request_to_the_postback() {
+    let app = TestApp::builder().without_workers().start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    let mut worker = app
+        .leadflow_command()
+        .arg("worker")
+        .env("LEADFLOW_LOG_FORMAT", "json")
+        .env("LEADFLOW_LOG", "warn,leadflow_worker::runtime=debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = worker.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let resp = app
+        .http
+        .post(format!("{}/ai/process", app.base))
+        .bearer_auth(app.key())
+        .header("x-request-id", "req-trace-42")
+        .json(&app.msg("lead-trace", "quanto custa?", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    app.receiver.wait_for(1, Duration::from_secs(20)).await;
+
+    let (status, conv) = app.get("/backend/leads/lead-trace/messages").await;
+    assert_eq!(status, 200);
+    assert_eq!(conv["data"][0]["request_id"], json!("req-trace-42"), "{conv}");
+
+    let mut queues = std::collections::BTreeSet::new();
+    let mut seen = Vec::new();
+    let wanted = ["ai", "flush", "postback"];
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !wanted.iter().all(|q| queues.contains(*q)) && std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        for span in v["spans"].as_array().into_iter().flatten() {
+            if span["name"] == "job" && span["request_id"] == "req-trace-42" {
+                queues.insert(span["queue"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        seen.push(line);
+    }
+    worker.kill().ok();
+    worker.wait().ok();
+    assert!(
+        wanted.iter().all(|q| queues.contains(*q)),
+        "jobs logged with the request id: {queues:?}\n{}",
+        seen.join("\n")
+    );
     app.stop().await;
 }

@@ -98,9 +98,21 @@ where
     F: Fn(Arc<Ctx>, J) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let span =
-        tracing::info_span!("job", queue = J::QUEUE.name(), job_id = %job.id(), attempt = job.attempts_made() + 1);
-    async move {
+    // The request that led to this job (see `leadflow_shared::request_id`): on its span,
+    // and in scope for the jobs it enqueues.
+    let request_id = job
+        .data()
+        .get(leadflow_shared::request_id::FIELD)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let span = tracing::info_span!(
+        "job",
+        queue = J::QUEUE.name(),
+        job_id = %job.id(),
+        attempt = job.attempts_made() + 1,
+        request_id = request_id.as_deref().unwrap_or(""),
+    );
+    let run = async move {
         let started = std::time::Instant::now();
         // The last infrastructure attempt fails for good; the sweeper takes it from there.
         let last = job.attempts_made() + 1 >= queue::INFRA_ATTEMPTS;
@@ -130,10 +142,14 @@ where
         };
         let outcome = if out.is_ok() { "completed" } else { failed };
         leadflow_shared::metrics::job(J::QUEUE.name(), outcome, started.elapsed());
+        tracing::debug!(outcome, ms = started.elapsed().as_millis() as u64, "job finished");
         out
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    match request_id {
+        Some(id) => leadflow_shared::request_id::scope(id, run).await,
+        None => run.await,
+    }
 }
 
 fn worker_options(ctx: &Ctx, concurrency: usize, name: String) -> WorkerOptions {

@@ -113,6 +113,7 @@ pub async fn process(
     }
     let assistant = assistant(&state, tenant.id, body.opt_uuid("assistant_id")?).await?;
 
+    let request_id = leadflow_shared::request_id::current();
     let incoming = Incoming {
         tenant_id: tenant.id,
         lead_external_id: lead_id,
@@ -126,6 +127,7 @@ pub async fn process(
         idempotency_key: message_id,
         assistant: &assistant,
         channel_id: None,
+        request_id: request_id.as_deref(),
     };
     // A synchronous caller holds a slot while it waits; a tenant over its share is told
     // before anything is stored.

@@ -140,6 +140,7 @@ pub async fn send(
             .ok_or_else(|| ApiError::invalid("channel_id", "the tenant has no assistant"))?,
     };
     // Recorded as the business speaking: pauses the AI and drops a pending burst.
+    let request_id = leadflow_shared::request_id::current();
     let incoming = Incoming {
         tenant_id: tenant,
         lead_external_id: &lead_id,
@@ -153,6 +154,7 @@ pub async fn send(
         idempotency_key: None,
         assistant: &assistant,
         channel_id: Some(ch.id),
+        request_id: request_id.as_deref(),
     };
     let (message_id, paused_until) = match leads::accept(&state.pool, &incoming).await? {
         Accepted::Recorded {

@@ -29,6 +29,8 @@ pub struct Incoming<'a> {
     pub assistant: &'a Assistant,
     /// The channel it came through (`None`: `/ai/process`); the reply goes back through it.
     pub channel_id: Option<Uuid>,
+    /// The `x-request-id` of the request that brought it (see `crate::request_id`).
+    pub request_id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +112,7 @@ async fn accept_in<'e>(db: impl sqlx::PgExecutor<'e>, m: &Incoming<'_>) -> Resul
     let a = m.assistant;
     let row = sqlx::query_as::<_, AcceptRow>(
         r#"SELECT outcome, message_id, burst_id, new_burst, due_in_ms, paused_until
-           FROM leadflow_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"#,
+           FROM leadflow_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"#,
     )
     .bind(m.tenant_id)
     .bind(m.lead_external_id)
@@ -129,6 +131,7 @@ async fn accept_in<'e>(db: impl sqlx::PgExecutor<'e>, m: &Incoming<'_>) -> Resul
     .bind(Uuid::now_v7())
     .bind(Uuid::now_v7())
     .bind(m.channel_id)
+    .bind(m.request_id)
     .fetch_one(db)
     .await?;
     Ok(match (row.outcome.as_str(), row.burst_id) {

@@ -20,10 +20,13 @@ pub struct Message {
     #[serde(rename = "message_id")]
     pub external_id: Option<String>,
     pub status: String,
+    /// The `x-request-id` of the request that brought it in (absent on replies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, seq, role, content, message_type, url, external_id, status, created_at";
+const COLUMNS: &str = "id, seq, role, content, message_type, url, external_id, status, request_id, created_at";
 
 /// The burst's messages in acceptance order.
 #[tracing::instrument(level = "debug", skip(pool))]

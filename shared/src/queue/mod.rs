@@ -105,6 +105,9 @@ pub enum QueueError {
         #[source]
         source: bullmq::Error,
     },
+    /// A job that does not serialize (a bug).
+    #[error("a job could not be encoded: {0}")]
+    Encode(String),
 }
 
 /// Infrastructure retries: how many times BullMQ re-runs a job whose handler errored.
@@ -214,9 +217,14 @@ impl Queues {
     async fn enqueue_with_retries<J: Job>(&self, job: &J, delay: Duration, priority: u32) -> Result<(), QueueError> {
         // After Redis restarts, each connection fails its first command while it
         // reconnects in the background: a few quick retries ride that out.
+        // The request that led here, if any, rides along (see `crate::request_id`).
+        let mut data = serde_json::to_value(job).map_err(|e| QueueError::Encode(e.to_string()))?;
+        if let (Some(id), Some(fields)) = (crate::request_id::current(), data.as_object_mut()) {
+            fields.insert(crate::request_id::FIELD.into(), serde_json::Value::String(id));
+        }
         let mut attempt = 0;
         loop {
-            let mut add = self.queue(J::QUEUE).add(J::NAME, job).job_id(job.job_id());
+            let mut add = self.queue(J::QUEUE).add(J::NAME, &data).job_id(job.job_id());
             if !delay.is_zero() {
                 add = add.delay(delay);
             }

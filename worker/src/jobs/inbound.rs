@@ -217,6 +217,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         },
     };
     let key = format!("{}:{}", ch.id, m.provider_message_id);
+    let request_id = leadflow_shared::request_id::current();
     let incoming = Incoming {
         tenant_id: ch.tenant_id,
         lead_external_id: &external,
@@ -230,6 +231,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         idempotency_key: Some(&key),
         assistant: &assistant,
         channel_id: Some(ch.id),
+        request_id: request_id.as_deref(),
     };
     let accepted = leads::accept(&ctx.pool, &incoming).await?;
     leadflow_shared::metrics::message_accepted(provider.as_str());
