@@ -9,8 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use leadflow_shared::db::bursts::{self, BurstStatus, DropReason};
 use leadflow_shared::db::leads::{self, Accepted, Incoming, NotAnswered};
-use leadflow_shared::db::{assistants, bursts, messages};
+use leadflow_shared::db::{assistants, messages};
 use leadflow_shared::domain::{Assistant, MessageType, Role};
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, ProcessMedia};
 use serde_json::json;
@@ -296,8 +297,8 @@ async fn wait_for_reply(
     let deadline = tokio::time::Instant::now() + state.cfg.sync_timeout;
     let result = loop {
         if let Some(b) = bursts::get(&state.pool, burst_id).await? {
-            match b.status.as_str() {
-                "done" => {
+            match b.status {
+                BurstStatus::Done => {
                     let reply = messages::reply_of(&state.pool, burst_id).await?;
                     break Ok((
                         StatusCode::OK,
@@ -305,22 +306,22 @@ async fn wait_for_reply(
                     )
                         .into_response());
                 }
-                "failed" => {
-                    let error: serde_json::Value = b
-                        .reason
-                        .as_deref()
-                        .and_then(|r| serde_json::from_str(r).ok())
-                        .unwrap_or_else(|| json!({"code": "ai_failed", "message": "the AI reply failed"}));
+                BurstStatus::Failed => {
+                    let error = json!({
+                        "code": b.error_code.as_deref().unwrap_or("ai_failed"),
+                        "message": b.error_message.as_deref().unwrap_or("the AI reply failed"),
+                    });
                     break Ok((
                         StatusCode::BAD_GATEWAY,
                         Json(json!({"success": false, "response": null, "message_id": message_id, "error": error})),
                     )
                         .into_response());
                 }
-                "dropped" => {
-                    let reason = match b.reason.as_deref() {
-                        Some("tenant_disabled") => "tenant_disabled: the tenant is disabled",
-                        _ => "human_takeover: the AI is paused for this lead",
+                BurstStatus::Dropped => {
+                    let reason = match b.reason {
+                        Some(DropReason::TenantDisabled) => "tenant_disabled: the tenant is disabled",
+                        Some(DropReason::Erased) => "erased: the lead was erased",
+                        Some(DropReason::HumanTakeover) | None => "human_takeover: the AI is paused for this lead",
                     };
                     break Ok((
                         StatusCode::OK,
@@ -328,7 +329,7 @@ async fn wait_for_reply(
                     )
                         .into_response());
                 }
-                _ => {}
+                BurstStatus::Open | BurstStatus::Generating => {}
             }
         }
         let now = tokio::time::Instant::now();

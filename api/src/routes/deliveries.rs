@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use leadflow_shared::db::deliveries;
+use leadflow_shared::db::deliveries::{self, DeliveryStatus};
 use leadflow_shared::queue::DeliverPostback;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,17 +27,16 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(s) = q.status.as_deref() {
-        if !matches!(s, "pending" | "delivered" | "failed") {
-            return Err(ApiError::invalid(
-                "status",
-                "status must be one of: pending, delivered, failed",
-            ));
-        }
-    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            DeliveryStatus::parse(s)
+                .ok_or_else(|| ApiError::invalid("status", "status must be one of: pending, delivered, failed"))?,
+        ),
+    };
     let tenants = caller.visible_tenants(&state).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let items = deliveries::list(&state.pool, &tenants, q.status.as_deref(), limit).await?;
+    let items = deliveries::list(&state.pool, &tenants, status, limit).await?;
     Ok(Json(json!({"success": true, "data": items})))
 }
 
@@ -72,7 +71,10 @@ pub async fn retry(
         return Err(ApiError::Status {
             status: StatusCode::CONFLICT,
             code: "not_failed".into(),
-            message: format!("only failed deliveries can be retried; this one is {}", d.status),
+            message: format!(
+                "only failed deliveries can be retried; this one is {}",
+                d.status.as_str()
+            ),
             extra: Value::Null,
         });
     };

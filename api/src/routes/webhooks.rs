@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leadflow_shared::channel::{meta_signature_ok, secrets_match, Provider};
 use leadflow_shared::db::{channels, inbound, tenants};
-use leadflow_shared::inbound::twilio;
+use leadflow_shared::inbound::{twilio, EventKey};
 use leadflow_shared::queue::ProcessInbound;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -198,21 +198,28 @@ pub async fn receive(
             .or(id.telegram_chat.as_deref())
             .or(id.email.as_deref());
         keys.push(inbound::NewEvent {
-            dedupe_key: format!("msg:{}", m.provider_message_id),
+            dedupe_key: EventKey::Message {
+                provider_message_id: m.provider_message_id.clone(),
+            }
+            .encode(),
             item: i as i32,
             sender: sender.map(str::to_owned),
         });
     }
     for (i, s) in parsed.statuses.iter().enumerate() {
         keys.push(inbound::NewEvent {
-            dedupe_key: format!("status:{}:{}", s.provider_message_id, s.status.as_str()),
+            dedupe_key: EventKey::Status {
+                provider_message_id: s.provider_message_id.clone(),
+                status: s.status,
+            }
+            .encode(),
             item: i as i32,
             sender: None,
         });
     }
     if let Some(state) = &parsed.connection {
         keys.push(inbound::NewEvent {
-            dedupe_key: leadflow_shared::inbound::connection_key(state, &body),
+            dedupe_key: EventKey::connection(state, &body).encode(),
             item: 0,
             sender: None,
         });

@@ -8,10 +8,69 @@
 //! open ──flush while a human has paused the AI──▶ dropped
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::DbError;
+
+/// A burst's state (`bursts.status`; the diagram above is its state machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum BurstStatus {
+    Open,
+    Generating,
+    Done,
+    Failed,
+    Dropped,
+}
+
+impl BurstStatus {
+    /// Still to be answered: open or generating.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Open | Self::Generating)
+    }
+
+    /// Answered or given up on: nothing more will come of it.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Self::Done | Self::Failed)
+    }
+}
+
+/// Why a burst was dropped (`bursts.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// A human spoke: the AI is paused for the lead.
+    HumanTakeover,
+    TenantDisabled,
+    /// The lead was erased (`DELETE /backend/leads/{lead_id}`).
+    Erased,
+}
+
+/// How a burst ends: the only states [`finish`] moves one to, so an ending can never
+/// put a burst back to open or generating.
+#[derive(Debug, Clone, Copy)]
+pub enum Ending<'a> {
+    /// Answered (its reply is stored).
+    Done,
+    /// Given up on, with the error the API and the postback report.
+    Failed { code: &'a str, message: &'a str },
+    /// Not answered, on purpose.
+    Dropped(DropReason),
+}
+
+impl Ending<'_> {
+    fn status(self) -> BurstStatus {
+        match self {
+            Ending::Done => BurstStatus::Done,
+            Ending::Failed { .. } => BurstStatus::Failed,
+            Ending::Dropped(_) => BurstStatus::Dropped,
+        }
+    }
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Burst {
@@ -21,13 +80,17 @@ pub struct Burst {
     pub assistant_id: Uuid,
     pub mode: String,
     pub postback_url: Option<String>,
-    pub status: String,
+    pub status: BurstStatus,
     pub version: i32,
     pub generations: i32,
     pub first_at: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
     pub deadline_at: DateTime<Utc>,
-    pub reason: Option<String>,
+    /// Why it was dropped.
+    pub reason: Option<DropReason>,
+    /// Why it failed.
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
     /// The channel the burst came through: its reply goes back through it.
     pub channel_id: Option<Uuid>,
     /// Milliseconds until `due_at` by the database clock (negative: overdue).
@@ -41,7 +104,7 @@ pub struct Burst {
 fn select() -> String {
     format!(
         r#"SELECT id, tenant_id, lead_id, assistant_id, mode, postback_url, status, version, generations,
-       first_at, due_at, deadline_at, reason, channel_id,
+       first_at, due_at, deadline_at, reason, error_code, error_message, channel_id,
        (EXTRACT(EPOCH FROM (due_at - clock_timestamp())) * 1000)::bigint AS due_in_ms,
        deadline_at <= clock_timestamp() AS past_deadline, {}
 FROM bursts WHERE id = $1"#,
@@ -104,17 +167,27 @@ pub async fn start_generation(conn: &mut PgConnection, id: Uuid) -> Result<i32, 
 
 /// Ends a burst without a reply (`dropped`, `failed`) or with one (`done`).
 #[tracing::instrument(level = "debug", skip(conn))]
-pub async fn finish(conn: &mut PgConnection, id: Uuid, status: &str, reason: Option<&str>) -> Result<(), DbError> {
-    sqlx::query(r#"UPDATE bursts SET status = $2, reason = $3, updated_at = now() WHERE id = $1"#)
-        .bind(id)
-        .bind(status)
-        .bind(reason)
-        .execute(&mut *conn)
-        .await?;
-    let (message_status, outcome) = match status {
-        "done" => ("answered", "done"),
-        "dropped" => ("dropped", "dropped"),
-        _ => ("failed", "failed"),
+pub async fn finish(conn: &mut PgConnection, id: Uuid, ending: Ending<'_>) -> Result<(), DbError> {
+    let (reason, code, message) = match ending {
+        Ending::Done => (None, None, None),
+        Ending::Failed { code, message } => (None, Some(code), Some(message)),
+        Ending::Dropped(why) => (Some(why), None, None),
+    };
+    sqlx::query(
+        r#"UPDATE bursts SET status = $2, reason = $3, error_code = $4, error_message = $5, updated_at = now()
+           WHERE id = $1"#,
+    )
+    .bind(id)
+    .bind(ending.status())
+    .bind(reason)
+    .bind(code)
+    .bind(message)
+    .execute(&mut *conn)
+    .await?;
+    let (message_status, outcome) = match ending {
+        Ending::Done => ("answered", "done"),
+        Ending::Dropped(_) => ("dropped", "dropped"),
+        Ending::Failed { .. } => ("failed", "failed"),
     };
     crate::metrics::burst(outcome);
     sqlx::query(r#"UPDATE messages SET status = $2 WHERE burst_id = $1 AND role = 'user'"#)

@@ -9,6 +9,33 @@ use uuid::Uuid;
 
 use super::DbError;
 
+/// A postback's or notification's state (`deliveries.status`): pending until delivered or
+/// given up on; only a failed one can be retried by hand (which reopens it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 3] = [Self::Pending, Self::Delivered, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Delivery {
     pub id: Uuid,
@@ -26,7 +53,7 @@ pub struct Delivery {
     pub recipient: Option<String>,
     #[serde(skip)]
     pub payload: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -108,7 +135,12 @@ pub async fn find_for_tenants(pool: &PgPool, tenants: &[Uuid], id: Uuid) -> Resu
 }
 
 #[tracing::instrument(level = "debug", skip(pool))]
-pub async fn list(pool: &PgPool, tenants: &[Uuid], status: Option<&str>, limit: i64) -> Result<Vec<Delivery>, DbError> {
+pub async fn list(
+    pool: &PgPool,
+    tenants: &[Uuid],
+    status: Option<DeliveryStatus>,
+    limit: i64,
+) -> Result<Vec<Delivery>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM deliveries WHERE tenant_id = ANY($1) AND ($2::text IS NULL OR status = $2)
          ORDER BY created_at DESC LIMIT $3"

@@ -127,6 +127,27 @@ pub async fn insert(
     Ok(insert_all(pool, ch, &[event], payload, None).await?.into_iter().next())
 }
 
+/// A stored webhook event's state (`inbound_events.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Pending,
+    Processed,
+    Ignored,
+    Failed,
+}
+
+/// How an event ends: the only states [`finish`] moves one to (never back to pending).
+#[derive(Debug, Clone, Copy)]
+pub enum Handled<'a> {
+    Processed,
+    /// Not for the pipeline (a disabled tenant, an echo, an unsupported type): why.
+    Ignored(&'a str),
+    /// Could not be processed: why.
+    Failed(&'a str),
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Event {
     pub id: Uuid,
@@ -137,7 +158,7 @@ pub struct Event {
     pub dedupe_key: String,
     pub item: i32,
     pub payload: Value,
-    pub status: String,
+    pub status: EventStatus,
     /// Its tenant is disabled: the event is kept as ignored, not processed.
     pub tenant_disabled: bool,
 }
@@ -175,7 +196,12 @@ pub async fn earlier_pending(pool: &PgPool, e: &Event) -> Result<bool, DbError> 
 
 /// Marks an event handled (`processed`, `ignored` with why, or `failed`).
 #[tracing::instrument(level = "debug", skip(pool))]
-pub async fn finish(pool: &PgPool, id: Uuid, status: &str, note: Option<&str>) -> Result<(), DbError> {
+pub async fn finish(pool: &PgPool, id: Uuid, how: Handled<'_>) -> Result<(), DbError> {
+    let (status, note) = match how {
+        Handled::Processed => (EventStatus::Processed, None),
+        Handled::Ignored(why) => (EventStatus::Ignored, Some(why)),
+        Handled::Failed(why) => (EventStatus::Failed, Some(why)),
+    };
     sqlx::query(
         r#"UPDATE inbound_events SET status = $2, note = $3, processed_at = now() WHERE id = $1 AND status = 'pending'"#,
     )

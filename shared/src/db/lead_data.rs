@@ -54,9 +54,11 @@ pub async fn erase(pool: &PgPool, tenant_id: Uuid, lead_id: Uuid) -> Result<Opti
         };
     }
     e.bursts_dropped = run!(
-        "UPDATE bursts SET status = 'dropped', reason = 'erased', updated_at = now()
+        "UPDATE bursts SET status = $2, reason = $3, updated_at = now()
          WHERE lead_id = $1 AND status IN ('open', 'generating')",
-        lead_id
+        lead_id,
+        super::bursts::BurstStatus::Dropped,
+        super::bursts::DropReason::Erased
     );
     run!(
         "UPDATE bursts SET postback_url = NULL WHERE lead_id = $1 AND postback_url IS NOT NULL",

@@ -34,12 +34,22 @@ pub struct Claim {
     pub tenant_disabled: bool,
 }
 
+/// What became of a medium (`media.status`): pending until understood or given up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum MediaStatus {
+    Pending,
+    Done,
+    Failed,
+}
+
 /// A medium's result as the prompt and the API see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Media {
     pub message_id: Uuid,
     pub kind: String,
-    pub status: String,
+    pub status: MediaStatus,
     pub mime: Option<String>,
     pub file_name: Option<String>,
     pub size_bytes: Option<i64>,

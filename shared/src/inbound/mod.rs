@@ -140,12 +140,68 @@ pub fn form_fields(raw: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw).into_owned().collect()
 }
 
-/// The dedupe key of a connection webhook: the same delivery twice is one event, two
-/// distinct deliveries of the same state are two (the second is simply no change).
-pub fn connection_key(state: &str, raw: &[u8]) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(raw);
-    format!("conn:{state}:{}", hex::encode(&digest[..12]))
+/// What a stored webhook event is about, as its dedupe key says (`inbound_events.dedupe_key`,
+/// unique per channel: a payload delivered twice is one event). The key's text is written
+/// and read only here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKey {
+    /// A lead's message, by the provider's message id: `msg:<id>`.
+    Message { provider_message_id: String },
+    /// A delivery report, one per message and state: `status:<id>:<state>`.
+    Status {
+        provider_message_id: String,
+        status: crate::delivery::Reported,
+    },
+    /// A connection callback: the same delivery twice is one event, two distinct
+    /// deliveries of the same state are two (the second is simply no change):
+    /// `conn:<state>:<digest of the raw body>`.
+    Connection { state: String, digest: String },
+    /// A mailbox message too large to fetch, recorded once per UID: `imap-too-large:<validity>:<uid>`.
+    MailTooLarge { uid_validity: i64, uid: i64 },
+}
+
+/// Which kind of event a stored key is (the worker dispatches on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Message,
+    Status,
+    Connection,
+    MailTooLarge,
+    /// A key this version does not know (written by a newer one): left alone.
+    Unknown,
+}
+
+impl EventKey {
+    pub fn connection(state: &str, raw: &[u8]) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(raw);
+        Self::Connection {
+            state: state.to_owned(),
+            digest: hex::encode(&digest[..12]),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Message { provider_message_id } => format!("msg:{provider_message_id}"),
+            Self::Status {
+                provider_message_id,
+                status,
+            } => format!("status:{provider_message_id}:{}", status.as_str()),
+            Self::Connection { state, digest } => format!("conn:{state}:{digest}"),
+            Self::MailTooLarge { uid_validity, uid } => format!("imap-too-large:{uid_validity}:{uid}"),
+        }
+    }
+
+    pub fn kind_of(key: &str) -> EventKind {
+        match key.split_once(':').map(|(kind, _)| kind) {
+            Some("msg") => EventKind::Message,
+            Some("status") => EventKind::Status,
+            Some("conn") => EventKind::Connection,
+            Some("imap-too-large") => EventKind::MailTooLarge,
+            _ => EventKind::Unknown,
+        }
+    }
 }
 
 /// A form as a flat JSON object of strings (what is stored for form-posting providers);
@@ -413,5 +469,51 @@ mod tests {
         let v: Value = serde_json::json!({"a": "1732197600", "b": {"low": 1732197600, "high": 0}});
         assert_eq!(int(&v, "a"), Some(1_732_197_600));
         assert_eq!(int(&v, "b"), Some(1_732_197_600));
+    }
+}
+
+#[cfg(test)]
+mod event_key_tests {
+    use super::{EventKey, EventKind};
+    use crate::delivery::Reported;
+
+    #[test]
+    fn every_key_reads_back_as_its_kind_and_keeps_its_wire_form() {
+        let keys = [
+            (
+                EventKey::Message {
+                    provider_message_id: "wamid.A1:b".into(),
+                },
+                "msg:wamid.A1:b",
+                EventKind::Message,
+            ),
+            (
+                EventKey::Status {
+                    provider_message_id: "3EB0".into(),
+                    status: Reported::Read,
+                },
+                "status:3EB0:read",
+                EventKind::Status,
+            ),
+            (
+                EventKey::MailTooLarge {
+                    uid_validity: 7,
+                    uid: 42,
+                },
+                "imap-too-large:7:42",
+                EventKind::MailTooLarge,
+            ),
+        ];
+        for (key, wire, kind) in keys {
+            assert_eq!(key.encode(), wire, "stored keys keep their form across versions");
+            assert_eq!(EventKey::kind_of(wire), kind);
+        }
+        let conn = EventKey::connection("connected", b"{}").encode();
+        assert!(
+            conn.starts_with("conn:connected:") && conn.len() == "conn:connected:".len() + 24,
+            "{conn}"
+        );
+        assert_eq!(EventKey::kind_of(&conn), EventKind::Connection);
+        assert_eq!(EventKey::kind_of("something-new:1"), EventKind::Unknown);
     }
 }

@@ -21,7 +21,7 @@ use async_openai::types::chat::{
     FileObject, ImageDetail, ImageUrl,
 };
 use base64::Engine;
-use leadflow_shared::db::media::Media;
+use leadflow_shared::db::media::{Media, MediaStatus};
 use leadflow_shared::db::messages::Message;
 use leadflow_shared::domain::Assistant;
 use uuid::Uuid;
@@ -87,7 +87,7 @@ fn pdf_head(x: &Media) -> String {
 /// `in_burst` says whether a missing result is news (a note) or old (named by URL).
 pub fn render(m: &Message, media: Option<&Media>, in_burst: bool) -> String {
     let caption = m.content.as_str();
-    let done = media.filter(|x| x.status == "done");
+    let done = media.filter(|x| x.status == MediaStatus::Done);
     match (m.message_type.as_str(), done) {
         ("text", _) => m.content.clone(),
         ("audio", Some(x)) => format!(
@@ -140,12 +140,12 @@ fn burst_turn(a: &Assistant, burst: &[Message], media: &MediaMap) -> ChatComplet
     for m in burst {
         let x = media.get(&m.id);
         let as_file = m.message_type == "pdf" && a.settings.pdf_as_file;
-        match x.filter(|x| as_file && x.status == "done" && x.data.is_some()) {
+        match x.filter(|x| as_file && x.status == MediaStatus::Done && x.data.is_some()) {
             // The model reads the file itself: the marker only, not the text twice.
             Some(x) => text.push(with_caption(pdf_head(x), &m.content)),
             None => text.push(render(m, x, true)),
         }
-        let Some(x) = x.filter(|x| x.status == "done") else {
+        let Some(x) = x.filter(|x| x.status == MediaStatus::Done) else {
             continue;
         };
         match m.message_type.as_str() {

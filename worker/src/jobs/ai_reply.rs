@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::crypto;
+use leadflow_shared::db::bursts::{BurstStatus, DropReason, Ending};
+use leadflow_shared::db::media::MediaStatus;
 use leadflow_shared::db::{assistants, bursts, deliveries, leads, media, messages, outbox, tenants};
 use leadflow_shared::queue::{jittered_backoff, DeliverPostback, GenerateReply, ProcessMedia, SendMessage};
 use serde_json::json;
@@ -27,10 +29,10 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
     let Some(b) = bursts::get(&ctx.pool, job.burst_id).await? else {
         return Ok(());
     };
-    if b.status != "generating" || b.generations != job.generation {
+    if b.status != BurstStatus::Generating || b.generations != job.generation {
         // Finished, superseded or re-generated meanwhile. A re-run of the finishing job
         // (it crashed, or Redis refused, after the commit) still owes the postback job.
-        if matches!(b.status.as_str(), "done" | "failed") {
+        if b.status.is_settled() {
             if let Some(delivery_id) = deliveries::unstarted_for_burst(&ctx.pool, b.id).await? {
                 let first = DeliverPostback::first(delivery_id);
                 ctx.queues.enqueue(&first, Duration::ZERO).await?;
@@ -45,7 +47,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
     }
     if b.tenant_disabled {
         let mut tx = ctx.pool.begin().await?;
-        bursts::finish(&mut tx, b.id, "dropped", Some("tenant_disabled")).await?;
+        bursts::finish(&mut tx, b.id, Ending::Dropped(DropReason::TenantDisabled)).await?;
         tx.commit().await?;
         tracing::info!(burst_id = %b.id, "generation dropped: the tenant is disabled");
         ctx.publish_outcome(b.id).await;
@@ -129,7 +131,7 @@ async fn wait_for_media(
 ) -> anyhow::Result<bool> {
     let unfinished: Vec<uuid::Uuid> = ids
         .iter()
-        .filter(|id| done.get(id).is_none_or(|x| x.status == "pending"))
+        .filter(|id| done.get(id).is_none_or(|x| x.status == MediaStatus::Pending))
         .copied()
         .collect();
     let waited = (chrono::Utc::now() - b.due_at).to_std().unwrap_or_default();
@@ -191,12 +193,12 @@ async fn finish(
     let Some(b) = bursts::lock(&mut tx, seen.id).await? else {
         return Ok(());
     };
-    if b.status != "generating" || b.generations != seen.generations {
+    if b.status != BurstStatus::Generating || b.generations != seen.generations {
         return Ok(()); // another run of this generation already finished it
     }
     if outcome.is_ok() && paused {
         // A human took the lead over while we generated: never talk over them.
-        bursts::finish(&mut tx, b.id, "dropped", Some("human_takeover")).await?;
+        bursts::finish(&mut tx, b.id, Ending::Dropped(DropReason::HumanTakeover)).await?;
         tx.commit().await?;
         tracing::info!(burst_id = %b.id, "draft dropped: a human took over during the generation");
         ctx.publish_outcome(b.id).await;
@@ -258,7 +260,7 @@ async fn finish(
                 },
             )
             .await?;
-            bursts::finish(&mut tx, b.id, "done", None).await?;
+            bursts::finish(&mut tx, b.id, Ending::Done).await?;
             payload.success = true;
             payload.response = Some(&reply.content);
         }
@@ -267,8 +269,11 @@ async fn finish(
                 code: e.code(),
                 message: e.to_string(),
             };
-            let reason = json!({"code": error.code, "message": error.message}).to_string();
-            bursts::finish(&mut tx, b.id, "failed", Some(&reason)).await?;
+            let ending = Ending::Failed {
+                code: &error.code,
+                message: &error.message,
+            };
+            bursts::finish(&mut tx, b.id, ending).await?;
             tracing::warn!(burst_id = %b.id, error = %e, "giving up on this burst's reply");
             payload.error = Some(error);
         }

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::{bursts, leads};
+use leadflow_shared::db::bursts::{self, BurstStatus, DropReason, Ending};
+use leadflow_shared::db::leads;
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, GenerateReply};
 use uuid::Uuid;
 
@@ -36,31 +37,33 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
     let Some(b) = bursts::lock(&mut tx, job.burst_id).await? else {
         return Ok(());
     };
-    let live = matches!(b.status.as_str(), "open" | "generating");
+    let live = b.status.is_live();
     if live && b.tenant_disabled {
-        bursts::finish(&mut tx, b.id, "dropped", Some("tenant_disabled")).await?;
+        bursts::finish(&mut tx, b.id, Ending::Dropped(DropReason::TenantDisabled)).await?;
         tx.commit().await?;
         tracing::info!(burst_id = %b.id, "burst dropped: the tenant is disabled");
         ctx.publish_outcome(b.id).await;
         return Ok(());
     }
-    let next = match b.status.as_str() {
+    let next = match b.status {
         // A re-run after the generation started: make sure its job exists.
-        "generating" => Next::Generate(b.generations),
-        "open" if b.due_in_ms > 0 => Next::CheckAgainIn(delay_from_ms(b.due_in_ms)),
-        "open" if paused => {
-            bursts::finish(&mut tx, b.id, "dropped", Some("human_takeover")).await?;
+        BurstStatus::Generating => Next::Generate(b.generations),
+        BurstStatus::Open if b.due_in_ms > 0 => Next::CheckAgainIn(delay_from_ms(b.due_in_ms)),
+        BurstStatus::Open if paused => {
+            bursts::finish(&mut tx, b.id, Ending::Dropped(DropReason::HumanTakeover)).await?;
             Next::Dropped
         }
-        "open" if bursts::lead_slot_taken(&mut tx, b.lead_id, b.id).await? => Next::CheckAgainIn(SLOT_RECHECK),
-        "open" => {
+        BurstStatus::Open if bursts::lead_slot_taken(&mut tx, b.lead_id, b.id).await? => {
+            Next::CheckAgainIn(SLOT_RECHECK)
+        }
+        BurstStatus::Open => {
             if b.generations == 0 {
                 let late = Duration::from_millis(b.due_in_ms.min(0).unsigned_abs());
                 leadflow_shared::metrics::flush_lateness(late);
             }
             Next::Generate(bursts::start_generation(&mut tx, b.id).await?)
         }
-        _ => Next::Nothing,
+        BurstStatus::Done | BurstStatus::Failed | BurstStatus::Dropped => Next::Nothing,
     };
     tx.commit().await?;
 

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_shared::channel::Provider;
+use leadflow_shared::db::inbound::{EventStatus, Handled};
 use leadflow_shared::db::leads::{self, Accepted, Incoming};
 use leadflow_shared::db::{assistants, channels, identities, inbound, lead_channels, outbox, tenants};
 use leadflow_shared::delivery::DeliveryState;
 use leadflow_shared::domain::{MessageType, Role};
-use leadflow_shared::inbound::{Content, Identity, MediaKind, StatusUpdate};
+use leadflow_shared::inbound::{Content, EventKey, EventKind, Identity, MediaKind, StatusUpdate};
 use leadflow_shared::media_handle::MediaHandle;
 use leadflow_shared::queue::{delay_from_ms, FlushBurst, ProcessInbound, ProcessMedia};
 
@@ -66,11 +67,11 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     let Some(ev) = inbound::get(&ctx.pool, job.event_id).await? else {
         return Ok(());
     };
-    if ev.status != "pending" {
+    if ev.status != EventStatus::Pending {
         return Ok(());
     }
     if ev.tenant_disabled {
-        inbound::finish(&ctx.pool, ev.id, "ignored", Some(tenants::DISABLED)).await?;
+        inbound::finish(&ctx.pool, ev.id, Handled::Ignored(tenants::DISABLED)).await?;
         return Ok(());
     }
     if inbound::earlier_pending(&ctx.pool, &ev).await? {
@@ -84,22 +85,23 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         return Ok(());
     }
     let Some(ch) = channels::find(&ctx.pool, ev.tenant_id, ev.channel_id).await? else {
-        inbound::finish(&ctx.pool, ev.id, "ignored", Some("the channel was deleted")).await?;
+        inbound::finish(&ctx.pool, ev.id, Handled::Ignored("the channel was deleted")).await?;
         return Ok(());
     };
     let Some(provider) = Provider::parse(&ch.provider) else {
-        inbound::finish(&ctx.pool, ev.id, "failed", Some("unknown provider")).await?;
+        inbound::finish(&ctx.pool, ev.id, Handled::Failed("unknown provider")).await?;
         return Ok(());
     };
     let parsed = match leadflow_shared::inbound::parse(provider, &ev.payload) {
         Ok(p) => p,
         Err(e) => {
-            inbound::finish(&ctx.pool, ev.id, "failed", Some(&e.to_string())).await?;
+            inbound::finish(&ctx.pool, ev.id, Handled::Failed(&e.to_string())).await?;
             return Ok(());
         }
     };
     let item = ev.item as usize;
-    if ev.dedupe_key.starts_with("conn:") {
+    let kind = EventKey::kind_of(&ev.dedupe_key);
+    if kind == EventKind::Connection {
         // The provider's own connection callback (Z-API Connected/Disconnected, Evolution
         // connection.update): the same transition as the periodic check would record.
         if let Some(state) = &parsed.connection {
@@ -111,16 +113,15 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
             };
             crate::jobs::connections::apply(&ctx, ch.id, &ch.provider, seen).await?;
         }
-        inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
+        inbound::finish(&ctx.pool, ev.id, Handled::Processed).await?;
         return Ok(());
     }
-    if ev.dedupe_key.starts_with("status:") {
+    if kind == EventKind::Status {
         let Some(s) = parsed.statuses.get(item) else {
             inbound::finish(
                 &ctx.pool,
                 ev.id,
-                "failed",
-                Some("the stored payload has no such status"),
+                Handled::Failed("the stored payload has no such status"),
             )
             .await?;
             return Ok(());
@@ -131,19 +132,18 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         inbound::finish(
             &ctx.pool,
             ev.id,
-            "failed",
-            Some("the stored payload has no such message"),
+            Handled::Failed("the stored payload has no such message"),
         )
         .await?;
         return Ok(());
     };
     if ch.status != "active" {
-        inbound::finish(&ctx.pool, ev.id, "ignored", Some("the channel is inactive")).await?;
+        inbound::finish(&ctx.pool, ev.id, Handled::Ignored("the channel is inactive")).await?;
         return Ok(());
     }
     let ids = keys(&m.identity);
     let Some(fresh_id) = new_external_id(&m.identity) else {
-        inbound::finish(&ctx.pool, ev.id, "ignored", Some("no identity in the payload")).await?;
+        inbound::finish(&ctx.pool, ev.id, Handled::Ignored("no identity in the payload")).await?;
         return Ok(());
     };
     let existing = identities::find_lead(&ctx.pool, ch.tenant_id, &ids).await?;
@@ -154,7 +154,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         && lead_channels::new_in_last_hour(&ctx.pool, ch.id).await? >= i64::from(limit)
     {
         let why = format!("over LEADFLOW_MAIL_NEW_LEADS_PER_HOUR ({limit} new e-mail leads in the last hour)");
-        inbound::finish(&ctx.pool, ev.id, "ignored", Some(&why)).await?;
+        inbound::finish(&ctx.pool, ev.id, Handled::Ignored(&why)).await?;
         return Ok(());
     }
     let external = existing.unwrap_or(fresh_id);
@@ -189,14 +189,14 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
                     identities::attach(&ctx.pool, ch.tenant_id, lead, &ids).await?;
                 }
                 tracing::info!(channel_id = %ch.id, what = %what, "unsupported inbound message; recorded and skipped");
-                inbound::finish(&ctx.pool, ev.id, "ignored", Some(&format!("unsupported: {what}"))).await?;
+                inbound::finish(&ctx.pool, ev.id, Handled::Ignored(&format!("unsupported: {what}"))).await?;
                 return Ok(());
             }
         };
     let role = if m.from_me {
         let lead = leads::find_id(&ctx.pool, ch.tenant_id, &external).await?;
         if outbox::is_own_echo(&ctx.pool, ch.id, &m.provider_message_id, lead, &content).await? {
-            inbound::finish(&ctx.pool, ev.id, "ignored", Some("echo of our own send")).await?;
+            inbound::finish(&ctx.pool, ev.id, Handled::Ignored("echo of our own send")).await?;
             return Ok(());
         }
         Role::Human
@@ -211,7 +211,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         None => match assistants::find_default(&ctx.pool, ch.tenant_id).await? {
             Some(a) => a,
             None => {
-                inbound::finish(&ctx.pool, ev.id, "failed", Some("the tenant has no assistant")).await?;
+                inbound::finish(&ctx.pool, ev.id, Handled::Failed("the tenant has no assistant")).await?;
                 return Ok(());
             }
         },
@@ -267,7 +267,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
             ctx.queues.enqueue_for(ch.tenant_id, &flush, delay).await?;
         }
     }
-    inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
+    inbound::finish(&ctx.pool, ev.id, Handled::Processed).await?;
     Ok(())
 }
 
@@ -309,7 +309,7 @@ async fn status_report(
             s.status.as_str(),
             ids.join(" or ")
         );
-        inbound::finish(&ctx.pool, ev.id, "ignored", Some(&why)).await?;
+        inbound::finish(&ctx.pool, ev.id, Handled::Ignored(&why)).await?;
         return Ok(());
     };
     if let (Some(DeliveryState::Failed), Some(reason)) = (applied.after, &applied.reason) {
@@ -325,6 +325,6 @@ async fn status_report(
         };
         crate::notify::message_failed(ctx, &failed).await;
     }
-    inbound::finish(&ctx.pool, ev.id, "processed", None).await?;
+    inbound::finish(&ctx.pool, ev.id, Handled::Processed).await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use leadflow_shared::db::inbound::WebhookChannel;
 use leadflow_shared::db::{channels, inbound, mailboxes};
-use leadflow_shared::inbound::{kind_of_mime, MediaKind};
+use leadflow_shared::inbound::{kind_of_mime, EventKey, MediaKind};
 use leadflow_shared::mail::{parse_stored, StoredAttachment, StoredMail};
 use leadflow_shared::queue::{PollMailbox, ProcessInbound};
 
@@ -94,7 +94,11 @@ async fn too_large(ctx: &Ctx, ch: &WebhookChannel, validity: i64, uid: i64, size
     tracing::warn!(channel_id = %ch.id, uid, size, max, "e-mail over the size limit; not downloaded");
     let note = format!("e-mail of {size} bytes is over the {max}-byte limit; not downloaded");
     let event = inbound::NewEvent {
-        dedupe_key: format!("imap-too-large:{validity}:{uid}"),
+        dedupe_key: EventKey::MailTooLarge {
+            uid_validity: validity,
+            uid,
+        }
+        .encode(),
         item: 0,
         sender: None,
     };
@@ -173,7 +177,10 @@ async fn store(
         return Ok(());
     }
     for (i, m) in parsed.messages.iter().enumerate() {
-        let key = format!("msg:{}", m.provider_message_id);
+        let key = EventKey::Message {
+            provider_message_id: m.provider_message_id.clone(),
+        }
+        .encode();
         let sender = mail.from.replace('\0', "");
         if let Some(event_id) = inbound::insert(&ctx.pool, ch, &key, i as i32, Some(&sender), &payload).await? {
             // Stored is what matters: the sweeper enqueues events whose job was lost.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::db::deliveries::{self, AttemptRecord, Outcome};
+use leadflow_shared::db::deliveries::{self, AttemptRecord, DeliveryStatus, Outcome};
 use leadflow_shared::db::{channels, notifications, tenants};
 use leadflow_shared::queue::DeliverPostback;
 use leadflow_shared::signing;
@@ -30,7 +30,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
     let Some(d) = deliveries::get(&ctx.pool, job.delivery_id).await? else {
         return Ok(());
     };
-    if d.status != "pending" {
+    if d.status != DeliveryStatus::Pending {
         return Ok(());
     }
     if d.attempts >= job.attempt {
