@@ -38,7 +38,9 @@ async fn memory_stays_flat_over_100k_jobs() {
         ),
     ];
     let cfg = Config::from_sources(&env).unwrap();
-    let queues = Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await.unwrap();
+    let queues = Queues::connect_with_bench(&cfg.redis_url, &cfg.queue_prefix)
+        .await
+        .unwrap();
     let run = uuid::Uuid::new_v4();
     futures::stream::iter(0..100_000u64)
         .map(|n| {

@@ -71,7 +71,10 @@ impl RateLimiter {
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         let window = now_ms / 1000;
-        let name = format!("{}:rl:{scope}:{key}", self.prefix);
+        let name = format!(
+            "{}:rl:{scope}:{key}",
+            leadflow_shared::queue::state_prefix(&self.prefix)
+        );
         if let Some(redis) = self.redis_usable() {
             let mut conn = redis.clone();
             let counted: redis::RedisResult<(i64,)> = redis::pipe()

@@ -71,7 +71,11 @@ impl Scheduler {
     /// Enqueues tick `tick` of `task` unless another replica already did; `true` when
     /// this replica won it.
     pub async fn fire(&self, task: Task, tick: i64, interval_ms: i64) -> anyhow::Result<bool> {
-        let lease = format!("{}:tick:{}:{tick}", self.prefix, task.name());
+        let lease = format!(
+            "{}:tick:{}:{tick}",
+            leadflow_shared::queue::state_prefix(&self.prefix),
+            task.name()
+        );
         let mut conn = self.redis.clone();
         let won: Option<String> = redis::cmd("SET")
             .arg(&lease)

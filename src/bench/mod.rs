@@ -115,13 +115,16 @@ impl Scope {
         }
         if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{}:*", self.prefix))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                for chunk in keys.chunks(1000) {
-                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+                let own = leadflow_shared::queue::state_prefix(&self.prefix);
+                for pattern in [format!("{}:*", self.prefix), format!("{own}:*")] {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(pattern)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    for chunk in keys.chunks(1000) {
+                        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+                    }
                 }
             }
         }

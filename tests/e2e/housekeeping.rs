@@ -90,3 +90,46 @@ async fn old_attempt_rows_and_finished_jobs_are_removed_on_schedule() {
     .unwrap();
     assert!(!details.is_empty(), "a run reports what it removed");
 }
+
+/// Queue browsers (bull-board and the like) find queues by their keys: under the queue
+/// prefix there are only queues; rate windows, scheduler leases and locks live beside it.
+#[tokio::test]
+async fn only_queues_live_under_the_queue_prefix() {
+    let app = TestApp::start().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    app.process(&app.msg("lead-keys", "oi", true)).await;
+    app.receiver.wait_for(1, Duration::from_secs(20)).await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let own = leadflow_shared::queue::state_prefix(&app.prefix);
+    let shared = &app;
+    let own_keys: Vec<String> = eventually(Duration::from_secs(10), "Leadflow's own keys", || {
+        let mut conn = conn.clone();
+        let pattern = format!("{own}:*");
+        async move {
+            // A backend call opens a rate window; the scheduler holds a lease per tick.
+            let _ = shared.get("/backend/deliveries").await;
+            let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.unwrap();
+            (!keys.is_empty()).then_some(keys)
+        }
+    })
+    .await;
+    assert!(
+        own_keys.iter().any(|k| k.contains(":rl:")) || own_keys.iter().any(|k| k.contains(":tick:")),
+        "{own_keys:?}"
+    );
+    let queue_keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", app.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!queue_keys.is_empty());
+    for key in &queue_keys {
+        let queue = key.split(':').nth(1).unwrap_or_default();
+        assert!(
+            QueueKind::ALL.iter().any(|k| k.name() == queue),
+            "{key} is not a queue's key"
+        );
+    }
+    app.stop().await;
+}

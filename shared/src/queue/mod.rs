@@ -110,6 +110,14 @@ pub enum QueueError {
     Encode(String),
 }
 
+/// Where Leadflow's own Redis keys live (rate windows, scheduler leases, calendar-sync
+/// locks): `{prefix}-kv:…`, beside the queues' `{prefix}:{queue}:…` and not under it, so
+/// a queue browser that discovers queues by key (bull-board and the like) lists only real
+/// queues.
+pub fn state_prefix(prefix: &str) -> String {
+    format!("{prefix}-kv")
+}
+
 /// Infrastructure retries: how many times BullMQ re-runs a job whose handler errored.
 pub const INFRA_ATTEMPTS: u32 = 8;
 /// Name of the custom (jittered, capped) backoff every worker registers.
@@ -150,9 +158,22 @@ pub struct Queues {
 }
 
 impl Queues {
+    /// Every work queue ([`QueueKind::ALL`]).
     pub async fn connect(redis_url: &str, prefix: &str) -> Result<Self, QueueError> {
+        Self::connect_to(redis_url, prefix, &QueueKind::ALL).await
+    }
+
+    /// The work queues and the `bench` queue: for `leadflow bench` and the queue layer's
+    /// own tests only, so a production install never has a `bench` queue.
+    pub async fn connect_with_bench(redis_url: &str, prefix: &str) -> Result<Self, QueueError> {
+        let mut kinds = QueueKind::ALL.to_vec();
+        kinds.push(QueueKind::Bench);
+        Self::connect_to(redis_url, prefix, &kinds).await
+    }
+
+    async fn connect_to(redis_url: &str, prefix: &str, kinds: &[QueueKind]) -> Result<Self, QueueError> {
         let mut queues = HashMap::new();
-        for kind in QueueKind::ALL.into_iter().chain([QueueKind::Bench]) {
+        for &kind in kinds {
             let opts = QueueOptions {
                 connection: connection_options(redis_url),
                 prefix: prefix.to_string(),

@@ -247,7 +247,7 @@ async fn sync(ctx: &Ctx, ch: &CalendarChannel) -> anyhow::Result<()> {
     }
     let lock = format!(
         "{}:calsync:{}:{}",
-        ctx.cfg.queue_prefix,
+        leadflow_shared::queue::state_prefix(&ctx.cfg.queue_prefix),
         ch.integration_id.simple(),
         ch.calendar_id
     );

@@ -188,7 +188,11 @@ async fn throttle(ctx: &Ctx, channel_id: uuid::Uuid) -> Option<Duration> {
     };
     let now = chrono::Utc::now().timestamp_millis();
     let window = now / window_ms;
-    let key = format!("{}:rate:{}:{window}", ctx.cfg.queue_prefix, channel_id.simple());
+    let key = format!(
+        "{}:rate:{}:{window}",
+        leadflow_shared::queue::state_prefix(&ctx.cfg.queue_prefix),
+        channel_id.simple()
+    );
     let mut conn = ctx.redis.clone();
     let counted: redis::RedisResult<(i64,)> = redis::pipe()
         .incr(&key, 1)
