@@ -416,6 +416,7 @@ async fn a_held_notification_goes_out_only_if_it_is_still_the_latest_news() {
     let up = |event: &'static str, subject: &'static str| {
         let pool = app.pool.clone();
         async move {
+            let event = leadflow_shared::db::notifications::Event::parse(event).unwrap();
             raise(&pool, t, event, subject, "{}", quiet)
                 .await
                 .unwrap()

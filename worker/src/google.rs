@@ -62,7 +62,14 @@ async fn needs_reauth(ctx: &Ctx, i: &integrations::Integration, why: &str) -> Go
             tracing::warn!(integration_id = %i.id, why, channels = stopped.len(), "Google integration needs re-authorisation");
             let data = json!({"integration_id": i.id, "service": i.service, "reason": why,
                               "channels_stopped": stopped});
-            crate::notify::raise(ctx, i.tenant_id, "integration.needs_reauth", &i.id.to_string(), data).await;
+            crate::notify::raise(
+                ctx,
+                i.tenant_id,
+                leadflow_shared::db::notifications::Event::IntegrationNeedsReauth,
+                &i.id.to_string(),
+                data,
+            )
+            .await;
         }
         Ok(false) => {}
         Err(e) => tracing::error!(integration_id = %i.id, error = %e, "could not mark the integration needs_reauth"),

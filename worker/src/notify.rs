@@ -6,7 +6,8 @@
 //! `notifications::may_send`). A delivery whose job is lost is
 //! found by the sweeper, so raising never depends on Redis being up.
 
-use leadflow_shared::db::{channels, leads, notifications};
+use leadflow_shared::db::notifications::{self, Event};
+use leadflow_shared::db::{channels, leads};
 use leadflow_shared::queue::DeliverPostback;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -15,9 +16,9 @@ use crate::Ctx;
 
 /// Raises `event` about `subject` with `data`; errors are logged, never fatal to the
 /// caller (a notification must not fail the work that raised it).
-pub async fn raise(ctx: &Ctx, tenant_id: Uuid, event: &str, subject: &str, data: Value) {
+pub async fn raise(ctx: &Ctx, tenant_id: Uuid, event: Event, subject: &str, data: Value) {
     let payload = json!({
-        "type": event,
+        "type": event.as_str(),
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "tenant_id": tenant_id,
         "data": data,
@@ -26,7 +27,7 @@ pub async fn raise(ctx: &Ctx, tenant_id: Uuid, event: &str, subject: &str, data:
     let raised = match notifications::raise(&ctx.pool, tenant_id, event, subject, &payload.to_string(), quiet).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(%tenant_id, event, subject, error = %e, "notification not recorded");
+            tracing::error!(%tenant_id, event = event.as_str(), subject, error = %e, "notification not recorded");
             return;
         }
     };
@@ -34,7 +35,7 @@ pub async fn raise(ctx: &Ctx, tenant_id: Uuid, event: &str, subject: &str, data:
         .held_until
         .and_then(|at| (at - chrono::Utc::now()).to_std().ok())
         .unwrap_or_default();
-    tracing::info!(%tenant_id, event, subject, deliveries = raised.deliveries.len(), held_for = ?delay, "notification raised");
+    tracing::info!(%tenant_id, event = event.as_str(), subject, deliveries = raised.deliveries.len(), held_for = ?delay, "notification raised");
     for delivery_id in raised.deliveries {
         let job = DeliverPostback::first(delivery_id);
         if let Err(e) = ctx.queues.enqueue(&job, delay).await {
@@ -62,7 +63,7 @@ pub struct Failed<'a> {
 pub async fn message_failed(ctx: &Ctx, f: &Failed<'_>) {
     let subject = f.message_id.unwrap_or(f.outbox_id).to_string();
     let known = async {
-        let said = notifications::was_raised(&ctx.pool, f.tenant_id, "message.failed", &subject).await?;
+        let said = notifications::was_raised(&ctx.pool, f.tenant_id, Event::MessageFailed, &subject).await?;
         let lead = leads::external_id(&ctx.pool, f.lead_id).await?;
         let channel = channels::find(&ctx.pool, f.tenant_id, f.channel_id).await?;
         Ok::<_, leadflow_shared::db::DbError>((said, lead, channel))
@@ -88,40 +89,42 @@ pub async fn message_failed(ctx: &Ctx, f: &Failed<'_>) {
         "reason": f.reason,
         "source": f.source,
     });
-    raise(ctx, f.tenant_id, "message.failed", &subject, data).await;
+    raise(ctx, f.tenant_id, Event::MessageFailed, &subject, data).await;
 }
 
 /// The plain-text form of a notification, for e-mail and WhatsApp targets.
 pub fn text(payload: &str) -> String {
     let v: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
-    let event = v["type"].as_str().unwrap_or("notification");
+    let kind = v["type"].as_str().unwrap_or("notification");
     let d = &v["data"];
     let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
-    match event {
-        "channel.disconnected" => format!(
+    match Event::parse(kind) {
+        Some(Event::ChannelDisconnected) => format!(
             "Leadflow: channel \"{}\" ({}) is disconnected. {}",
             s("channel_name"),
             s("provider"),
             s("reason")
         ),
-        "channel.reconnected" => format!(
+        Some(Event::ChannelReconnected) => format!(
             "Leadflow: channel \"{}\" ({}) is connected again.",
             s("channel_name"),
             s("provider")
         ),
-        "postback.exhausted" => format!(
+        Some(Event::PostbackExhausted) => format!(
             "Leadflow: a postback to {} failed after every attempt: {}",
             s("url"),
             s("last_error")
         ),
-        "ai.failed" => format!("Leadflow: no AI reply for lead {}: {}", s("lead_id"), s("error")),
-        "message.failed" => format!(
+        Some(Event::AiFailed) => format!("Leadflow: no AI reply for lead {}: {}", s("lead_id"), s("error")),
+        Some(Event::MessageFailed) => format!(
             "Leadflow: a message to lead {} through \"{}\" was not delivered: {}",
             s("lead_id"),
             s("channel_name"),
             s("reason")
         ),
-        _ => format!("Leadflow: {event}: {d}"),
+        Some(Event::IntegrationNeedsReauth | Event::CalendarRenewalFailed) | None => {
+            format!("Leadflow: {kind}: {d}")
+        }
     }
     .trim()
     .to_string()

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use leadflow_shared::db::channels;
-use leadflow_shared::db::notifications::{self, ConfigFields, NotificationConfig, EVENTS};
+use leadflow_shared::db::notifications::{self, ConfigFields, Event, NotificationConfig};
 use serde_json::{json, Value};
 
 use super::ai_process::check_http_url;
@@ -45,7 +45,10 @@ fn events(body: &JsonObject) -> Result<Vec<String>, ApiError> {
     let bad = || {
         ApiError::invalid(
             "events",
-            format!("events must be a non-empty list of: {}", EVENTS.join(", ")),
+            format!(
+                "events must be a non-empty list of: {}",
+                Event::ALL.map(Event::as_str).join(", ")
+            ),
         )
     };
     let Some(Value::Array(items)) = body.0.get("events") else {
@@ -53,7 +56,7 @@ fn events(body: &JsonObject) -> Result<Vec<String>, ApiError> {
     };
     let mut out = Vec::new();
     for item in items {
-        let e = item.as_str().filter(|e| EVENTS.contains(e)).ok_or_else(bad)?;
+        let e = item.as_str().and_then(Event::parse).ok_or_else(bad)?.as_str();
         if !out.iter().any(|o| o == e) {
             out.push(e.to_string());
         }

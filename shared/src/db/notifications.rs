@@ -13,16 +13,61 @@ use uuid::Uuid;
 
 use super::DbError;
 
-/// Every event a configuration may subscribe to.
-pub const EVENTS: [&str; 7] = [
-    "channel.disconnected",
-    "channel.reconnected",
-    "integration.needs_reauth",
-    "calendar.renewal_failed",
-    "postback.exhausted",
-    "ai.failed",
-    "message.failed",
-];
+/// Every event a configuration may subscribe to; [`Event::as_str`] is its wire name (in
+/// configurations, payloads' `type` and the `notifications.event` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text")]
+pub enum Event {
+    #[serde(rename = "channel.disconnected")]
+    #[sqlx(rename = "channel.disconnected")]
+    ChannelDisconnected,
+    #[serde(rename = "channel.reconnected")]
+    #[sqlx(rename = "channel.reconnected")]
+    ChannelReconnected,
+    #[serde(rename = "integration.needs_reauth")]
+    #[sqlx(rename = "integration.needs_reauth")]
+    IntegrationNeedsReauth,
+    #[serde(rename = "calendar.renewal_failed")]
+    #[sqlx(rename = "calendar.renewal_failed")]
+    CalendarRenewalFailed,
+    #[serde(rename = "postback.exhausted")]
+    #[sqlx(rename = "postback.exhausted")]
+    PostbackExhausted,
+    #[serde(rename = "ai.failed")]
+    #[sqlx(rename = "ai.failed")]
+    AiFailed,
+    #[serde(rename = "message.failed")]
+    #[sqlx(rename = "message.failed")]
+    MessageFailed,
+}
+
+impl Event {
+    pub const ALL: [Event; 7] = [
+        Self::ChannelDisconnected,
+        Self::ChannelReconnected,
+        Self::IntegrationNeedsReauth,
+        Self::CalendarRenewalFailed,
+        Self::PostbackExhausted,
+        Self::AiFailed,
+        Self::MessageFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChannelDisconnected => "channel.disconnected",
+            Self::ChannelReconnected => "channel.reconnected",
+            Self::IntegrationNeedsReauth => "integration.needs_reauth",
+            Self::CalendarRenewalFailed => "calendar.renewal_failed",
+            Self::PostbackExhausted => "postback.exhausted",
+            Self::AiFailed => "ai.failed",
+            Self::MessageFailed => "message.failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct NotificationConfig {
@@ -108,7 +153,7 @@ pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, Db
 
 /// Whether `event` was ever raised about `subject` (for events said once per subject).
 #[tracing::instrument(level = "debug", skip(pool))]
-pub async fn was_raised(pool: &PgPool, tenant_id: Uuid, event: &str, subject: &str) -> Result<bool, DbError> {
+pub async fn was_raised(pool: &PgPool, tenant_id: Uuid, event: Event, subject: &str) -> Result<bool, DbError> {
     Ok(sqlx::query_scalar(
         r#"SELECT EXISTS (SELECT 1 FROM notifications WHERE tenant_id = $1 AND event = $2 AND subject = $3)"#,
     )
@@ -134,7 +179,7 @@ pub struct Raised {
 pub async fn raise(
     pool: &PgPool,
     tenant_id: Uuid,
-    event: &str,
+    event: Event,
     subject: &str,
     payload: &str,
     quiet: Duration,
@@ -238,4 +283,19 @@ pub async fn may_send(pool: &PgPool, id: Uuid) -> Result<bool, DbError> {
         .await?;
     tx.commit().await?;
     Ok(release)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    /// One wire name per event, whichever way it is written (serde, the column, a config).
+    #[test]
+    fn every_event_has_one_wire_name() {
+        for e in Event::ALL {
+            assert_eq!(serde_json::to_value(e).unwrap(), serde_json::json!(e.as_str()));
+            assert_eq!(Event::parse(e.as_str()), Some(e));
+        }
+        assert_eq!(Event::parse("channel.exploded"), None);
+    }
 }

@@ -309,7 +309,14 @@ async fn finish(
         // One notice per assistant per quiet period: an AI outage fails many bursts.
         let data = json!({"burst_id": b.id, "lead_id": b.lead_id, "assistant_id": b.assistant_id,
                           "error": e.to_string(), "code": e.code()});
-        crate::notify::raise(ctx, b.tenant_id, "ai.failed", &b.assistant_id.to_string(), data).await;
+        crate::notify::raise(
+            ctx,
+            b.tenant_id,
+            leadflow_shared::db::notifications::Event::AiFailed,
+            &b.assistant_id.to_string(),
+            data,
+        )
+        .await;
     }
     if let Some((new_burst, due_in_ms)) = split {
         flush::schedule(ctx, new_burst, leadflow_shared::queue::delay_from_ms(due_in_ms)).await?;

@@ -154,7 +154,14 @@ async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
         calendars::set_status(&ctx.pool, old.id, "failed", Some(&why)).await?;
         let data = json!({"channel_id": old.id, "calendar_id": old.calendar_id, "expiration": old.expiration,
                           "attempts": old.renew_attempts, "error": why, "final": true});
-        crate::notify::raise(ctx, old.tenant_id, "calendar.renewal_failed", &old.id.to_string(), data).await;
+        crate::notify::raise(
+            ctx,
+            old.tenant_id,
+            leadflow_shared::db::notifications::Event::CalendarRenewalFailed,
+            &old.id.to_string(),
+            data,
+        )
+        .await;
         return Ok(());
     }
     let next = calendars::create_pending(
@@ -199,7 +206,14 @@ async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
             enqueue(ctx, CalendarStep::Renew, old.id, n + 1, delay).await?;
             let data = json!({"channel_id": old.id, "calendar_id": old.calendar_id, "expiration": old.expiration,
                               "attempts": attempts, "error": e.to_string(), "next_attempt_at": at});
-            crate::notify::raise(ctx, old.tenant_id, "calendar.renewal_failed", &old.id.to_string(), data).await;
+            crate::notify::raise(
+                ctx,
+                old.tenant_id,
+                leadflow_shared::db::notifications::Event::CalendarRenewalFailed,
+                &old.id.to_string(),
+                data,
+            )
+            .await;
             Ok(())
         }
     }

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use leadflow_shared::channel::Provider;
 use leadflow_shared::db::channels;
 use leadflow_shared::db::connections::{self, Checked, Observation, Transition};
+use leadflow_shared::db::notifications::Event;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -97,8 +98,8 @@ pub async fn apply(ctx: &Ctx, channel_id: Uuid, provider: &str, o: Observation<'
 
 async fn notify(ctx: &Ctx, provider: &str, t: &Transition, source: &str, reason: Option<&str>) {
     let event = match (t.previous.as_str(), t.status.as_str()) {
-        (_, "disconnected") => "channel.disconnected",
-        ("disconnected", "connected") => "channel.reconnected",
+        (_, "disconnected") => Event::ChannelDisconnected,
+        ("disconnected", "connected") => Event::ChannelReconnected,
         // unknown → connected is the first look at a healthy channel, not news.
         _ => return,
     };

@@ -113,7 +113,14 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
                     "delivery_id": d.id, "burst_id": d.burst_id, "url": d.url,
                     "attempts": job.attempt, "last_error": error,
                 });
-                crate::notify::raise(&ctx, d.tenant_id, "postback.exhausted", &d.id.to_string(), data).await;
+                crate::notify::raise(
+                    &ctx,
+                    d.tenant_id,
+                    leadflow_shared::db::notifications::Event::PostbackExhausted,
+                    &d.id.to_string(),
+                    data,
+                )
+                .await;
             }
         }
         Outcome::RetryInMs(ms) => {
