@@ -52,6 +52,13 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Every queue's backlog, pause state, oldest waiting job and workers (as the console).
+    Queues,
+    /// Everything that failed for good, across tenants (as the console).
+    Failures {
+        #[command(subcommand)]
+        command: FailuresCommand,
+    },
     /// The effective configuration.
     Config {
         #[command(subcommand)]
@@ -85,6 +92,27 @@ enum TenantCommand {
         #[arg(long)]
         base_url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum FailuresCommand {
+    /// Newest first, one JSON object per line.
+    List {
+        /// burst, postback, notification, send or media.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// Matched against the error code, the message and the lead id.
+        #[arg(long)]
+        q: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One more try (a burst: as a new burst with the same messages).
+    Retry { kind: String, id: uuid::Uuid },
+    /// Off the list (kept, marked).
+    Discard { kind: String, id: uuid::Uuid },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +218,8 @@ async fn run() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Tenant { command } => return tenant(&mut cfg, command).await,
+        Command::Queues => return queues(&cfg).await,
+        Command::Failures { command } => return failures(&cfg, command).await,
         Command::Bench { out, quick, only } => {
             return leadflow::bench::run(leadflow::bench::Options { out, quick, only }).await;
         }
@@ -224,6 +254,65 @@ async fn tenant(cfg: &mut Config, command: TenantCommand) -> anyhow::Result<()> 
         } => {
             tenants::set_ai_settings(&pool, &key, tenant, api_key.as_deref(), base_url.as_deref()).await?;
             eprintln!("AI settings updated for tenant {tenant}");
+        }
+    }
+    Ok(())
+}
+
+/// `leadflow queues`: a table, one queue per line.
+async fn queues(cfg: &Config) -> anyhow::Result<()> {
+    let queues = leadflow_shared::queue::Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await?;
+    let rows = leadflow_shared::queue::summaries(&queues, &cfg.redis_url).await?;
+    println!(
+        "{:<10} {:>8} {:>7} {:>8} {:>7} {:>7} {:>12} {:>8}",
+        "queue", "waiting", "active", "delayed", "failed", "paused", "oldest_wait", "workers"
+    );
+    for r in rows {
+        let oldest = r.oldest_waiting_seconds.map_or("-".to_owned(), |s| format!("{s:.1}s"));
+        println!(
+            "{:<10} {:>8} {:>7} {:>8} {:>7} {:>7} {:>12} {:>8}",
+            r.queue, r.waiting, r.active, r.delayed, r.failed, r.paused, oldest, r.workers
+        );
+    }
+    Ok(())
+}
+
+/// `leadflow failures …`, against PostgreSQL (and Redis for a retry's job) directly.
+async fn failures(cfg: &Config, command: FailuresCommand) -> anyhow::Result<()> {
+    use leadflow_shared::db::failures::{self, FailureKind, Filter};
+    let kind_of = |k: &str| {
+        FailureKind::parse(k)
+            .with_context(|| format!("unknown kind {k:?} (burst, postback, notification, send, media)"))
+    };
+    let pool = db::connect_for_role(cfg).await?;
+    match command {
+        FailuresCommand::List { kind, tenant, q, limit } => {
+            let filter = Filter {
+                kind: kind.as_deref().map(kind_of).transpose()?,
+                tenant_id: tenant,
+                q,
+                limit: limit.clamp(1, 10_000),
+                ..Filter::default()
+            };
+            for f in failures::list(&pool, &filter).await? {
+                println!("{}", serde_json::to_string(&f)?);
+            }
+        }
+        FailuresCommand::Retry { kind, id } => {
+            let kind = kind_of(&kind)?;
+            let reopened = failures::retry(&pool, kind, id)
+                .await?
+                .with_context(|| format!("no {} failure {id} to retry", kind.as_str()))?;
+            let queues = leadflow_shared::queue::Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await?;
+            reopened.enqueue(&queues).await?;
+            println!("{}", serde_json::json!({"retried": kind, "id": id}));
+        }
+        FailuresCommand::Discard { kind, id } => {
+            let kind = kind_of(&kind)?;
+            if !failures::discard(&pool, kind, id).await? {
+                anyhow::bail!("no {} failure {id} to discard", kind.as_str());
+            }
+            println!("{}", serde_json::json!({"discarded": kind, "id": id}));
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ mod admin;
 mod ai_errors;
 mod channels;
 mod config;
+mod console;
 mod debounce;
 mod delivery_status;
 mod email;

@@ -321,6 +321,7 @@ async fn wait_for_reply(
                     let reason = match b.reason {
                         Some(DropReason::TenantDisabled) => "tenant_disabled: the tenant is disabled",
                         Some(DropReason::Erased) => "erased: the lead was erased",
+                        Some(DropReason::Retried) => "retried: an operator retried it as a new burst",
                         Some(DropReason::HumanTakeover) | None => "human_takeover: the AI is paused for this lead",
                     };
                     break Ok((

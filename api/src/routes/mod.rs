@@ -1,5 +1,6 @@
 //! One module per resource.
 
+pub mod admin;
 pub mod ai_process;
 pub mod assistants;
 pub mod calendar_push;
@@ -88,5 +89,16 @@ pub fn router() -> Router<AppState> {
         .route("/backend/deliveries", get(deliveries::list))
         .route("/backend/deliveries/{id}", get(deliveries::show))
         .route("/backend/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/admin/api/queues", get(admin::queues))
+        .route("/admin/api/queues/{queue}/pause", post(admin::pause))
+        .route("/admin/api/queues/{queue}/resume", post(admin::resume))
+        .route("/admin/api/failures", get(admin::failures))
+        .route("/admin/api/failures/retry", post(admin::retry_many))
+        .route("/admin/api/failures/{kind}/{id}/retry", post(admin::retry))
+        .route("/admin/api/failures/{kind}/{id}/discard", post(admin::discard))
+        .route("/admin/api/tenants", get(admin::tenants))
+        .route("/admin/api/tenants/{id}/disable", post(admin::disable_tenant))
+        .route("/admin/api/tenants/{id}/enable", post(admin::enable_tenant))
+        .route("/admin/api/channels", get(admin::channels))
         .fallback(|| async { crate::error::ApiError::NotFound("route") })
 }

@@ -37,6 +37,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_AI_ALLOWED_MODELS", None),
     ("LEADFLOW_AI_MAX_TOKENS_CAP", None),
     ("LEADFLOW_MASTER_KEY", None),
+    ("LEADFLOW_ADMIN_TOKEN", None),
     ("LEADFLOW_DATA_DIR", Some(".leadflow")),
     ("LEADFLOW_ALLOW_PRIVATE_URLS", Some("false")),
     ("LEADFLOW_POSTBACK_RETRY_SCHEDULE", Some("5s,5m,30m,2h,5h,10h,10h")),
@@ -117,6 +118,7 @@ const SECRETS: &[(&str, &str)] = &[
     ("LEADFLOW_AI_API_KEY", "LEADFLOW_AI_API_KEY_FILE"),
     ("LEADFLOW_MASTER_KEY", "LEADFLOW_MASTER_KEY_FILE"),
     ("LEADFLOW_GOOGLE_CLIENT_SECRET", "LEADFLOW_GOOGLE_CLIENT_SECRET_FILE"),
+    ("LEADFLOW_ADMIN_TOKEN", "LEADFLOW_ADMIN_TOKEN_FILE"),
 ];
 
 /// Where a setting's effective value came from (`leadflow config check` says).
@@ -194,6 +196,8 @@ pub struct Config {
     pub ai_allowed_models: Vec<String>,
     /// Most `max_tokens` a reply may ask for on the operator's AI key (`None`: no cap).
     pub ai_max_tokens_cap: Option<u32>,
+    /// The operator console's bearer token (`/admin/api/*`); `None`: the console is off.
+    pub admin_token: Option<SecretString>,
     /// `None` until [`Config::resolve_master_key`] ran (dev may generate one).
     pub master_key: Option<MasterKey>,
     pub data_dir: PathBuf,
@@ -399,6 +403,16 @@ impl Config {
                     0 => return Err(invalid("LEADFLOW_AI_MAX_TOKENS_CAP", "must be at least 1")),
                     n => Some(n),
                 },
+            },
+            admin_token: match l.get("LEADFLOW_ADMIN_TOKEN") {
+                None => None,
+                Some(t) if t.trim().len() < 16 => {
+                    return Err(invalid(
+                        "LEADFLOW_ADMIN_TOKEN",
+                        "must be at least 16 characters (generate one with `openssl rand -hex 32`)",
+                    ))
+                }
+                Some(t) => Some(SecretString::from(t.trim().to_string())),
             },
             master_key,
             data_dir: PathBuf::from(l.req("LEADFLOW_DATA_DIR")?),

@@ -48,6 +48,8 @@ pub enum DropReason {
     TenantDisabled,
     /// The lead was erased (`DELETE /backend/leads/{lead_id}`).
     Erased,
+    /// A failed burst an operator retried: its messages moved to a new burst.
+    Retried,
 }
 
 /// How a burst ends: the only states [`finish`] moves one to, so an ending can never

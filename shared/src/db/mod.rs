@@ -10,6 +10,7 @@ pub mod channels;
 pub mod connections;
 pub mod deliveries;
 pub mod departments;
+pub mod failures;
 pub mod functions;
 pub mod housekeeping;
 pub mod identities;

@@ -108,6 +108,8 @@ pub enum QueueError {
     /// A job that does not serialize (a bug).
     #[error("a job could not be encoded: {0}")]
     Encode(String),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Where Leadflow's own Redis keys live (rate windows, scheduler leases, calendar-sync
@@ -324,6 +326,83 @@ pub struct Counts {
     pub delayed: u64,
     pub failed: u64,
     pub completed: u64,
+}
+
+/// One queue as an operator sees it (`GET /admin/api/queues`, `leadflow queues`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueSummary {
+    pub queue: &'static str,
+    /// Waiting and prioritized: for an operator they wait all the same.
+    pub waiting: u64,
+    pub active: u64,
+    pub delayed: u64,
+    pub failed: u64,
+    pub completed: u64,
+    pub paused: bool,
+    pub oldest_waiting_seconds: Option<f64>,
+    /// Workers connected to it now (by their Redis client names).
+    pub workers: usize,
+}
+
+/// Every work queue's [`QueueSummary`].
+pub async fn summaries(queues: &Queues, redis_url: &str) -> Result<Vec<QueueSummary>, QueueError> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut out = Vec::new();
+    for kind in QueueKind::ALL {
+        let bull = |source| QueueError::Bull {
+            queue: kind.name(),
+            source,
+        };
+        let c = counts(&mut conn, &queues.prefix, kind, None).await?;
+        let q = queues.queue(kind);
+        let oldest = oldest_waiting_ms(&mut conn, &queues.prefix, kind).await?;
+        out.push(QueueSummary {
+            queue: kind.name(),
+            waiting: c.wait + c.prioritized,
+            active: c.active,
+            delayed: c.delayed,
+            failed: c.failed,
+            completed: c.completed,
+            paused: q.is_paused().await.map_err(bull)?,
+            oldest_waiting_seconds: oldest.map(|at| ((now_ms - at).max(0) as f64) / 1000.0),
+            workers: q.get_workers().await.map_err(bull)?.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// When the oldest job still waiting in `kind` was added (epoch ms), if any: the tail of
+/// the wait list or the head of the prioritized set, whichever is older.
+pub async fn oldest_waiting_ms(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    kind: QueueKind,
+) -> redis::RedisResult<Option<i64>> {
+    let key = |part: &str| format!("{prefix}:{}:{part}", kind.name());
+    let (tail, first): (Option<String>, Vec<String>) = redis::pipe()
+        .cmd("LINDEX")
+        .arg(key("wait"))
+        .arg(-1)
+        .cmd("ZRANGE")
+        .arg(key("prioritized"))
+        .arg(0)
+        .arg(0)
+        .query_async(conn)
+        .await?;
+    let mut oldest: Option<i64> = None;
+    for id in tail.into_iter().chain(first) {
+        let at: Option<i64> = redis::cmd("HGET")
+            .arg(key(&id))
+            .arg("timestamp")
+            .query_async(conn)
+            .await?;
+        if let Some(at) = at {
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+        }
+    }
+    Ok(oldest)
 }
 
 pub async fn counts(
