@@ -293,8 +293,14 @@ lf_ensure_redis() {
 # What the test suite needs beyond the services: `promtool` (Debian's prometheus package)
 # checks the metrics exposition.
 lf_ensure_test_tools() {
-  if ! command -v promtool >/dev/null 2>&1; then
-    lf_install_packages prometheus
+  local packages=()
+  # promtool checks the metrics exposition and the alert rules.
+  command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+  # The operator console's page is tested in a real (headless) browser.
+  command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+  if ((${#packages[@]} > 0)); then
+    lf_install_packages "${packages[@]}"
   fi
 }
 

@@ -322,3 +322,72 @@ async fn the_cli_lists_queues_and_failures_and_retries_one() {
     app.settle().await;
     app.stop().await;
 }
+
+/// The console's page in a real browser: sign in, see a failed postback, press retry,
+/// see it gone and the postback delivered; usable on a phone's width. With
+/// `LEADFLOW_CONSOLE_SCREENSHOT=path` it also saves the page as the README shows it.
+#[tokio::test]
+async fn the_console_page_signs_in_shows_a_failed_postback_and_retries_it() {
+    use crate::support::browser::Browser;
+    let app = console().await;
+    app.set_assistant(json!({"debounce_seconds": 0.2})).await;
+    app.receiver.set_default_status(500);
+    app.process(&app.msg("lead-browser", "oi", true)).await;
+    eventually(Duration::from_secs(30), "the exhausted postback", || async {
+        (failures(&app, "?kind=postback").await.len() == 1).then_some(())
+    })
+    .await;
+    app.receiver.set_default_status(200);
+
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&format!("{}/admin", app.base)).await;
+    let field = browser.wait_for("#token").await;
+    browser.type_into(&field, "not-the-token-at-all").await;
+    browser.click(&browser.wait_for("#sign-in button").await).await;
+    let error = browser.wait_for("#sign-in-error").await;
+    eventually(Duration::from_secs(10), "the refusal", || async {
+        browser.text(&error).await.contains("not valid").then_some(())
+    })
+    .await;
+    let field = browser.wait_for("#token").await;
+    browser.type_into(&field, TOKEN).await;
+    browser.click(&browser.wait_for("#sign-in button").await).await;
+    let retry = browser
+        .wait_for(r#"#failures tr[data-kind="postback"] button.retry"#)
+        .await;
+    let row = browser
+        .eval(r#"return document.querySelector('#failures tr[data-kind="postback"]').innerText"#)
+        .await;
+    let row = row.as_str().unwrap_or_default();
+    assert!(row.contains("lead-browser") && row.contains("500"), "{row}");
+    browser.wait_for(r#"#queues tr[data-queue="postback"]"#).await;
+    if let Ok(path) = std::env::var("LEADFLOW_CONSOLE_SCREENSHOT") {
+        browser.resize(1280, 1000).await;
+        std::fs::write(path, browser.screenshot().await).unwrap();
+    }
+    browser.click(&retry).await;
+    let flash = browser.wait_for("#flash").await;
+    eventually(Duration::from_secs(10), "the retry confirmed", || async {
+        browser
+            .text(&flash)
+            .await
+            .contains("Retried the postback for lead-browser")
+            .then_some(())
+    })
+    .await;
+    let got = app.receiver.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(got[0].json["lead_id"], json!("lead-browser"));
+    eventually(Duration::from_secs(15), "the row gone from the page", || async {
+        browser.find(r#"#failures tr[data-kind]"#).await.is_none().then_some(())
+    })
+    .await;
+    // A phone's width: nothing wider than the screen but the tables' own scroll boxes.
+    browser.resize(390, 844).await;
+    let fits = browser
+        .eval("return document.documentElement.scrollWidth <= window.innerWidth")
+        .await;
+    assert_eq!(fits, json!(true), "the page fits a phone's width");
+    browser.quit().await;
+    app.settle().await;
+    app.stop().await;
+}

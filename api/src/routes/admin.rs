@@ -46,6 +46,51 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
+/// `GET /admin`, `/admin/console.js`, `/admin/console.css`: the console's page, a small
+/// script over this API. Every asset is served from the binary (it works on an offline
+/// network); the page carries no token, it asks for one.
+pub async fn page(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    asset(&state, "text/html; charset=utf-8", include_str!("console/index.html"))
+}
+
+pub async fn script(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    asset(
+        &state,
+        "text/javascript; charset=utf-8",
+        include_str!("console/console.js"),
+    )
+}
+
+pub async fn style(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    asset(&state, "text/css; charset=utf-8", include_str!("console/console.css"))
+}
+
+fn asset(
+    state: &AppState,
+    content_type: &'static str,
+    body: &'static str,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    if state.cfg.admin_token.is_none() {
+        return Err(ApiError::NotFound("route"));
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            // Only this origin's own script and style; never framed.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 /// Constant time in the token's content: both sides are hashed to the same length first.
 fn token_matches(want: &str, given: &str) -> bool {
     use sha2::Digest;

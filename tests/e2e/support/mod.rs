@@ -3,6 +3,7 @@
 //! PostgreSQL database, a unique Redis key prefix, a fake OpenAI-compatible server and a
 //! postback receiver, and creates one tenant. Tests talk to it over real HTTP.
 
+pub mod browser;
 pub mod fake_ai;
 pub mod fake_google;
 pub mod fake_mail;
