@@ -142,6 +142,10 @@ fn describe() {
         "When this process started, seconds since the epoch"
     );
     describe_gauge!(
+        "leadflow_ready",
+        "Readiness by check (postgres, redis, migrations): 1 ok, 0 failing; evaluated at each scrape and /readyz"
+    );
+    describe_gauge!(
         "leadflow_db_pool_connections",
         "This process's PostgreSQL connections, by state (idle, active)"
     );
@@ -242,6 +246,11 @@ pub fn pdf_extraction(took: Duration) {
 /// Active channels of `provider` in `connection` state, as sampled.
 pub fn channels(provider: &str, connection: &str, n: i64) {
     gauge!("leadflow_channels", "provider" => provider.to_owned(), "connection" => connection.to_owned()).set(n as f64);
+}
+
+/// One readiness check's outcome.
+pub fn ready(check: &'static str, ok: bool) {
+    gauge!("leadflow_ready", "check" => check).set(if ok { 1.0 } else { 0.0 });
 }
 
 /// A periodic task's run: `ok`, `failed` or `skipped`.

@@ -60,6 +60,9 @@ impl Probe {
         } else {
             "unavailable"
         };
+        for (check, r) in [("postgres", &postgres), ("redis", &redis), ("migrations", &migrations)] {
+            crate::metrics::ready(check, r.is_ok());
+        }
         let show = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".to_owned());
         Readiness {
             status,

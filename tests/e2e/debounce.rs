@@ -62,6 +62,9 @@ async fn quiet_period_flush_is_timed_from_the_last_message() {
     );
     assert!(waited <= Duration::from_millis(2500), "flush came late: {waited:?}");
     assert_eq!(last_user_turn(&reqs[0].body), "one\ntwo");
+    // The generation the request started finishes before the test does.
+    app.receiver.wait_for(1, Duration::from_secs(10)).await;
+    app.settle().await;
     app.stop().await;
 }
 
@@ -85,6 +88,8 @@ async fn max_wait_flushes_a_lead_that_never_stops() {
         "flushed before max wait: {waited:?}"
     );
     assert!(waited <= Duration::from_millis(3500), "max wait overshot: {waited:?}");
+    // The generation (and anything the last messages started) finishes first.
+    app.settle().await;
     app.stop().await;
 }
 

@@ -94,6 +94,12 @@ async fn every_role_exposes_the_documented_families_and_promtool_accepts_them() 
     );
     at_least_one(r#"leadflow_media_total{kind="image",outcome="done"}"#);
     at_least_one(r#"leadflow_scheduler_runs_total{task="sweep",outcome="ok"}"#);
+    // Readiness as a gauge (its value is this process's, shared by the suite's apps, so
+    // only its presence is asserted here; the alert on it is unit-tested with promtool).
+    for check in ["postgres", "redis", "migrations"] {
+        let series = format!(r#"leadflow_ready{{check="{check}"}}"#);
+        assert!(value(&api, &series).is_some(), "{series} missing");
+    }
     at_least_one("process_resident_memory_bytes");
     at_least_one("process_open_fds");
     at_least_one("process_start_time_seconds");

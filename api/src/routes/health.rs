@@ -32,6 +32,9 @@ pub fn probes<S>(probe: Probe) -> Router<S> {
 /// Prometheus text exposition of this process's metrics.
 async fn metrics(State(probe): State<Probe>) -> Response {
     leadflow_shared::metrics::db_pool(probe.pool());
+    // Readiness as a metric (`leadflow_ready{check}`), evaluated at each scrape: an alert
+    // sees a process that answers /metrics but could not serve (each check is bounded).
+    probe.check().await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
