@@ -18,8 +18,9 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
+/// `?tenant_id=` (an agency acting for its client) and, for the conversation, `?limit=`.
 #[derive(Deserialize)]
-pub struct MessagesQuery {
+pub struct LeadQuery {
     tenant_id: Option<Uuid>,
     limit: Option<i64>,
 }
@@ -28,7 +29,7 @@ pub async fn messages(
     State(state): State<AppState>,
     caller: Caller,
     Path(lead_id): Path<String>,
-    Query(q): Query<MessagesQuery>,
+    Query(q): Query<LeadQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = caller.tenant_for(&state, q.tenant_id).await?;
     let lead = find(&state, tenant, &lead_id).await?;
@@ -74,18 +75,13 @@ async fn conversation(state: &AppState, lead: Uuid, limit: i64) -> Result<Vec<se
         .collect())
 }
 
-#[derive(Deserialize)]
-pub struct TenantQuery {
-    tenant_id: Option<Uuid>,
-}
-
 /// `DELETE /backend/leads/{lead_id}`: erases the lead's personal data (see
 /// [`lead_data::erase`]); says what was erased. A repeat is a 404.
 pub async fn erase(
     State(state): State<AppState>,
     caller: Caller,
     Path(lead_id): Path<String>,
-    Query(q): Query<TenantQuery>,
+    Query(q): Query<LeadQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = caller.tenant_for(&state, q.tenant_id).await?;
     let lead = find(&state, tenant, &lead_id).await?;
@@ -107,7 +103,7 @@ pub async fn export(
     State(state): State<AppState>,
     caller: Caller,
     Path(lead_id): Path<String>,
-    Query(q): Query<TenantQuery>,
+    Query(q): Query<LeadQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = caller.tenant_for(&state, q.tenant_id).await?;
     let lead = find(&state, tenant, &lead_id).await?;

@@ -140,6 +140,19 @@ async fn watch(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tells the tenant a renewal of `old` failed (`calendar.renewal_failed`, about the channel).
+async fn renewal_failed(ctx: &Ctx, old: &CalendarChannel, data: serde_json::Value) {
+    use leadflow_shared::db::notifications::Event;
+    crate::notify::raise(
+        ctx,
+        old.tenant_id,
+        Event::CalendarRenewalFailed,
+        &old.id.to_string(),
+        data,
+    )
+    .await;
+}
+
 /// Replaces `old` by a successor, then stops `old`.
 async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
     if old.status != "active" || old.replaced_by.is_some() {
@@ -154,14 +167,7 @@ async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
         calendars::set_status(&ctx.pool, old.id, "failed", Some(&why)).await?;
         let data = json!({"channel_id": old.id, "calendar_id": old.calendar_id, "expiration": old.expiration,
                           "attempts": old.renew_attempts, "error": why, "final": true});
-        crate::notify::raise(
-            ctx,
-            old.tenant_id,
-            leadflow_shared::db::notifications::Event::CalendarRenewalFailed,
-            &old.id.to_string(),
-            data,
-        )
-        .await;
+        renewal_failed(ctx, old, data).await;
         return Ok(());
     }
     let next = calendars::create_pending(
@@ -206,14 +212,7 @@ async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
             enqueue(ctx, CalendarStep::Renew, old.id, n + 1, delay).await?;
             let data = json!({"channel_id": old.id, "calendar_id": old.calendar_id, "expiration": old.expiration,
                               "attempts": attempts, "error": e.to_string(), "next_attempt_at": at});
-            crate::notify::raise(
-                ctx,
-                old.tenant_id,
-                leadflow_shared::db::notifications::Event::CalendarRenewalFailed,
-                &old.id.to_string(),
-                data,
-            )
-            .await;
+            renewal_failed(ctx, old, data).await;
             Ok(())
         }
     }
