@@ -137,10 +137,17 @@ impl Provider {
     }
 }
 
-/// Compares two secrets in time independent of where they differ.
+/// Compares two secrets (webhook tokens, the operator token) in time independent of
+/// where, and of how long, they differ.
 pub fn secrets_match(given: &str, expected: &str) -> bool {
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // Both sides hashed first: the comparison then takes the same time whatever either
+    // holds, its length included.
+    use sha2::Digest;
+    let (a, b) = (
+        sha2::Sha256::digest(given.as_bytes()),
+        sha2::Sha256::digest(expected.as_bytes()),
+    );
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Meta's `X-Hub-Signature-256` value: `sha256=<hex HMAC-SHA256 of the raw body with the app secret>`.

@@ -262,8 +262,8 @@ impl Layers {
     /// A duration, or `off` (`None`).
     fn duration_or_off(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
         match self.get(var).map(str::trim) {
-            None | Some("off") => Ok(None),
-            Some(_) => self.duration(var).map(Some),
+            Some("off") => Ok(None),
+            _ => self.duration(var).map(Some),
         }
     }
     fn size(&self, var: &'static str) -> Result<u64, ConfigError> {

@@ -98,10 +98,7 @@ impl SchedulerConfig {
         if health_failures_to_disconnect < 1 {
             return Err(invalid("LEADFLOW_HEALTH_FAILURES_TO_DISCONNECT", "must be at least 1"));
         }
-        let health_check_interval = match l.get("LEADFLOW_HEALTH_CHECK_INTERVAL").map(str::trim) {
-            Some("off") => None,
-            _ => Some(l.duration("LEADFLOW_HEALTH_CHECK_INTERVAL")?),
-        };
+        let health_check_interval = l.duration_or_off("LEADFLOW_HEALTH_CHECK_INTERVAL")?;
         if health_check_interval.is_some_and(|i| i < Duration::from_millis(100)) {
             return Err(invalid(
                 "LEADFLOW_HEALTH_CHECK_INTERVAL",
