@@ -48,7 +48,9 @@ pub struct Running {
 /// Connects to PostgreSQL (creating and migrating the database) and Redis, then starts
 /// the requested roles. Returns once they are accepting work.
 pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
-    leadflow_shared::metrics::install();
+    if cfg.metrics {
+        leadflow_shared::metrics::install();
+    }
     let master_key = cfg.resolve_master_key()?;
     let pool = db::connect_for_role(&cfg).await?;
     db::rebind_secrets(&pool, &master_key).await?;
@@ -84,15 +86,17 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
         };
         tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
         // One sampler per scheduler process, not per scrape: BullMQ's counts cost Redis calls.
-        let redis = redis::Client::open(cfg.redis_url.as_str())?
-            .get_connection_manager()
-            .await?;
-        tasks.push(tokio::spawn(leadflow_scheduler::sample_queues(
-            redis,
-            pool.clone(),
-            cfg.queue_prefix.clone(),
-            shutdown_rx.clone(),
-        )));
+        if cfg.metrics {
+            let redis = redis::Client::open(cfg.redis_url.as_str())?
+                .get_connection_manager()
+                .await?;
+            tasks.push(tokio::spawn(leadflow_scheduler::sample_queues(
+                redis,
+                pool.clone(),
+                cfg.queue_prefix.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
     }
 
     // Workers and the scheduler have no API port: their probes get a listener of their own.
@@ -104,7 +108,7 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
         ops_addr = Some(listener.local_addr()?);
         tracing::info!(addr = %listener.local_addr()?, "ops listener (/healthz, /readyz)");
         let probe = leadflow_shared::readiness::Probe::new(pool.clone(), &cfg.redis_url);
-        let app = leadflow_api::routes::health::probes(probe);
+        let app = leadflow_api::routes::health::probes(probe, cfg.metrics);
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let stop = async move {

@@ -41,7 +41,7 @@ enum Command {
         /// Smaller workloads: a quick check that every section runs.
         #[arg(long)]
         quick: bool,
-        /// Only these sections (queue, ingest, pipeline, long, recovery, media, media_memory, webhooks, connections, fairness, retention).
+        /// Only these sections (queue, ingest, pipeline, long, recovery, media, media_memory, webhooks, connections, fairness, retention, metrics).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -98,7 +98,7 @@ enum TenantCommand {
 enum FailuresCommand {
     /// Newest first, one JSON object per line.
     List {
-        /// burst, postback, notification, send or media.
+        /// burst, postback, notification, send, media or calendar.
         #[arg(long)]
         kind: Option<String>,
         #[arg(long)]
@@ -219,7 +219,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Tenant { command } => return tenant(&mut cfg, command).await,
         Command::Queues => return queues(&cfg).await,
-        Command::Failures { command } => return failures(&cfg, command).await,
+        Command::Failures { command } => return failures(&mut cfg, command).await,
         Command::Bench { out, quick, only } => {
             return leadflow::bench::run(leadflow::bench::Options { out, quick, only }).await;
         }
@@ -278,12 +278,10 @@ async fn queues(cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// `leadflow failures …`, against PostgreSQL (and Redis for a retry's job) directly.
-async fn failures(cfg: &Config, command: FailuresCommand) -> anyhow::Result<()> {
+async fn failures(cfg: &mut Config, command: FailuresCommand) -> anyhow::Result<()> {
     use leadflow_shared::db::failures::{self, FailureKind, Filter};
-    let kind_of = |k: &str| {
-        FailureKind::parse(k)
-            .with_context(|| format!("unknown kind {k:?} (burst, postback, notification, send, media)"))
-    };
+    let kind_of =
+        |k: &str| FailureKind::parse(k).with_context(|| format!("unknown kind {k:?} ({})", FailureKind::names()));
     let pool = db::connect_for_role(cfg).await?;
     match command {
         FailuresCommand::List { kind, tenant, q, limit } => {
@@ -300,7 +298,8 @@ async fn failures(cfg: &Config, command: FailuresCommand) -> anyhow::Result<()> 
         }
         FailuresCommand::Retry { kind, id } => {
             let kind = kind_of(&kind)?;
-            let reopened = failures::retry(&pool, kind, id)
+            let key = cfg.resolve_master_key()?;
+            let reopened = failures::retry(&pool, &key, kind, id)
                 .await?
                 .with_context(|| format!("no {} failure {id} to retry", kind.as_str()))?;
             let queues = leadflow_shared::queue::Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await?;

@@ -77,7 +77,7 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let probes = routes::health::probes(state.probe.clone());
+    let probes = routes::health::probes(state.probe.clone(), state.cfg.metrics);
     edge(routes::router().merge(probes), state)
 }
 

@@ -1,14 +1,44 @@
 //! Prometheus metrics. One recorder per process, installed by the first role that starts
 //! ([`install`]), rendered by `GET /metrics` on the API port and on the ops listener. The
 //! names and labels are an interface (dashboards and alerts are written against them), so
-//! every family is named here, once; code records through these functions. No tenant or
-//! lead label: their number is unbounded.
+//! every family is named here, once; code records through these functions.
+//!
+//! No tenant or lead label by default: their number is unbounded. An install with few
+//! tenants may turn on `LEADFLOW_METRICS_TENANT_LABEL`: the worker runtime then runs each
+//! job inside [`tenant_scope`], the handler names its tenant with [`tenant`] once it has
+//! loaded its row, and the job, AI and postback families recorded in that job carry
+//! `tenant="<tenant id>"`. Off, there is no scope and [`tenant`] does nothing.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Label, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use uuid::Uuid;
+
+tokio::task_local! {
+    static TENANT: Cell<Option<Uuid>>;
+}
+
+/// Runs a job with a slot for its tenant (the `tenant` label is on).
+pub async fn tenant_scope<F: std::future::Future>(f: F) -> F::Output {
+    TENANT.scope(Cell::new(None), f).await
+}
+
+/// The job in scope is about `tenant_id` (nothing when the label is off).
+pub fn tenant(tenant_id: Uuid) {
+    let _ = TENANT.try_with(|t| t.set(Some(tenant_id)));
+}
+
+/// `pairs` as labels, plus `tenant` when the job in scope has named one.
+fn labels(pairs: &[(&'static str, &'static str)]) -> Vec<Label> {
+    let mut labels: Vec<Label> = pairs.iter().map(|(k, v)| Label::from_static_parts(k, v)).collect();
+    if let Ok(Some(id)) = TENANT.try_with(Cell::get) {
+        labels.push(Label::new("tenant", id.to_string()));
+    }
+    labels
+}
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -172,8 +202,8 @@ pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
 
 /// How a job attempt ended: `completed`, `retried` (BullMQ runs it again) or `failed`.
 pub fn job(queue: &'static str, outcome: &'static str, took: Duration) {
-    counter!("leadflow_jobs_total", "queue" => queue, "outcome" => outcome).increment(1);
-    histogram!("leadflow_job_duration_seconds", "queue" => queue).record(took);
+    counter!("leadflow_jobs_total", labels(&[("queue", queue), ("outcome", outcome)])).increment(1);
+    histogram!("leadflow_job_duration_seconds", labels(&[("queue", queue)])).record(took);
 }
 
 /// Jobs in `state` (waiting, active, delayed, failed, completed) in `queue`, as sampled.
@@ -198,11 +228,11 @@ pub fn flush_lateness(late: Duration) {
 
 /// One AI call: `ok`, `rate_limited`, `server_error`, `client_error` or `timeout`.
 pub fn ai_request(outcome: &'static str, took: Duration, prompt_tokens: Option<i32>, completion_tokens: Option<i32>) {
-    counter!("leadflow_ai_requests_total", "outcome" => outcome).increment(1);
-    histogram!("leadflow_ai_request_duration_seconds").record(took);
+    counter!("leadflow_ai_requests_total", labels(&[("outcome", outcome)])).increment(1);
+    histogram!("leadflow_ai_request_duration_seconds", labels(&[])).record(took);
     for (kind, n) in [("prompt", prompt_tokens), ("completion", completion_tokens)] {
         if let Some(n) = n.filter(|n| *n > 0) {
-            counter!("leadflow_ai_tokens_total", "kind" => kind).increment(n as u64);
+            counter!("leadflow_ai_tokens_total", labels(&[("kind", kind)])).increment(n as u64);
         }
     }
 }
@@ -214,8 +244,8 @@ pub fn generations_in_flight(delta: f64) {
 
 /// A postback attempt: `delivered`, `retried` or `exhausted`.
 pub fn postback(outcome: &'static str, took: Duration) {
-    counter!("leadflow_postbacks_total", "outcome" => outcome).increment(1);
-    histogram!("leadflow_postback_duration_seconds").record(took);
+    counter!("leadflow_postbacks_total", labels(&[("outcome", outcome)])).increment(1);
+    histogram!("leadflow_postback_duration_seconds", labels(&[])).record(took);
 }
 
 /// A channel send attempt: `sent`, `retried` or `failed`.

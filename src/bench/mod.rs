@@ -9,6 +9,7 @@ mod fakes;
 mod load;
 mod media;
 mod media_fakes;
+mod metrics_cost;
 mod retention;
 mod sections;
 mod webhooks;
@@ -56,6 +57,7 @@ pub struct Scope {
     pub db_name: String,
     pub prefix: String,
     pub redis_url: String,
+    base: Config,
 }
 
 impl Scope {
@@ -90,7 +92,14 @@ impl Scope {
             db_name,
             prefix,
             redis_url: base.redis_url.clone(),
+            base: base.clone(),
         })
+    }
+
+    /// Another scope from the run's base settings (a section that measures several
+    /// processes, each on its own database).
+    pub fn fresh(&self, section: &str) -> anyhow::Result<Self> {
+        Self::new(&self.base, section)
     }
 
     pub fn set(&mut self, k: &str, v: &str) {
@@ -135,7 +144,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let base = Config::load()?;
     let want = |s: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == s);
     let mut report: Vec<(&str, Vec<Row>, Vec<String>)> = Vec::new();
-    let sections: [(&str, &str); 11] = [
+    let sections: [(&str, &str); 12] = [
         ("queue", "Queue layer: no-op jobs drained from a 100k backlog"),
         ("ingest", "/ai/process ingest (debounce: true)"),
         ("pipeline", "Whole pipeline: bursts of 5, fake AI at 0 ms"),
@@ -156,6 +165,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "retention",
             "Retention: a million old messages purged while the hot path runs",
         ),
+        (
+            "metrics",
+            "What metrics cost: ingest and pipeline with LEADFLOW_METRICS off and on",
+        ),
     ];
     for (name, title) in sections {
         if !want(name) {
@@ -174,6 +187,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "webhooks" => webhooks::webhooks(&mut scope, opts.quick).await,
             "fairness" => fairness::fairness(&mut scope, opts.quick).await,
             "retention" => retention::retention(&mut scope, opts.quick).await,
+            "metrics" => metrics_cost::metrics_cost(&mut scope, opts.quick).await,
             _ => connections::connections(&mut scope, opts.quick).await,
         };
         scope.cleanup().await;

@@ -179,17 +179,29 @@ impl Sender {
         hook: &str,
         timing: Option<(f64, f64)>,
     ) -> anyhow::Result<Self> {
-        let tenant = scope.tenant(&running.pool).await?;
+        let addr = running.http_addr.expect("the api role runs");
+        Self::at(scope, &running.pool, addr, hook, timing).await
+    }
+
+    /// The same against the API listening on `addr` (another process), over `pool`.
+    pub(super) async fn at(
+        scope: &Scope,
+        pool: &sqlx::PgPool,
+        addr: std::net::SocketAddr,
+        hook: &str,
+        timing: Option<(f64, f64)>,
+    ) -> anyhow::Result<Self> {
+        let tenant = scope.tenant(pool).await?;
         if let Some((debounce, max_wait)) = timing {
             let s = AssistantSettings {
                 debounce_seconds: debounce,
                 max_wait_seconds: max_wait,
                 ..AssistantSettings::default()
             };
-            assistants::update(&running.pool, tenant.tenant_id, tenant.assistant_id, &s).await?;
+            assistants::update(pool, tenant.tenant_id, tenant.assistant_id, &s).await?;
         }
         Ok(Self {
-            url: format!("http://{}/ai/process", running.http_addr.expect("the api role runs")),
+            url: format!("http://{addr}/ai/process"),
             key: tenant.api_key,
             tenant: tenant.tenant_id.to_string(),
             hook: hook.to_string(),
@@ -197,6 +209,14 @@ impl Sender {
     }
 
     /// Builds request `i` from `lead_and_text(i)`.
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
     pub(super) fn maker(&self, lead_and_text: impl Fn(usize) -> (String, String) + Send + Sync + 'static) -> Maker {
         let (tenant, hook) = (self.tenant.clone(), self.hook.clone());
         Arc::new(move |i| {

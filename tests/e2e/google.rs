@@ -444,3 +444,73 @@ async fn push_tokens_are_encrypted_at_rest() {
     );
     app.stop().await;
 }
+
+/// A watch Google refuses is lost for good: the operator sees it among the console's
+/// failures (kind `calendar`), and a retry watches the calendar again from a new channel.
+#[tokio::test]
+async fn a_refused_watch_is_an_operator_failure_that_a_retry_watches_again() {
+    const TOKEN: &str = "operator-token-for-the-calendar-failures";
+    let google = FakeGoogle::start().await;
+    let app = app_with(&google, &[("LEADFLOW_ADMIN_TOKEN", TOKEN)]).await;
+    let admin = |path: String| {
+        let req = app.http.request(
+            if path.contains("/retry") || path.contains("/discard") {
+                reqwest::Method::POST
+            } else {
+                reqwest::Method::GET
+            },
+            format!("{}{path}", app.base),
+        );
+        async move {
+            let resp = req.bearer_auth(TOKEN).send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    connect(&app).await;
+    google.fail_watch_call(1, 400);
+    let path = format!("/backend/integrations/google/calendars/{CALENDAR}/watch");
+    let (status, ch) = app.post(&path, &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{ch}");
+    let failed = ch["id"].as_str().unwrap().to_string();
+
+    let listed = eventually(Duration::from_secs(10), "the calendar failure", || async {
+        let (status, body) = admin(format!(
+            "/admin/api/failures?kind=calendar&tenant_id={}",
+            app.tenant.tenant_id
+        ))
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"].as_array().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(listed["id"], json!(failed));
+    assert_eq!(listed["kind"], "calendar");
+    assert_eq!(listed["error_code"], "watch_failed");
+    assert!(listed["message"].as_str().unwrap().contains("400"), "{listed}");
+    assert_eq!(channels(&app).await[0]["status"], "failed", "the tenant sees it too");
+
+    let (status, out) = admin(format!("/admin/api/failures/calendar/{failed}/retry")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+    let new = out["retried"]["channel_id"].as_str().unwrap().to_string();
+    assert_ne!(new, failed, "Google's channel ids are not reused");
+    eventually(Duration::from_secs(10), "the new channel active", || async {
+        channels(&app)
+            .await
+            .into_iter()
+            .find(|c| c["id"] == json!(new) && c["status"] == "active")
+    })
+    .await;
+    let watches = google.calls("/events/watch");
+    assert_eq!(watches.len(), 2, "the refused watch and the retried one");
+    assert_eq!(watches[1].body["id"], json!(new));
+    let (_, body) = admin(format!(
+        "/admin/api/failures?kind=calendar&tenant_id={}",
+        app.tenant.tenant_id
+    ))
+    .await;
+    assert_eq!(body["data"], json!([]), "retried: off the list");
+    let (status, _) = admin(format!("/admin/api/failures/calendar/{failed}/retry")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a failure is retried once");
+    app.stop().await;
+}

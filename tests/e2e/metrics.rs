@@ -130,6 +130,76 @@ async fn every_role_exposes_the_documented_families_and_promtool_accepts_them() 
     app.stop().await;
 }
 
+/// `LEADFLOW_METRICS=false`: nothing is served on `/metrics` (404 on the API port and the
+/// ops listener); the probes stay.
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let app = TestApp::builder().env("LEADFLOW_METRICS", "false").start().await;
+    for base in [app.base.clone(), app.ops.clone().unwrap()] {
+        let resp = app.http.get(format!("{base}/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{base}");
+        let resp = app.http.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{base}");
+    }
+    app.stop().await;
+}
+
+/// `LEADFLOW_METRICS_TENANT_LABEL=true`: the job, AI and postback families carry the
+/// tenant's id; an app without it records the same families with no tenant (the recorder
+/// is the test process's, so each app looks only for its own tenant's id).
+#[tokio::test]
+async fn the_tenant_label_is_on_only_where_asked_for() {
+    let labelled = TestApp::builder()
+        .env("LEADFLOW_METRICS_TENANT_LABEL", "true")
+        .start()
+        .await;
+    let plain = TestApp::start().await;
+    for app in [&labelled, &plain] {
+        app.set_assistant(json!({"debounce_seconds": 0.1})).await;
+        app.process(&app.msg("lead-tenant-label", "oi", true)).await;
+        app.receiver.wait_for(1, Duration::from_secs(10)).await;
+        app.settle().await;
+    }
+    let text = scrape(&labelled, &labelled.base).await;
+    let tenant = labelled.tenant.tenant_id.to_string();
+    let of_tenant = |family: &str, labels: &str| {
+        let series = format!(r#"{family}{{{labels}tenant="{tenant}"}}"#);
+        let v = value(&text, &series).unwrap_or(0.0);
+        assert!(v >= 1.0, "{series} = {v}");
+    };
+    of_tenant("leadflow_jobs_total", r#"queue="flush",outcome="completed","#);
+    of_tenant("leadflow_jobs_total", r#"queue="ai",outcome="completed","#);
+    of_tenant("leadflow_jobs_total", r#"queue="postback",outcome="completed","#);
+    of_tenant("leadflow_job_duration_seconds_count", r#"queue="ai","#);
+    of_tenant("leadflow_ai_requests_total", r#"outcome="ok","#);
+    of_tenant("leadflow_ai_tokens_total", r#"kind="prompt","#);
+    of_tenant("leadflow_ai_request_duration_seconds_count", "");
+    of_tenant("leadflow_postbacks_total", r#"outcome="delivered","#);
+    of_tenant("leadflow_postback_duration_seconds_count", "");
+    // Not on the other families, and not for the app that did not ask for it.
+    for line in text.lines().filter(|l| l.contains(&tenant)) {
+        assert!(
+            [
+                "leadflow_jobs_",
+                "leadflow_job_duration",
+                "leadflow_ai_",
+                "leadflow_postback"
+            ]
+            .iter()
+            .any(|f| line.starts_with(f)),
+            "a tenant label outside the job, AI and postback families: {line}"
+        );
+    }
+    assert!(
+        !text.contains(&plain.tenant.tenant_id.to_string()),
+        "the label is off by default"
+    );
+    let (ok, said) = promtool_check(&text);
+    assert!(ok, "promtool check metrics: {said}");
+    labelled.stop().await;
+    plain.stop().await;
+}
+
 /// The shipped alert rules load, and their unit tests (deploy/prometheus/alerts_test.yml)
 /// pass: an AI error rate, exhausted postbacks and a growing backlog each fire.
 #[test]

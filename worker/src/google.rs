@@ -6,7 +6,8 @@
 //! tenant hears `integration.needs_reauth`.
 
 use chrono::Utc;
-use leadflow_shared::db::{calendars, integrations};
+use leadflow_shared::db::calendars::{self, CalendarStatus};
+use leadflow_shared::db::integrations::{self, IntegrationStatus};
 use leadflow_shared::google::{self, GoogleError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -21,10 +22,15 @@ pub async fn access_token(ctx: &Ctx, integration_id: Uuid, allow_revoked: bool) 
     let Some(i) = integrations::get(&ctx.pool, integration_id).await.map_err(db)? else {
         return Err(GoogleError::InvalidGrant("the integration no longer exists".into()));
     };
-    match i.status.as_str() {
-        "active" => {}
-        "revoked" if allow_revoked => {}
-        other => return Err(GoogleError::InvalidGrant(format!("the integration is {other}"))),
+    match i.status {
+        IntegrationStatus::Active => {}
+        IntegrationStatus::Revoked if allow_revoked => {}
+        other => {
+            return Err(GoogleError::InvalidGrant(format!(
+                "the integration is {}",
+                other.as_str()
+            )))
+        }
     }
     let secrets = integrations::secrets(&ctx.pool, &ctx.master_key, integration_id)
         .await
@@ -54,9 +60,9 @@ pub async fn access_token(ctx: &Ctx, integration_id: Uuid, allow_revoked: bool) 
 }
 
 async fn needs_reauth(ctx: &Ctx, i: &integrations::Integration, why: &str) -> GoogleError {
-    match integrations::set_status(&ctx.pool, i.id, "needs_reauth", Some(why)).await {
+    match integrations::set_status(&ctx.pool, i.id, IntegrationStatus::NeedsReauth, Some(why)).await {
         Ok(true) => {
-            let stopped = calendars::end_for_integration(&ctx.pool, i.id, "stopped")
+            let stopped = calendars::end_for_integration(&ctx.pool, i.id, CalendarStatus::Stopped)
                 .await
                 .unwrap_or_default();
             tracing::warn!(integration_id = %i.id, why, channels = stopped.len(), "Google integration needs re-authorisation");

@@ -112,6 +112,7 @@ where
         attempt = job.attempts_made() + 1,
         request_id = request_id.as_deref().unwrap_or(""),
     );
+    let tenant_label = ctx.cfg.metrics_tenant_label;
     let run = async move {
         let started = std::time::Instant::now();
         // The last infrastructure attempt fails for good; the sweeper takes it from there.
@@ -146,6 +147,14 @@ where
         out
     }
     .instrument(span);
+    // A slot the handler names its tenant in, for the metrics' `tenant` label.
+    let run = async move {
+        if tenant_label {
+            leadflow_shared::metrics::tenant_scope(run).await
+        } else {
+            run.await
+        }
+    };
     match request_id {
         Some(id) => leadflow_shared::request_id::scope(id, run).await,
         None => run.await,

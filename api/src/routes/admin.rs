@@ -137,15 +137,13 @@ pub struct FailureQuery {
 
 impl FailureQuery {
     fn filter(&self, default_limit: i64, max: i64) -> Result<Filter, ApiError> {
-        let kind = match self.kind.as_deref() {
-            None => None,
-            Some(k) => Some(FailureKind::parse(k).ok_or_else(|| {
-                ApiError::invalid(
-                    "kind",
-                    "kind must be one of: burst, postback, notification, send, media",
-                )
-            })?),
-        };
+        let kind =
+            match self.kind.as_deref() {
+                None => None,
+                Some(k) => Some(FailureKind::parse(k).ok_or_else(|| {
+                    ApiError::invalid("kind", format!("kind must be one of: {}", FailureKind::names()))
+                })?),
+            };
         let tenant_id = match self.tenant_id.as_deref() {
             None => None,
             Some(t) => Some(
@@ -211,6 +209,7 @@ fn reopened_json(r: Reopened) -> Value {
         Reopened::Burst { burst_id } => json!({"burst_id": burst_id}),
         Reopened::Delivery { attempt, .. } | Reopened::Send { attempt, .. } => json!({"attempt": attempt}),
         Reopened::Media { attempt, .. } => json!({"attempt": attempt}),
+        Reopened::Calendar { channel_id } => json!({"channel_id": channel_id}),
     }
 }
 
@@ -222,7 +221,7 @@ pub async fn retry(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let kind = failure_kind(&kind)?;
     let id = path_uuid(&id, "failure")?;
-    let reopened = failures::retry(&state.pool, kind, id)
+    let reopened = failures::retry(&state.pool, state.master_key()?, kind, id)
         .await?
         .ok_or(ApiError::NotFound("failure"))?;
     reopened.enqueue(&state.queues).await?;
@@ -262,10 +261,11 @@ pub async fn retry_many(
     }
     let filter = q.filter(100, 1000)?;
     let selected = failures::list(&state.pool, &filter).await?;
+    let key = state.master_key()?;
     let mut retried = 0;
     for f in &selected {
         // Another operator (or an earlier call) may have retried it meanwhile: skipped.
-        if let Some(reopened) = failures::retry(&state.pool, f.kind, f.id).await? {
+        if let Some(reopened) = failures::retry(&state.pool, key, f.kind, f.id).await? {
             reopened.enqueue(&state.queues).await?;
             retried += 1;
         }

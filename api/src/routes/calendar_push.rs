@@ -39,7 +39,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap) -> Resul
     if !(token_ok && resource_ok) {
         return Err(ApiError::Unauthorized);
     }
-    if !matches!(ch.status.as_str(), "pending" | "active" | "stopping") {
+    if !ch.status.is_live() {
         return ignored("the channel is stopped");
     }
     let number = header("x-goog-message-number")

@@ -20,13 +20,18 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({"status": "ok", "ai_configured": state.cfg.has_ai_key()})))
 }
 
-/// `/healthz` and `/readyz` over `probe`, for any router.
-pub fn probes<S>(probe: Probe) -> Router<S> {
-    Router::new()
+/// `/healthz`, `/readyz` and (unless `LEADFLOW_METRICS=false`) `/metrics` over `probe`,
+/// for any router.
+pub fn probes<S>(probe: Probe, metrics_on: bool) -> Router<S> {
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(probe)
+        .route("/readyz", get(readyz));
+    let router = if metrics_on {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router.with_state(probe)
 }
 
 /// Prometheus text exposition of this process's metrics.

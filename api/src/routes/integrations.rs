@@ -7,7 +7,8 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use leadflow_shared::db::{calendars, integrations};
+use leadflow_shared::db::calendars::{self, CalendarStatus};
+use leadflow_shared::db::integrations::{self, IntegrationStatus};
 use leadflow_shared::google::{self, GoogleError};
 use leadflow_shared::queue::{CalendarJob, CalendarStep};
 use rand::RngCore;
@@ -132,10 +133,10 @@ pub async fn revoke(
     let id = path_uuid(&id, "integration")?;
     let i = integrations::get(&state.pool, id)
         .await?
-        .filter(|i| i.tenant_id == tenant && i.status != "revoked")
+        .filter(|i| i.tenant_id == tenant && i.status != IntegrationStatus::Revoked)
         .ok_or(ApiError::NotFound("integration"))?;
-    integrations::set_status(&state.pool, i.id, "revoked", None).await?;
-    let stopping = calendars::end_for_integration(&state.pool, i.id, "stopping").await?;
+    integrations::set_status(&state.pool, i.id, IntegrationStatus::Revoked, None).await?;
+    let stopping = calendars::end_for_integration(&state.pool, i.id, CalendarStatus::Stopping).await?;
     if stopping.is_empty() {
         integrations::wipe(&state.pool, i.id).await?;
     }
@@ -173,7 +174,7 @@ pub async fn watch(
     }
     let i = integrations::live(&state.pool, tenant, SERVICE)
         .await?
-        .filter(|i| i.status == "active")
+        .filter(|i| i.status == IntegrationStatus::Active)
         .ok_or_else(|| {
             ApiError::invalid(
                 "integration",

@@ -29,6 +29,8 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_REDIS_URL", Some("redis://127.0.0.1:6379")),
     ("LEADFLOW_HTTP_ADDR", Some("127.0.0.1:8080")),
     ("LEADFLOW_OPS_ADDR", Some("127.0.0.1:9464")),
+    ("LEADFLOW_METRICS", Some("true")),
+    ("LEADFLOW_METRICS_TENANT_LABEL", Some("false")),
     ("LEADFLOW_AI_BASE_URL", Some("https://api.openai.com/v1")),
     ("LEADFLOW_AI_API_KEY", None),
     ("LEADFLOW_AI_TIMEOUT", Some("120s")),
@@ -186,6 +188,12 @@ pub struct Config {
     /// The ops listener (`/healthz`, `/readyz`) of a process running workers or the
     /// scheduler.
     pub ops_addr: SocketAddr,
+    /// Prometheus metrics recorded and served (`/metrics`); off, nothing is recorded and
+    /// the route answers 404.
+    pub metrics: bool,
+    /// A `tenant` label on the job, AI and postback metric families (for installs with
+    /// few tenants: each tenant is a series per label set).
+    pub metrics_tenant_label: bool,
     pub ai_base_url: String,
     pub ai_api_key: Option<SecretString>,
     pub ai_timeout: Duration,
@@ -391,6 +399,8 @@ impl Config {
             redis_url: redis_url.to_string(),
             http_addr,
             ops_addr,
+            metrics: l.boolean("LEADFLOW_METRICS")?,
+            metrics_tenant_label: l.boolean("LEADFLOW_METRICS_TENANT_LABEL")?,
             ai_base_url,
             ai_api_key: l.get("LEADFLOW_AI_API_KEY").map(|k| SecretString::from(k.to_string())),
             ai_timeout: l.duration("LEADFLOW_AI_TIMEOUT")?,

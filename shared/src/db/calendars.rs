@@ -12,6 +12,28 @@ use uuid::Uuid;
 
 use super::DbError;
 
+/// A push channel's state (`calendar_channels.status`): `pending` until Google has created
+/// it, `active` while its pushes count, `stopping` once replaced or revoked until
+/// `channels.stop` is through, then `stopped`; `failed` when Google refused it or it lapsed
+/// before a renewal succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum CalendarStatus {
+    Pending,
+    Active,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl CalendarStatus {
+    /// Google may still push for it, and its pushes sync the calendar.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Pending | Self::Active | Self::Stopping)
+    }
+}
+
 /// `Debug` leaves out the push token.
 #[derive(Clone, Serialize, sqlx::FromRow)]
 pub struct CalendarChannel {
@@ -24,7 +46,7 @@ pub struct CalendarChannel {
     pub token_enc: Option<Vec<u8>>,
     pub resource_id: Option<String>,
     pub expiration: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: CalendarStatus,
     pub replaced_by: Option<Uuid>,
     pub replaces: Option<Uuid>,
     pub renew_attempts: i32,
@@ -157,7 +179,7 @@ pub async fn activated(
 
 /// A watch call that failed for good for this row (Google refused it).
 #[tracing::instrument(level = "debug", skip(pool))]
-pub async fn set_status(pool: &PgPool, id: Uuid, status: &str, error: Option<&str>) -> Result<(), DbError> {
+pub async fn set_status(pool: &PgPool, id: Uuid, status: CalendarStatus, error: Option<&str>) -> Result<(), DbError> {
     sqlx::query(
         r#"UPDATE calendar_channels SET status = $2, last_error = coalesce($3, last_error), updated_at = now()
            WHERE id = $1"#,
@@ -248,7 +270,11 @@ pub async fn stale_pending(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, DbErr
 /// Every live channel of an integration moves to `status` (`stopping` when revoked,
 /// `stopped` when Google can no longer be called).
 #[tracing::instrument(level = "debug", skip(pool))]
-pub async fn end_for_integration(pool: &PgPool, integration_id: Uuid, status: &str) -> Result<Vec<Uuid>, DbError> {
+pub async fn end_for_integration(
+    pool: &PgPool,
+    integration_id: Uuid,
+    status: CalendarStatus,
+) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         r#"UPDATE calendar_channels SET status = $2, updated_at = now()
            WHERE integration_id = $1 AND status IN ('pending', 'active', 'stopping') RETURNING id"#,

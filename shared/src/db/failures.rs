@@ -1,12 +1,13 @@
 //! Everything that failed for good, across tenants and kinds — the operator console's
 //! dead letters. PostgreSQL holds them (a failed burst, postback, notification, channel
-//! send or medium is a row in its table with its error), not Redis: BullMQ's failed set
+//! send, medium or Google Calendar push channel is a row in its table with its error), not Redis: BullMQ's failed set
 //! only ever holds infrastructure failures the sweeper re-derives.
 //!
 //! A retry follows the normal rules: a burst is retried as a new burst holding the same
 //! messages (the failed one becomes `dropped`, reason `retried`), so it gets its own
 //! generation, reply and postback, and a second retry of the same failure finds nothing
-//! to retry; a postback, notification, send or medium is reopened for one more attempt.
+//! to retry; a postback, notification, send or medium is reopened for one more attempt;
+//! a calendar channel is replaced by a new one watching the same calendar.
 //! A discard marks the row (`discarded_at`) and takes it off the list.
 
 use chrono::{DateTime, Utc};
@@ -29,10 +30,20 @@ pub enum FailureKind {
     /// A message sent through a channel (an AI reply's part or an operator's message).
     Send,
     Media,
+    /// A Google Calendar push channel that failed for good: its watch was refused, or it
+    /// expired before a renewal succeeded (the calendar's changes no longer arrive).
+    Calendar,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 5] = [Self::Burst, Self::Postback, Self::Notification, Self::Send, Self::Media];
+    pub const ALL: [FailureKind; 6] = [
+        Self::Burst,
+        Self::Postback,
+        Self::Notification,
+        Self::Send,
+        Self::Media,
+        Self::Calendar,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,11 +52,17 @@ impl FailureKind {
             Self::Notification => "notification",
             Self::Send => "send",
             Self::Media => "media",
+            Self::Calendar => "calendar",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// `burst, postback, …`: the kinds, for an error that names them.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
     }
 }
 
@@ -93,7 +110,19 @@ const UNION: &str = r#"
     UNION ALL
     SELECT 'media', x.message_id, x.tenant_id, l.external_id, x.error_code, x.error, x.attempts, x.updated_at
     FROM media x JOIN messages m ON m.id = x.message_id JOIN leads l ON l.id = m.lead_id
-    WHERE x.status = 'failed' AND x.discarded_at IS NULL"#;
+    WHERE x.status = 'failed' AND x.discarded_at IS NULL
+    UNION ALL
+    -- A failed successor that never reached Google (resource_id NULL, replaces set) is one
+    -- renewal attempt, not a failure: the channel it was to replace is still retried.
+    SELECT 'calendar', c.id, c.tenant_id, NULL,
+           CASE WHEN c.resource_id IS NULL THEN 'watch_failed' ELSE 'expired' END, c.last_error,
+           c.renew_attempts, c.updated_at
+    FROM calendar_channels c
+    WHERE c.status = 'failed' AND c.discarded_at IS NULL AND (c.replaces IS NULL OR c.resource_id IS NOT NULL)"#;
+
+/// The calendar channels [`UNION`] lists, for a retry or discard to pick the same ones.
+const CALENDAR_FAILED: &str =
+    "status = 'failed' AND discarded_at IS NULL AND (replaces IS NULL OR resource_id IS NOT NULL)";
 
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<Failure>, DbError> {
@@ -140,13 +169,17 @@ pub enum Reopened {
         message_id: Uuid,
         attempt: u32,
     },
+    /// A new push channel for the failed one's calendar, to watch.
+    Calendar {
+        channel_id: Uuid,
+    },
 }
 
 impl Reopened {
     /// Enqueues the job the reopened row needs. Should Redis be down, the sweeper finds
     /// the row (an open burst due now, a pending delivery, send or medium) anyway.
     pub async fn enqueue(self, queues: &crate::queue::Queues) -> Result<(), crate::queue::QueueError> {
-        use crate::queue::{DeliverPostback, FlushBurst, ProcessMedia, SendMessage};
+        use crate::queue::{CalendarJob, CalendarStep, DeliverPostback, FlushBurst, ProcessMedia, SendMessage};
         let now_ms = Utc::now().timestamp_millis();
         let now = std::time::Duration::ZERO;
         match self {
@@ -186,14 +219,29 @@ impl Reopened {
                 };
                 queues.enqueue(&job, now).await
             }
+            Reopened::Calendar { channel_id } => {
+                let job = CalendarJob {
+                    step: CalendarStep::Watch,
+                    channel_id,
+                    n: 1,
+                    resumed: None,
+                };
+                queues.enqueue(&job, now).await
+            }
         }
     }
 }
 
 /// Reopens failure `id` of `kind` (still failed, not discarded); `None` when there is no
-/// such failure (never was, retried already, discarded).
-#[tracing::instrument(level = "debug", skip(pool))]
-pub async fn retry(pool: &PgPool, kind: FailureKind, id: Uuid) -> Result<Option<Reopened>, DbError> {
+/// such failure (never was, retried already, discarded). `key` seals a new calendar
+/// channel's push token.
+#[tracing::instrument(level = "debug", skip(pool, key))]
+pub async fn retry(
+    pool: &PgPool,
+    key: &crate::crypto::MasterKey,
+    kind: FailureKind,
+    id: Uuid,
+) -> Result<Option<Reopened>, DbError> {
     Ok(match kind {
         FailureKind::Burst => {
             let mut tx = pool.begin().await?;
@@ -269,12 +317,34 @@ pub async fn retry(pool: &PgPool, kind: FailureKind, id: Uuid) -> Result<Option<
                 attempt: attempt.max(1) as u32,
             })
         }
+        // Google's channel ids are not reused: the failed row is set aside (as a discard
+        // would) and a new one watches the same calendar. Should that watch fail too, it
+        // is listed again, as its own failure.
+        FailureKind::Calendar => {
+            let taken: Option<(Uuid, Uuid, String)> = sqlx::query_as(&format!(
+                "UPDATE calendar_channels SET discarded_at = now(), updated_at = now()
+                 WHERE id = $1 AND {CALENDAR_FAILED} RETURNING tenant_id, integration_id, calendar_id"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            match taken {
+                None => None,
+                Some((tenant_id, integration_id, calendar_id)) => {
+                    let new =
+                        super::calendars::create_pending(pool, key, tenant_id, integration_id, &calendar_id, None)
+                            .await?;
+                    Some(Reopened::Calendar { channel_id: new.id })
+                }
+            }
+        }
     })
 }
 
 /// Takes failure `id` of `kind` off the list; `false` when there is no such failure.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn discard(pool: &PgPool, kind: FailureKind, id: Uuid) -> Result<bool, DbError> {
+    let calendar = format!("UPDATE calendar_channels SET discarded_at = now() WHERE id = $1 AND {CALENDAR_FAILED}");
     let sql = match kind {
         FailureKind::Burst => "UPDATE bursts SET discarded_at = now() WHERE id = $1 AND status = 'failed' AND discarded_at IS NULL",
         FailureKind::Postback => {
@@ -287,6 +357,7 @@ pub async fn discard(pool: &PgPool, kind: FailureKind, id: Uuid) -> Result<bool,
         FailureKind::Media => {
             "UPDATE media SET discarded_at = now() WHERE message_id = $1 AND status = 'failed' AND discarded_at IS NULL"
         }
+        FailureKind::Calendar => &calendar,
     };
     Ok(sqlx::query(sql).bind(id).execute(pool).await?.rows_affected() == 1)
 }

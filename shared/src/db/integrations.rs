@@ -13,12 +13,34 @@ use uuid::Uuid;
 use super::DbError;
 use crate::crypto::MasterKey;
 
+/// An integration's state (`integration_tokens.status`): `active`; `needs_reauth` once
+/// Google refused its refresh token (consent again makes it active); `revoked` by the
+/// tenant, for good (its tokens are wiped once its channels are stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationStatus {
+    Active,
+    NeedsReauth,
+    Revoked,
+}
+
+impl IntegrationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::NeedsReauth => "needs_reauth",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Integration {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub service: String,
-    pub status: String,
+    pub status: IntegrationStatus,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: String,
     pub last_error: Option<String>,
@@ -188,7 +210,12 @@ pub async fn refreshed(
 
 /// Moves an integration to `status` (`needs_reauth`, `revoked`); `true` when it changed.
 #[tracing::instrument(level = "debug", skip(pool))]
-pub async fn set_status(pool: &PgPool, id: Uuid, status: &str, error: Option<&str>) -> Result<bool, DbError> {
+pub async fn set_status(
+    pool: &PgPool,
+    id: Uuid,
+    status: IntegrationStatus,
+    error: Option<&str>,
+) -> Result<bool, DbError> {
     let done = sqlx::query(
         r#"UPDATE integration_tokens SET status = $2, last_error = coalesce($3, last_error), updated_at = now()
            WHERE id = $1 AND status <> $2 AND status <> 'revoked'"#,

@@ -29,6 +29,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: GenerateReply) -> anyhow::Result<()> {
     let Some(b) = bursts::get(&ctx.pool, job.burst_id).await? else {
         return Ok(());
     };
+    leadflow_shared::metrics::tenant(b.tenant_id);
     if b.status != BurstStatus::Generating || b.generations != job.generation {
         // Finished, superseded or re-generated meanwhile. A re-run of the finishing job
         // (it crashed, or Redis refused, after the commit) still owes the postback job.

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_shared::db::calendars::{self, CalendarChannel};
-use leadflow_shared::db::integrations;
+use leadflow_shared::db::calendars::{self, CalendarChannel, CalendarStatus};
+use leadflow_shared::db::integrations::{self, IntegrationStatus};
 use leadflow_shared::google::{self, GoogleError, Watched};
 use leadflow_shared::queue::{CalendarJob, CalendarStep};
 use secrecy::ExposeSecret;
@@ -34,6 +34,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: CalendarJob) -> anyhow::Result<()> {
     let Some(ch) = calendars::get(&ctx.pool, job.channel_id).await? else {
         return Ok(());
     };
+    leadflow_shared::metrics::tenant(ch.tenant_id);
     match job.step {
         CalendarStep::Watch => watch(&ctx, &ch, job.n).await,
         CalendarStep::Renew => renew(&ctx, &ch, job.n).await,
@@ -119,7 +120,7 @@ async fn create(ctx: &Ctx, ch: &CalendarChannel) -> Result<Watched, GoogleError>
 
 /// A new channel (`POST …/watch`).
 async fn watch(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
-    if ch.status != "pending" {
+    if ch.status != CalendarStatus::Pending {
         return Ok(());
     }
     match create(ctx, ch).await {
@@ -129,12 +130,12 @@ async fn watch(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
         }
         Err(e) if e.retryable() && n < MAX_ATTEMPTS => {
             tracing::warn!(channel_id = %ch.id, error = %e, "events.watch failed; retrying");
-            calendars::set_status(&ctx.pool, ch.id, "pending", Some(&e.to_string())).await?;
+            calendars::set_status(&ctx.pool, ch.id, CalendarStatus::Pending, Some(&e.to_string())).await?;
             enqueue(ctx, CalendarStep::Watch, ch.id, n + 1, backoff(n)).await?;
         }
         Err(e) => {
             tracing::warn!(channel_id = %ch.id, error = %e, "events.watch failed for good");
-            calendars::set_status(&ctx.pool, ch.id, "failed", Some(&e.to_string())).await?;
+            calendars::set_status(&ctx.pool, ch.id, CalendarStatus::Failed, Some(&e.to_string())).await?;
         }
     }
     Ok(())
@@ -155,7 +156,7 @@ async fn renewal_failed(ctx: &Ctx, old: &CalendarChannel, data: serde_json::Valu
 
 /// Replaces `old` by a successor, then stops `old`.
 async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
-    if old.status != "active" || old.replaced_by.is_some() {
+    if old.status != CalendarStatus::Active || old.replaced_by.is_some() {
         return Ok(()); // renewed already (a re-run), or no longer live
     }
     if old.expiration.is_some_and(|at| at <= chrono::Utc::now()) {
@@ -164,7 +165,7 @@ async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
             "expired before it could be renewed ({})",
             old.last_error.as_deref().unwrap_or("no attempt succeeded")
         );
-        calendars::set_status(&ctx.pool, old.id, "failed", Some(&why)).await?;
+        calendars::set_status(&ctx.pool, old.id, CalendarStatus::Failed, Some(&why)).await?;
         let data = json!({"channel_id": old.id, "calendar_id": old.calendar_id, "expiration": old.expiration,
                           "attempts": old.renew_attempts, "error": why, "final": true});
         renewal_failed(ctx, old, data).await;
@@ -179,7 +180,7 @@ async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
         Some(old.id),
     )
     .await?;
-    let result = if next.status == "active" {
+    let result = if next.status == CalendarStatus::Active {
         Ok(()) // created by an earlier run that stopped before moving on
     } else {
         match create(ctx, &next).await {
@@ -197,13 +198,19 @@ async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
         }
         Err(GoogleError::InvalidGrant(_)) => {
             // access_token has moved the integration to needs_reauth and told the tenant.
-            calendars::set_status(&ctx.pool, next.id, "failed", Some("the Google grant was revoked")).await?;
+            calendars::set_status(
+                &ctx.pool,
+                next.id,
+                CalendarStatus::Failed,
+                Some("the Google grant was revoked"),
+            )
+            .await?;
             Ok(())
         }
         Err(e) => {
             if !e.retryable() {
                 // Google refused this successor: the next attempt makes a new one.
-                calendars::set_status(&ctx.pool, next.id, "failed", Some(&e.to_string())).await?;
+                calendars::set_status(&ctx.pool, next.id, CalendarStatus::Failed, Some(&e.to_string())).await?;
             }
             let delay = backoff(n);
             let at = chrono::Utc::now() + chrono::Duration::from_std(delay)?;
@@ -219,7 +226,7 @@ async fn renew(ctx: &Ctx, old: &CalendarChannel, n: i64) -> anyhow::Result<()> {
 }
 
 async fn stop(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
-    if ch.status != "stopping" {
+    if ch.status != CalendarStatus::Stopping {
         return Ok(());
     }
     let result = match (&ch.resource_id, access_token(ctx, ch.integration_id, true).await) {
@@ -239,12 +246,12 @@ async fn stop(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
         }
         // Without a grant (or after the last attempt) it is left to expire on its own;
         // its pushes are ignored from now on.
-        Err(e) => calendars::set_status(&ctx.pool, ch.id, "stopped", Some(&e.to_string())).await?,
-        Ok(()) => calendars::set_status(&ctx.pool, ch.id, "stopped", None).await?,
+        Err(e) => calendars::set_status(&ctx.pool, ch.id, CalendarStatus::Stopped, Some(&e.to_string())).await?,
+        Ok(()) => calendars::set_status(&ctx.pool, ch.id, CalendarStatus::Stopped, None).await?,
     }
     let revoked = integrations::get(&ctx.pool, ch.integration_id)
         .await?
-        .is_some_and(|i| i.status == "revoked");
+        .is_some_and(|i| i.status == IntegrationStatus::Revoked);
     if revoked && !calendars::any_stopping(&ctx.pool, ch.integration_id).await? {
         integrations::wipe(&ctx.pool, ch.integration_id).await?;
     }
@@ -255,7 +262,7 @@ async fn stop(ctx: &Ctx, ch: &CalendarChannel, n: i64) -> anyhow::Result<()> {
 /// calendar at a time (pushes of the old and new channel overlap during a renewal). An
 /// error, or a sync already running, is left to the queue's own retries.
 async fn sync(ctx: &Ctx, ch: &CalendarChannel) -> anyhow::Result<()> {
-    if !matches!(ch.status.as_str(), "pending" | "active" | "stopping") {
+    if !ch.status.is_live() {
         return Ok(());
     }
     let lock = format!(

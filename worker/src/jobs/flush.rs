@@ -37,6 +37,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: FlushBurst) -> anyhow::Result<()> {
     let Some(b) = bursts::lock(&mut tx, job.burst_id).await? else {
         return Ok(());
     };
+    leadflow_shared::metrics::tenant(b.tenant_id);
     let live = b.status.is_live();
     if live && b.tenant_disabled {
         bursts::finish(&mut tx, b.id, Ending::Dropped(DropReason::TenantDisabled)).await?;

@@ -67,6 +67,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     let Some(ev) = inbound::get(&ctx.pool, job.event_id).await? else {
         return Ok(());
     };
+    leadflow_shared::metrics::tenant(ev.tenant_id);
     if ev.status != EventStatus::Pending {
         return Ok(());
     }

@@ -24,6 +24,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
     let Some(ch) = inbound::channel(&ctx.pool, job.channel_id).await? else {
         return Ok(());
     };
+    leadflow_shared::metrics::tenant(ch.tenant_id);
     if ch.status != "active" || ch.provider != "smtp-imap" || ch.tenant_disabled {
         return Ok(());
     }

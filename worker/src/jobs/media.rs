@@ -26,6 +26,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessMedia) -> anyhow::Result<()> {
     let Some(claim) = media::claim(&ctx.pool, job.message_id, job.attempt, lease(&ctx)).await? else {
         return Ok(()); // done, failed, or being processed by another job
     };
+    leadflow_shared::metrics::tenant(claim.tenant_id);
     let result = run(&ctx, &claim).await;
     if result.is_err() {
         // Infrastructure trouble (PostgreSQL, Redis): let BullMQ's re-run claim it again

@@ -30,6 +30,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: DeliverPostback) -> anyhow::Result<()> {
     let Some(d) = deliveries::get(&ctx.pool, job.delivery_id).await? else {
         return Ok(());
     };
+    leadflow_shared::metrics::tenant(d.tenant_id);
     if d.status != DeliveryStatus::Pending {
         return Ok(());
     }

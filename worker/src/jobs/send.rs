@@ -48,6 +48,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: SendMessage) -> anyhow::Result<()> {
     let Some(o) = outbox::get(&ctx.pool, job.outbox_id).await? else {
         return Ok(());
     };
+    leadflow_shared::metrics::tenant(o.tenant_id);
     if o.status != DeliveryState::Pending || o.attempts >= job.attempt {
         return Ok(()); // sent, failed, or this attempt already ran
     }
