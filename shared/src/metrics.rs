@@ -47,6 +47,9 @@ const SECONDS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
 ];
 
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Installs the process's recorder (once; later calls reuse it).
 pub fn install() {
     HANDLE.get_or_init(|| {
@@ -56,6 +59,18 @@ pub fn install() {
         match built {
             Ok(handle) => {
                 describe();
+                // Histograms keep every sample until upkeep folds them into their buckets;
+                // run only at a scrape, an unscraped process would grow without bound.
+                let upkeep = handle.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-upkeep".into())
+                    .spawn(move || loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "metrics upkeep thread not started; upkeep runs at scrapes only");
+                }
                 Some(handle)
             }
             Err(e) => {
