@@ -37,6 +37,34 @@ impl ChannelType {
     }
 }
 
+/// A WhatsApp channel's connection (`channels.connection`), as the periodic check or the
+/// provider's own connection webhook last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Connection {
+    /// Not looked at yet (or not a provider with a status endpoint).
+    Unknown,
+    Connected,
+    Disconnected,
+}
+
+impl Connection {
+    pub const ALL: [Connection; 3] = [Self::Unknown, Self::Connected, Self::Disconnected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Connected => "connected",
+            Self::Disconnected => "disconnected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
     ZApi,

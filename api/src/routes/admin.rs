@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use leadflow_shared::channel::Connection;
 use leadflow_shared::db::failures::{self, FailureKind, Filter, Reopened};
 use leadflow_shared::queue::QueueKind;
 use secrecy::ExposeSecret;
@@ -323,15 +324,16 @@ pub async fn channels(
     _: Operator,
     Query(q): Query<ChannelQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(c) = q.connection.as_deref() {
-        if !matches!(c, "connected" | "disconnected" | "unknown") {
-            return Err(ApiError::invalid(
+    let connection = match q.connection.as_deref() {
+        None => None,
+        Some(c) => Some(Connection::parse(c).ok_or_else(|| {
+            ApiError::invalid(
                 "connection",
                 "connection must be one of: connected, disconnected, unknown",
-            ));
-        }
-    }
-    let items = failures::channels(&state.pool, q.connection.as_deref()).await?;
+            )
+        })?),
+    };
+    let items = failures::channels(&state.pool, connection).await?;
     Ok(Json(json!({"success": true, "data": items})))
 }
 

@@ -217,7 +217,7 @@ pub async fn receive(
             sender: None,
         });
     }
-    if let Some(state) = &parsed.connection {
+    if let Some(state) = parsed.connection {
         keys.push(inbound::NewEvent {
             dedupe_key: EventKey::connection(state, &body).encode(),
             item: 0,

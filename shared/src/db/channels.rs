@@ -30,8 +30,8 @@ pub struct Channel {
     pub assistant_id: Option<Uuid>,
     pub department_id: Option<Uuid>,
     pub status: String,
-    /// WhatsApp connection: `unknown`, `connected` or `disconnected` (see `connections`).
-    pub connection: String,
+    /// WhatsApp connection (see `connections`).
+    pub connection: crate::channel::Connection,
     pub connection_changed_at: Option<DateTime<Utc>>,
     pub connection_checked_at: Option<DateTime<Utc>>,
     pub connection_error: Option<String>,

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::DbError;
+use crate::channel::Connection;
 
 /// A channel the connection check looks at. `Debug` leaves out the credentials.
 #[derive(Clone, sqlx::FromRow)]
@@ -35,8 +36,8 @@ pub struct Transition {
     pub channel_id: Uuid,
     pub tenant_id: Uuid,
     pub channel_name: String,
-    pub previous: String,
-    pub status: String,
+    pub previous: Connection,
+    pub status: Connection,
     pub at: DateTime<Utc>,
 }
 
@@ -59,7 +60,7 @@ pub async fn to_check(pool: &PgPool, providers: &[&str]) -> Result<Vec<Checked>,
 /// What was seen about a channel's connection, and when.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
-    pub status: &'a str,
+    pub status: Connection,
     /// `check` or `webhook`.
     pub source: &'a str,
     pub reason: Option<&'a str>,
@@ -78,7 +79,7 @@ pub async fn observe(pool: &PgPool, channel_id: Uuid, o: Observation<'_>) -> Res
         at: seen_at,
     } = o;
     let mut tx = pool.begin().await?;
-    let row: Option<(Uuid, String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let row: Option<(Uuid, String, Connection, Option<DateTime<Utc>>)> = sqlx::query_as(
         r#"SELECT tenant_id, name, connection, connection_changed_at FROM channels WHERE id = $1 FOR UPDATE"#,
     )
     .bind(channel_id)
@@ -113,7 +114,7 @@ pub async fn observe(pool: &PgPool, channel_id: Uuid, o: Observation<'_>) -> Res
         )
         .bind(channel_id)
         .bind(tenant_id)
-        .bind(&previous)
+        .bind(previous)
         .bind(status)
         .bind(source)
         .bind(reason)
@@ -121,12 +122,12 @@ pub async fn observe(pool: &PgPool, channel_id: Uuid, o: Observation<'_>) -> Res
         .await?;
     }
     tx.commit().await?;
-    Ok(changed.then(|| Transition {
+    Ok(changed.then_some(Transition {
         channel_id,
         tenant_id,
         channel_name,
         previous,
-        status: status.to_string(),
+        status,
         at,
     }))
 }

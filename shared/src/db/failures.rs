@@ -417,13 +417,16 @@ pub struct ChannelSummary {
     pub name: String,
     pub provider: String,
     pub status: String,
-    pub connection: String,
+    pub connection: crate::channel::Connection,
     pub connection_changed_at: Option<DateTime<Utc>>,
     pub connection_error: Option<String>,
 }
 
 #[tracing::instrument(level = "debug", skip(pool))]
-pub async fn channels(pool: &PgPool, connection: Option<&str>) -> Result<Vec<ChannelSummary>, DbError> {
+pub async fn channels(
+    pool: &PgPool,
+    connection: Option<crate::channel::Connection>,
+) -> Result<Vec<ChannelSummary>, DbError> {
     Ok(sqlx::query_as::<_, ChannelSummary>(
         r#"SELECT id, tenant_id, name, provider, status, connection, connection_changed_at, connection_error
            FROM channels WHERE deleted_at IS NULL AND ($1::text IS NULL OR connection = $1)

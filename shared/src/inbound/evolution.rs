@@ -14,6 +14,7 @@ use super::{
     display_name, epoch_ms, flag, int, jid, shape, text, Content, Identity, Inbound, MediaKind, MediaParts, ParseError,
     Parsed, StatusUpdate,
 };
+use crate::channel::Connection;
 use crate::delivery::Reported;
 
 const PROVIDER: &str = "evolution";
@@ -68,7 +69,7 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
             out.ignored.push(format!("evolution send.message {id} (our own send)"));
         }
         "connection.update" => connection(data, &mut out),
-        "logout.instance" => out.connection = Some("disconnected".to_owned()),
+        "logout.instance" => out.connection = Some(Connection::Disconnected),
         other => out.ignored.push(format!("evolution {other}")),
     }
     Ok(out)
@@ -232,9 +233,9 @@ fn update(u: &Value, out: &mut Parsed) {
 
 fn connection(data: &Value, out: &mut Parsed) {
     match text(data, "state") {
-        Some("open") => out.connection = Some("connected".to_owned()),
+        Some("open") => out.connection = Some(Connection::Connected),
         // `refused`: the QR code limit was reached without a scan.
-        Some("close" | "refused") => out.connection = Some("disconnected".to_owned()),
+        Some("close" | "refused") => out.connection = Some(Connection::Disconnected),
         other => out.ignored.push(format!(
             "evolution connection.update {}",
             other.unwrap_or("without state")
@@ -312,11 +313,11 @@ mod tests {
             ["evolution send.message 3EB0EE5C811ACA0277C307 (our own send)"]
         );
         assert_eq!(
-            parse(&fixture(CLOSED)).unwrap().connection.as_deref(),
-            Some("disconnected")
+            parse(&fixture(CLOSED)).unwrap().connection,
+            Some(Connection::Disconnected)
         );
         let open = json!({"event": "connection.update", "instance": "acme-vendas", "data": {"state": "open", "statusReason": 200}});
-        assert_eq!(parse(&open).unwrap().connection.as_deref(), Some("connected"));
+        assert_eq!(parse(&open).unwrap().connection, Some(Connection::Connected));
     }
 
     #[test]

@@ -108,8 +108,8 @@ pub struct StatusUpdate {
 pub struct Parsed {
     pub messages: Vec<Inbound>,
     pub statuses: Vec<StatusUpdate>,
-    /// Connection events (Z-API Disconnected/Connected callbacks, Evolution connection.update): Some("connected") / Some("disconnected").
-    pub connection: Option<String>,
+    /// Connection events (Z-API Disconnected/Connected callbacks, Evolution connection.update).
+    pub connection: Option<crate::channel::Connection>,
     /// Anything else recognised but ignored (group messages, newsletters, status broadcasts, our own outbound events…), for logging.
     pub ignored: Vec<String>,
 }
@@ -155,7 +155,10 @@ pub enum EventKey {
     /// A connection callback: the same delivery twice is one event, two distinct
     /// deliveries of the same state are two (the second is simply no change):
     /// `conn:<state>:<digest of the raw body>`.
-    Connection { state: String, digest: String },
+    Connection {
+        state: crate::channel::Connection,
+        digest: String,
+    },
     /// A mailbox message too large to fetch, recorded once per UID: `imap-too-large:<validity>:<uid>`.
     MailTooLarge { uid_validity: i64, uid: i64 },
 }
@@ -172,11 +175,11 @@ pub enum EventKind {
 }
 
 impl EventKey {
-    pub fn connection(state: &str, raw: &[u8]) -> Self {
+    pub fn connection(state: crate::channel::Connection, raw: &[u8]) -> Self {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(raw);
         Self::Connection {
-            state: state.to_owned(),
+            state,
             digest: hex::encode(&digest[..12]),
         }
     }
@@ -188,7 +191,7 @@ impl EventKey {
                 provider_message_id,
                 status,
             } => format!("status:{provider_message_id}:{}", status.as_str()),
-            Self::Connection { state, digest } => format!("conn:{state}:{digest}"),
+            Self::Connection { state, digest } => format!("conn:{}:{digest}", state.as_str()),
             Self::MailTooLarge { uid_validity, uid } => format!("imap-too-large:{uid_validity}:{uid}"),
         }
     }
@@ -508,7 +511,7 @@ mod event_key_tests {
             assert_eq!(key.encode(), wire, "stored keys keep their form across versions");
             assert_eq!(EventKey::kind_of(wire), kind);
         }
-        let conn = EventKey::connection("connected", b"{}").encode();
+        let conn = EventKey::connection(crate::channel::Connection::Connected, b"{}").encode();
         assert!(
             conn.starts_with("conn:connected:") && conn.len() == "conn:connected:".len() + 24,
             "{conn}"

@@ -10,6 +10,7 @@ use super::{
     display_name, epoch_ms, flag, int, jid, shape, text, Content, Identity, Inbound, MediaKind, MediaParts, ParseError,
     Parsed, StatusUpdate,
 };
+use crate::channel::Connection;
 use crate::delivery::Reported;
 
 const PROVIDER: &str = "z-api";
@@ -40,8 +41,8 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
         "ReceivedCallback" | "ReceivedCallBack" => received(body, &mut out)?,
         "MessageStatusCallback" => statuses(body, &mut out),
         "DeliveryCallback" => delivery(body, &mut out)?,
-        "ConnectedCallback" => out.connection = Some("connected".to_owned()),
-        "DisconnectedCallback" => out.connection = Some("disconnected".to_owned()),
+        "ConnectedCallback" => out.connection = Some(Connection::Connected),
+        "DisconnectedCallback" => out.connection = Some(Connection::Disconnected),
         other => out.ignored.push(format!("z-api {other}")),
     }
     Ok(out)
@@ -302,9 +303,9 @@ mod tests {
     #[test]
     fn connection_callbacks() {
         let p = parse(&fixture(DISCONNECTED)).unwrap();
-        assert_eq!((p.connection.as_deref(), p.messages.len()), (Some("disconnected"), 0));
+        assert_eq!((p.connection, p.messages.len()), (Some(Connection::Disconnected), 0));
         let connected = json!({"type": "ConnectedCallback", "connected": true, "momment": 1732201300000_i64, "phone": "5511912345678"});
-        assert_eq!(parse(&connected).unwrap().connection.as_deref(), Some("connected"));
+        assert_eq!(parse(&connected).unwrap().connection, Some(Connection::Connected));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use leadflow_shared::channel::Provider;
+use leadflow_shared::channel::{Connection, Provider};
 use leadflow_shared::db::channels;
 use leadflow_shared::db::connections::{self, Checked, Observation, Transition};
 use leadflow_shared::db::notifications::Event;
@@ -45,9 +45,15 @@ async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
         },
     };
     let result = match observed {
-        Ok(Observed::Connected) => apply(ctx, ch.id, &ch.provider, seen("connected", None, started)).await,
+        Ok(Observed::Connected) => apply(ctx, ch.id, &ch.provider, seen(Connection::Connected, None, started)).await,
         Ok(Observed::Disconnected(why)) => {
-            apply(ctx, ch.id, &ch.provider, seen("disconnected", Some(&why), started)).await
+            apply(
+                ctx,
+                ch.id,
+                &ch.provider,
+                seen(Connection::Disconnected, Some(&why), started),
+            )
+            .await
         }
         Ok(Observed::Unsettled(why)) => {
             tracing::debug!(channel_id = %ch.id, why, "connection unsettled; no change");
@@ -62,7 +68,7 @@ async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
 }
 
 /// A check's observation.
-fn seen<'a>(status: &'a str, reason: Option<&'a str>, at: DateTime<Utc>) -> Observation<'a> {
+fn seen(status: Connection, reason: Option<&str>, at: DateTime<Utc>) -> Observation<'_> {
     Observation {
         status,
         source: "check",
@@ -78,7 +84,13 @@ async fn unreachable_check(ctx: &Ctx, ch: &Checked, error: &str, started: DateTi
         return Ok(false);
     }
     let why = format!("the provider's status endpoint failed {failures} checks in a row: {error}");
-    apply(ctx, ch.id, &ch.provider, seen("disconnected", Some(&why), started)).await
+    apply(
+        ctx,
+        ch.id,
+        &ch.provider,
+        seen(Connection::Disconnected, Some(&why), started),
+    )
+    .await
 }
 
 /// Records an observed state of a channel and notifies on a change; `true` when it changed.
@@ -87,19 +99,20 @@ pub async fn apply(ctx: &Ctx, channel_id: Uuid, provider: &str, o: Observation<'
     let Some(t) = connections::observe(&ctx.pool, channel_id, o).await? else {
         return Ok(false);
     };
-    if t.previous == "unknown" {
-        tracing::info!(channel_id = %t.channel_id, status = t.status, source, reason, "channel connection first seen");
+    let (previous, status) = (t.previous.as_str(), t.status.as_str());
+    if t.previous == Connection::Unknown {
+        tracing::info!(channel_id = %t.channel_id, status, source, reason, "channel connection first seen");
     } else {
-        tracing::warn!(channel_id = %t.channel_id, previous = t.previous, status = t.status, source, reason, "channel connection changed");
+        tracing::warn!(channel_id = %t.channel_id, previous, status, source, reason, "channel connection changed");
     }
     notify(ctx, provider, &t, source, reason).await;
     Ok(true)
 }
 
 async fn notify(ctx: &Ctx, provider: &str, t: &Transition, source: &str, reason: Option<&str>) {
-    let event = match (t.previous.as_str(), t.status.as_str()) {
-        (_, "disconnected") => Event::ChannelDisconnected,
-        ("disconnected", "connected") => Event::ChannelReconnected,
+    let event = match (t.previous, t.status) {
+        (_, Connection::Disconnected) => Event::ChannelDisconnected,
+        (Connection::Disconnected, Connection::Connected) => Event::ChannelReconnected,
         // unknown → connected is the first look at a healthy channel, not news.
         _ => return,
     };

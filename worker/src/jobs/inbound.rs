@@ -105,7 +105,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
     if kind == EventKind::Connection {
         // The provider's own connection callback (Z-API Connected/Disconnected, Evolution
         // connection.update): the same transition as the periodic check would record.
-        if let Some(state) = &parsed.connection {
+        if let Some(state) = parsed.connection {
             let seen = leadflow_shared::db::connections::Observation {
                 status: state,
                 source: "webhook",

@@ -162,7 +162,7 @@ const RECHECK_DISCONNECTED: Duration = Duration::from_secs(3);
 /// A disconnected channel's messages wait for it (looking again every few seconds) up to
 /// `LEADFLOW_DISCONNECTED_SEND_WAIT` after it went down, then fail.
 fn disconnected(ctx: &Ctx, ch: &channels::Channel) -> anyhow::Result<Gate> {
-    if ch.connection != "disconnected" {
+    if ch.connection != leadflow_shared::channel::Connection::Disconnected {
         return Ok(Gate::Open);
     }
     let since = ch.connection_changed_at.unwrap_or_else(chrono::Utc::now);
