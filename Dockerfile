@@ -20,11 +20,12 @@ COPY api/Cargo.toml api/
 COPY worker/Cargo.toml worker/
 COPY scheduler/Cargo.toml scheduler/
 COPY shared/Cargo.toml shared/
-RUN for crate in api worker scheduler shared; do mkdir -p $crate/src && echo '' > $crate/src/lib.rs; done \
- && mkdir -p src/bench tests/e2e \
+COPY bench/Cargo.toml bench/
+RUN for crate in api worker scheduler shared bench; do mkdir -p $crate/src && echo '' > $crate/src/lib.rs; done \
+ && echo 'fn main() {}' > bench/src/main.rs && mkdir -p tests/e2e \
  && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs && echo 'fn main() {}' > tests/e2e/main.rs \
  && cargo build --release --locked --bin leadflow \
- && rm -rf api/src worker/src scheduler/src shared/src src tests
+ && rm -rf api/src worker/src scheduler/src shared/src bench/src src tests
 COPY . .
 # The real sources are newer than the placeholders' build: touch them so cargo rebuilds
 # the workspace crates (and only them).

@@ -2,8 +2,6 @@
 //! tests both call [`start`], so what the tests exercise is what operators run.
 #![forbid(unsafe_code)]
 
-pub mod bench;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -34,17 +34,6 @@ enum Command {
     Scheduler,
     /// Create the database if needed and run migrations.
     Migrate,
-    /// Measure this machine and write the figures to BENCHMARKS.md.
-    Bench {
-        #[arg(long, default_value = "BENCHMARKS.md")]
-        out: std::path::PathBuf,
-        /// Smaller workloads: a quick check that every section runs.
-        #[arg(long)]
-        quick: bool,
-        /// Only these sections (queue, ingest, pipeline, long, recovery, media, media_memory, webhooks, connections, fairness, retention, metrics).
-        #[arg(long, value_delimiter = ',')]
-        only: Vec<String>,
-    },
     /// Exit 0 when `/readyz` answers 200, else 1 (for container health checks).
     Healthcheck {
         /// Default: `/readyz` on this machine's LEADFLOW_HTTP_ADDR port; a worker or
@@ -220,9 +209,6 @@ async fn run() -> anyhow::Result<()> {
         Command::Tenant { command } => return tenant(&mut cfg, command).await,
         Command::Queues => return queues(&cfg).await,
         Command::Failures { command } => return failures(&mut cfg, command).await,
-        Command::Bench { out, quick, only } => {
-            return leadflow::bench::run(leadflow::bench::Options { out, quick, only }).await;
-        }
     };
     let running = start(cfg, roles).await?;
     wait_for_signal().await;

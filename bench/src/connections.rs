@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::sections::Section;
 use super::{Row, Scope};
-use crate::{start, Roles};
+use leadflow::{start, Roles};
 
 const HOLD: Duration = Duration::from_millis(100);
 

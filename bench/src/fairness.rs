@@ -11,7 +11,7 @@ use serde_json::json;
 use super::load::Stop;
 use super::sections::{Section, Sender};
 use super::{fakes, percentile, wait_until, Row, Scope};
-use crate::{start, Roles};
+use leadflow::{start, Roles};
 
 /// B's synchronous round trips, one per second, `n` of them (ms, sorted).
 async fn quiet_tenant(http: &reqwest::Client, url: &str, key: &str, tenant: &str, tag: &str, n: usize) -> Vec<f64> {

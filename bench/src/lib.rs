@@ -1,5 +1,5 @@
-//! `leadflow bench`: measures Leadflow on this machine against local fakes and writes the
-//! figures to `BENCHMARKS.md`. Every comparison (typed job layer vs Node BullMQ, ingest
+//! The benchmark (`leadflow-bench`, run by `scripts/bench`): measures Leadflow on this
+//! machine against local fakes and writes the figures to `BENCHMARKS.md`. Every comparison (typed job layer vs Node BullMQ, ingest
 //! vs a bare axum handler) runs both sides in the same run on the same Redis, with the
 //! same load generator. Each section gets its own database and Redis prefix.
 
@@ -138,6 +138,22 @@ impl Scope {
             }
         }
     }
+}
+
+/// The `leadflow` executable, for sections that run roles as child processes: the one
+/// built next to this benchmark (`scripts/bench` builds both), or `LEADFLOW_BIN`.
+pub fn leadflow_exe() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("LEADFLOW_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe()?;
+    let sibling = exe.with_file_name("leadflow");
+    anyhow::ensure!(
+        sibling.exists(),
+        "{} not found: build it (cargo build --release --bin leadflow) or set LEADFLOW_BIN",
+        sibling.display()
+    );
+    Ok(sibling)
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::media_fakes::{self, Arrivals};
 use super::sections::{spawn_worker, Section};
 use super::{fakes, percentile, rss_mib, wait_until, Row, Scope};
-use crate::{start, Roles};
+use leadflow::{start, Roles};
 
 const PDF_BYTES: usize = 1 << 20;
 

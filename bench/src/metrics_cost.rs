@@ -22,7 +22,7 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 /// off; returns once `/readyz` answers 200.
 async fn spawn(scope: &Scope, role: &str, metrics: bool) -> anyhow::Result<(Child, SocketAddr)> {
     let (http, ops) = (free_port()?, free_port()?);
-    let child = Command::new(std::env::current_exe()?)
+    let child = Command::new(super::leadflow_exe()?)
         .arg(role)
         .envs(scope.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("LEADFLOW_HTTP_ADDR", http.to_string())

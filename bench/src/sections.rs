@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::load::{self, Stop};
 use super::{fakes, rss_mib, wait_until, Row, Scope};
-use crate::{start, Roles};
+use leadflow::{start, Roles};
 
 pub(super) type Section = anyhow::Result<(Vec<Row>, Vec<String>)>;
 
@@ -175,7 +175,7 @@ impl Sender {
     /// `timing`: the default assistant's `(debounce_seconds, max_wait_seconds)`, when not the default.
     pub(super) async fn new(
         scope: &Scope,
-        running: &crate::Running,
+        running: &leadflow::Running,
         hook: &str,
         timing: Option<(f64, f64)>,
     ) -> anyhow::Result<Self> {
@@ -360,7 +360,7 @@ pub async fn pipeline(scope: &mut Scope, quick: bool) -> Section {
 }
 
 pub(super) fn spawn_worker(scope: &Scope, queues: &str, concurrency: usize) -> anyhow::Result<Child> {
-    Ok(Command::new(std::env::current_exe()?)
+    Ok(Command::new(super::leadflow_exe()?)
         .args(["worker", "--queues", queues, "--concurrency", &concurrency.to_string()])
         .envs(scope.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
@@ -369,7 +369,7 @@ pub(super) fn spawn_worker(scope: &Scope, queues: &str, concurrency: usize) -> a
 }
 
 /// API plus the flush and postback workers in this process; the AI worker is a child.
-async fn api_side(scope: &Scope) -> anyhow::Result<crate::Running> {
+async fn api_side(scope: &Scope) -> anyhow::Result<leadflow::Running> {
     start(
         scope.config()?,
         Roles {

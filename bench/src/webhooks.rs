@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::load::{self, Request, Requests};
 use super::sections::{warm_then_measure, Section};
 use super::{Row, Scope};
-use crate::{start, Roles};
+use leadflow::{start, Roles};
 
 const ZAPI: &str = include_str!("../../tests/fixtures/providers/zapi/webhook-received-text.json");
 const EVOLUTION: &str =

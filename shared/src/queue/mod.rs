@@ -47,7 +47,7 @@ pub enum QueueKind {
     Mail,
     /// Google Calendar push channels: watch, renew, stop, sync.
     Calendar,
-    /// No-op jobs for measuring the queue layer (`leadflow bench`); never in `ALL`.
+    /// No-op jobs for measuring the queue layer (`leadflow-bench`); never in `ALL`.
     Bench,
 }
 
@@ -165,7 +165,7 @@ impl Queues {
         Self::connect_to(redis_url, prefix, &QueueKind::ALL).await
     }
 
-    /// The work queues and the `bench` queue: for `leadflow bench` and the queue layer's
+    /// The work queues and the `bench` queue: for `leadflow-bench` and the queue layer's
     /// own tests only, so a production install never has a `bench` queue.
     pub async fn connect_with_bench(redis_url: &str, prefix: &str) -> Result<Self, QueueError> {
         let mut kinds = QueueKind::ALL.to_vec();
