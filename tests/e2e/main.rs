@@ -23,6 +23,7 @@ mod media;
 mod metrics;
 mod multichannel;
 mod official;
+mod pgbouncer;
 mod postbacks;
 mod probes;
 mod provider_media;

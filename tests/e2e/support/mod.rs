@@ -11,6 +11,7 @@ pub mod fake_providers;
 pub mod fake_status;
 pub mod fake_transcriptions;
 pub mod media_server;
+pub mod pgbouncer;
 pub mod proxy;
 pub mod receiver;
 
@@ -56,6 +57,10 @@ pub struct Builder {
     env: Vec<(String, String)>,
     /// The PostgreSQL server the app connects to (default [`pg_server`]).
     pg: Option<String>,
+    /// Create and migrate the database directly, and start the app with
+    /// `LEADFLOW_MIGRATE_ON_START=false` (as behind PgBouncer, where migrations' session
+    /// lock has no place).
+    migrate_directly: bool,
     roles: fn(&Config) -> Roles,
 }
 
@@ -71,6 +76,13 @@ impl Builder {
     /// harness still creates and drops the database directly.
     pub fn pg_via(mut self, server: &str) -> Self {
         self.pg = Some(server.to_string());
+        self
+    }
+
+    /// Migrations run directly against PostgreSQL before the app starts, and the app does
+    /// not migrate (`leadflow migrate` first, then the roles through a pooler).
+    pub fn migrated_directly(mut self) -> Self {
+        self.migrate_directly = true;
         self
     }
 
@@ -127,6 +139,18 @@ impl Builder {
             env.retain(|(n, _)| *n != k);
             env.push((k, v));
         }
+        if self.migrate_directly {
+            let mut direct = env.clone();
+            direct.retain(|(k, _)| k != "LEADFLOW_DATABASE_URL");
+            direct.push(("LEADFLOW_DATABASE_URL".into(), format!("{}/{db_name}", pg_server())));
+            let direct = Config::from_sources(&direct).expect("test config is valid");
+            let pool = leadflow_shared::db::connect_and_migrate(&direct)
+                .await
+                .expect("migrations apply");
+            pool.close().await;
+            env.retain(|(k, _)| k != "LEADFLOW_MIGRATE_ON_START");
+            env.push(("LEADFLOW_MIGRATE_ON_START".into(), "false".into()));
+        }
         let cfg = Config::from_sources(&env).expect("test config is valid");
         let roles = (self.roles)(&cfg);
         let running = leadflow::start(cfg.clone(), roles).await.expect("leadflow starts");
@@ -159,6 +183,7 @@ impl TestApp {
         Builder {
             env: Vec::new(),
             pg: None,
+            migrate_directly: false,
             roles: Roles::all,
         }
     }
