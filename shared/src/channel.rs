@@ -119,18 +119,10 @@ impl Provider {
         }
     }
 
-    /// Credential keys a channel of this provider must have.
+    /// Credential keys a channel of this provider must have (declared with its type in
+    /// [`crate::credentials`]).
     pub fn required_credentials(self) -> &'static [&'static str] {
-        match self {
-            Self::ZApi => &["instance_id", "instance_token"],
-            Self::Evolution => &["base_url", "api_key", "instance"],
-            Self::Gupshup => &["api_key", "app_name", "source"],
-            Self::MetaCloud => &["access_token", "phone_number_id", "app_secret", "verify_token"],
-            Self::TelegramBot => &["bot_token"],
-            Self::SmtpImap => &["smtp_host", "username", "password", "from"],
-            Self::Twilio => &["account_sid", "auth_token", "from"],
-            Self::HttpSms => &["send_url"],
-        }
+        crate::credentials::required(self)
     }
 
     /// Official WhatsApp: free-form messages only within 24 h of the lead's last message;
@@ -141,27 +133,7 @@ impl Provider {
 
     /// Credential keys it may also have.
     pub fn optional_credentials(self) -> &'static [&'static str] {
-        match self {
-            Self::ZApi => &["client_token", "base_url"],
-            Self::Evolution => &[],
-            Self::Gupshup => &["base_url", "template_id"],
-            Self::MetaCloud => &["base_url", "api_version", "template_name", "template_language"],
-            Self::TelegramBot => &["base_url"],
-            Self::SmtpImap => &[
-                "smtp_port",
-                "smtp_security",
-                "subject",
-                "imap_host",
-                "imap_port",
-                "imap_security",
-                "imap_mailbox",
-                "imap_username",
-                "imap_password",
-                "imap_authserv_id",
-            ],
-            Self::Twilio => &["base_url"],
-            Self::HttpSms => &["api_key", "from"],
-        }
+        crate::credentials::optional(self)
     }
 }
 

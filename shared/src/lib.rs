@@ -5,6 +5,7 @@
 
 pub mod channel;
 pub mod config;
+pub mod credentials;
 pub mod crypto;
 pub mod db;
 pub mod delivery;

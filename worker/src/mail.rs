@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::SmtpImap;
 use leadflow_shared::mail::{strip_quoted, StoredMail};
 use mail_parser::{MessageParser, MimeHeaders};
 use tokio::net::TcpStream;
@@ -66,11 +66,11 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn from_credentials(creds: &Credentials) -> Result<Option<Self>, MailError> {
-        let Some(host) = creds.get("imap_host") else {
+    pub fn from_credentials(creds: &SmtpImap) -> Result<Option<Self>, MailError> {
+        let Some(host) = &creds.imap_host else {
             return Ok(None); // send-only channel
         };
-        let tls = match creds.get("imap_security").map_or("tls", String::as_str) {
+        let tls = match creds.imap_security.as_deref().unwrap_or("tls") {
             "tls" => true,
             "none" => false,
             other => {
@@ -79,21 +79,21 @@ impl Server {
                 )))
             }
         };
-        let port = match creds.get("imap_port") {
+        let port = match &creds.imap_port {
             Some(p) => p
                 .parse()
                 .map_err(|_| MailError::Config("credentials.imap_port must be a port number".into()))?,
             None if tls => 993,
             None => 143,
         };
-        let get = |k: &str, fallback: &str| creds.get(k).or_else(|| creds.get(fallback)).cloned();
+        // The IMAP login defaults to SMTP's.
         Ok(Some(Self {
             host: host.clone(),
             port,
             tls,
-            user: get("imap_username", "username").unwrap_or_default(),
-            password: get("imap_password", "password").unwrap_or_default(),
-            mailbox: creds.get("imap_mailbox").cloned().unwrap_or_else(|| "INBOX".into()),
+            user: creds.imap_username.clone().unwrap_or_else(|| creds.username.clone()),
+            password: creds.imap_password.clone().unwrap_or_else(|| creds.password.clone()),
+            mailbox: creds.imap_mailbox.clone().unwrap_or_else(|| "INBOX".into()),
         }))
     }
 

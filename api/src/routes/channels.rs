@@ -106,7 +106,7 @@ fn merge_credentials(provider: Provider, mut creds: Credentials, body: &JsonObje
             ));
         }
     }
-    for k in ["base_url", "send_url"] {
+    for k in leadflow_shared::credentials::URL_KEYS {
         if let Some(u) = creds.get(k) {
             if url::Url::parse(u).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
                 return Err(ApiError::invalid(

@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leadflow_shared::channel::{meta_signature_ok, secrets_match, Provider};
+use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::{channels, inbound, tenants};
 use leadflow_shared::inbound::{twilio, EventKey};
 use leadflow_shared::queue::ProcessInbound;
@@ -50,31 +51,32 @@ async fn channel(state: &AppState, id: &str) -> Result<(inbound::WebhookChannel,
     Ok((ch, provider))
 }
 
-fn credential(state: &AppState, ch: &inbound::WebhookChannel, key: &str) -> Result<Option<String>, ApiError> {
-    Ok(channels::open(state.master_key()?, ch.id, &ch.credentials_enc)?.remove(key))
+/// The channel's credentials, typed; `None` when a required key is missing (then nothing
+/// verifies against them).
+fn credentials(
+    state: &AppState,
+    ch: &inbound::WebhookChannel,
+    provider: Provider,
+) -> Result<Option<Credentials>, ApiError> {
+    let stored = channels::open(state.master_key()?, ch.id, &ch.credentials_enc)?;
+    Ok(Credentials::parse(provider, &stored).ok())
 }
 
 /// Whether the (verified) call is about this channel at all; a Meta batch keeps only
 /// the changes for the channel's number. One Meta app secret or Twilio account often
 /// serves several tenants' numbers: without this, any holder of it could write into
 /// another tenant's channel.
-fn bind_to_channel(
-    ch: &inbound::WebhookChannel,
-    creds: &channels::Credentials,
-    provider: Provider,
-    payload: &mut Value,
-) -> bool {
-    let field = |k: &str| creds.get(k).map_or("", String::as_str);
-    match provider {
-        Provider::MetaCloud => {
-            let dropped = leadflow_shared::inbound::meta::retain_changes_for(payload, field("phone_number_id"));
+fn bind_to_channel(ch: &inbound::WebhookChannel, creds: Option<&Credentials>, payload: &mut Value) -> bool {
+    match creds {
+        Some(Credentials::MetaCloud(c)) => {
+            let dropped = leadflow_shared::inbound::meta::retain_changes_for(payload, &c.phone_number_id);
             if dropped > 0 {
                 tracing::warn!(channel_id = %ch.id, dropped, "Meta changes for another number ignored");
             }
             true
         }
-        Provider::Twilio => {
-            let ours = twilio::is_for(payload, field("account_sid"), field("from"));
+        Some(Credentials::Twilio(c)) => {
+            let ours = twilio::is_for(payload, &c.account_sid, &c.from);
             if !ours {
                 tracing::warn!(channel_id = %ch.id, "Twilio call for another account or number ignored");
             }
@@ -92,7 +94,10 @@ pub async fn verify(
 ) -> Result<Response, ApiError> {
     let (ch, provider) = channel(&state, &id).await?;
     let expected = match provider {
-        Provider::MetaCloud => credential(&state, &ch, "verify_token")?,
+        Provider::MetaCloud => match credentials(&state, &ch, provider)? {
+            Some(Credentials::MetaCloud(c)) => Some(c.verify_token),
+            _ => None,
+        },
         _ => None,
     };
     match (q.hub_mode.as_deref(), q.hub_verify_token, q.hub_challenge, expected) {
@@ -134,8 +139,8 @@ pub async fn receive(
     };
     // Meta and Twilio verify with a credential and bind the call with others: decrypted once.
     let creds = match provider {
-        Provider::MetaCloud | Provider::Twilio => channels::open(state.master_key()?, ch.id, &ch.credentials_enc)?,
-        _ => channels::Credentials::default(),
+        Provider::MetaCloud | Provider::Twilio => credentials(&state, &ch, provider)?,
+        _ => None,
     };
     // Twilio posts forms; they are stored as a flat JSON object of strings.
     let form = (provider == Provider::Twilio).then(|| leadflow_shared::inbound::form_fields(&body));
@@ -144,13 +149,13 @@ pub async fn receive(
             let expected = token()?;
             header("x-telegram-bot-api-secret-token").is_some_and(|t| secrets_match(t, &expected))
         }
-        Provider::MetaCloud => match creds.get("app_secret") {
-            Some(secret) => meta_signature_ok(secret, &body, header("x-hub-signature-256")),
-            None => false,
+        Provider::MetaCloud => match &creds {
+            Some(Credentials::MetaCloud(c)) => meta_signature_ok(&c.app_secret, &body, header("x-hub-signature-256")),
+            _ => false,
         },
-        Provider::Twilio => match (creds.get("auth_token"), &form) {
-            (Some(token), Some(fields)) => {
-                let expected = twilio::signature(token, &called_url(&state, &headers, &uri), fields);
+        Provider::Twilio => match (&creds, &form) {
+            (Some(Credentials::Twilio(c)), Some(fields)) => {
+                let expected = twilio::signature(&c.auth_token, &called_url(&state, &headers, &uri), fields);
                 header("x-twilio-signature").is_some_and(|given| secrets_match(given, &expected))
             }
             _ => false,
@@ -174,7 +179,7 @@ pub async fn receive(
     };
     // A provider cannot be told to fix its payload: NULs go, the message stays.
     leadflow_shared::text::strip_nul(&mut payload);
-    if !bind_to_channel(&ch, &creds, provider, &mut payload) {
+    if !bind_to_channel(&ch, creds.as_ref(), &mut payload) {
         // Acknowledged (the provider must not retry it forever) and not stored.
         return Ok(acknowledge(provider, 0, 0));
     }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::SmtpImap;
 use leadflow_shared::ssrf::Policy;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
@@ -16,18 +16,18 @@ use lettre::transport::smtp::authentication::Credentials as Login;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::net::SocketAddr;
 
-use super::{need, Recipient, SendError, Sent};
+use super::{Recipient, SendError, Sent};
 
 pub use leadflow_shared::mail::Thread;
 
 /// `(host, port)` of the channel's SMTP server.
-pub fn smtp_server(creds: &Credentials) -> Result<(String, u16), SendError> {
-    let host = need(creds, "smtp_host")?.to_string();
-    let port = match creds.get("smtp_port") {
+pub fn smtp_server(creds: &SmtpImap) -> Result<(String, u16), SendError> {
+    let host = creds.smtp_host.clone();
+    let port = match &creds.smtp_port {
         Some(p) => p
             .parse()
             .map_err(|_| SendError::Config("credentials.smtp_port must be a port number".into()))?,
-        None if creds.get("smtp_security").map(String::as_str) == Some("tls") => 465,
+        None if creds.smtp_security.as_deref() == Some("tls") => 465,
         None => 587,
     };
     Ok((host, port))
@@ -35,11 +35,11 @@ pub fn smtp_server(creds: &Credentials) -> Result<(String, u16), SendError> {
 
 /// A transport that connects to `addr` (checked once by the SSRF guard) and uses the
 /// host name only for TLS: SNI and the certificate check.
-fn transport(creds: &Credentials, addr: SocketAddr) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
+fn transport(creds: &SmtpImap, addr: SocketAddr) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
     use lettre::transport::smtp::client::{Tls, TlsParameters};
     let (host, port) = smtp_server(creds)?;
     let tls = || TlsParameters::new(host.clone()).map_err(|e| SendError::Config(format!("SMTP server {host}: {e}")));
-    let tls = match creds.get("smtp_security").map_or("starttls", String::as_str) {
+    let tls = match creds.smtp_security.as_deref().unwrap_or("starttls") {
         "starttls" => Tls::Required(tls()?),
         "tls" => Tls::Wrapper(tls()?),
         "none" => Tls::None,
@@ -53,10 +53,7 @@ fn transport(creds: &Credentials, addr: SocketAddr) -> Result<AsyncSmtpTransport
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
             .tls(tls)
             .port(port)
-            .credentials(Login::new(
-                need(creds, "username")?.into(),
-                need(creds, "password")?.into(),
-            ))
+            .credentials(Login::new(creds.username.clone(), creds.password.clone()))
             .timeout(Some(Duration::from_secs(30)))
             .build(),
     )
@@ -70,12 +67,13 @@ fn reply_subject(thread: Option<&Thread>, fallback: &str) -> String {
     }
 }
 
-pub async fn send_text(policy: &Policy, creds: &Credentials, to: &Recipient, text: &str) -> Result<Sent, SendError> {
+pub async fn send_text(policy: &Policy, creds: &SmtpImap, to: &Recipient, text: &str) -> Result<Sent, SendError> {
     let address = to
         .email
         .as_deref()
         .ok_or_else(|| SendError::Config("the lead has no e-mail address".into()))?;
-    let from: Mailbox = need(creds, "from")?
+    let from: Mailbox = creds
+        .from
         .parse()
         .map_err(|e| SendError::Config(format!("credentials.from is not an address: {e}")))?;
     let lead: Mailbox = address
@@ -83,7 +81,7 @@ pub async fn send_text(policy: &Policy, creds: &Credentials, to: &Recipient, tex
         .map_err(|e| SendError::Config(format!("the lead's address {address:?} is invalid: {e}")))?;
     let id = format!("{}@{}", uuid::Uuid::now_v7().simple(), from.email.domain());
     let thread = to.thread.as_ref();
-    let fallback = creds.get("subject").map_or("Re: your message", String::as_str);
+    let fallback = creds.subject.as_deref().unwrap_or("Re: your message");
     let mut message = Message::builder()
         .from(from)
         .to(lead)

@@ -1,28 +1,28 @@
 //! Evolution API v2: `POST {base_url}/message/sendText/{instance}` with the `apikey`
 //! header; the answer's `key.id` is the message id its `fromMe` events carry.
 
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::Evolution;
 use serde_json::json;
 
-use super::{need, post_json, Recipient, SendError, Sent};
+use super::{post_json, Recipient, SendError, Sent};
 
 pub async fn send_text(
     http: &reqwest::Client,
-    creds: &Credentials,
+    creds: &Evolution,
     to: &Recipient,
     text: &str,
 ) -> Result<Sent, SendError> {
     let url = format!(
         "{}/message/sendText/{}",
-        need(creds, "base_url")?.trim_end_matches('/'),
-        need(creds, "instance")?
+        creds.base_url.trim_end_matches('/'),
+        creds.instance
     );
     let number = match (&to.phone, &to.wa_lid) {
         (Some(p), _) => p.trim_start_matches('+').to_string(),
         (None, Some(lid)) => lid.clone(),
         (None, None) => return Err(SendError::Config("the lead has no WhatsApp number or LID".into())),
     };
-    let req = http.post(url).header("apikey", need(creds, "api_key")?);
+    let req = http.post(url).header("apikey", &creds.api_key);
     let (status, body) = post_json(req, &json!({"number": number, "text": text})).await?;
     Ok(Sent {
         status,

@@ -2,19 +2,19 @@
 //! with the `apikey` header; `message` / `template` are JSON strings inside the form. The
 //! answer's `messageId` is Gupshup's id, which its `message-event` callbacks carry.
 
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::Gupshup;
 use serde_json::json;
 
-use super::{need, Recipient, SendError, Sent};
+use super::{Recipient, SendError, Sent};
 
 async fn post(
     http: &reqwest::Client,
-    creds: &Credentials,
+    creds: &Gupshup,
     path: &str,
     field: (&str, String),
     to: &Recipient,
 ) -> Result<Sent, SendError> {
-    let base = creds.get("base_url").map_or("https://api.gupshup.io", String::as_str);
+    let base = creds.base_url.as_deref().unwrap_or("https://api.gupshup.io");
     let destination = to
         .phone
         .as_deref()
@@ -22,14 +22,14 @@ async fn post(
         .ok_or_else(|| SendError::Config("the lead has no WhatsApp number".into()))?;
     let form = [
         ("channel", "whatsapp".to_string()),
-        ("source", need(creds, "source")?.trim_start_matches('+').to_string()),
+        ("source", creds.source.trim_start_matches('+').to_string()),
         ("destination", destination),
-        ("src.name", need(creds, "app_name")?.to_string()),
+        ("src.name", creds.app_name.clone()),
         (field.0, field.1),
     ];
     let mut resp = http
         .post(format!("{}{path}", base.trim_end_matches('/')))
-        .header("apikey", need(creds, "api_key")?)
+        .header("apikey", &creds.api_key)
         .form(&form)
         .send()
         .await
@@ -51,12 +51,7 @@ async fn post(
     })
 }
 
-pub async fn send_text(
-    http: &reqwest::Client,
-    creds: &Credentials,
-    to: &Recipient,
-    text: &str,
-) -> Result<Sent, SendError> {
+pub async fn send_text(http: &reqwest::Client, creds: &Gupshup, to: &Recipient, text: &str) -> Result<Sent, SendError> {
     let message = json!({"type": "text", "text": text}).to_string();
     post(http, creds, "/wa/api/v1/msg", ("message", message), to).await
 }
@@ -64,7 +59,7 @@ pub async fn send_text(
 /// The channel's approved template (`template_id`, Gupshup's template UUID).
 pub async fn send_template(
     http: &reqwest::Client,
-    creds: &Credentials,
+    creds: &Gupshup,
     to: &Recipient,
     id: &str,
 ) -> Result<Sent, SendError> {

@@ -3,27 +3,22 @@
 //! (or `message_id`) is the id its delivery reports carry. `send_url` is user-given, so it
 //! goes through the SSRF-guarded client like postbacks.
 
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::HttpSms;
 use serde_json::json;
 
-use super::{need, post_json, Recipient, SendError, Sent};
+use super::{post_json, Recipient, SendError, Sent};
 
-pub async fn send_text(
-    http: &reqwest::Client,
-    creds: &Credentials,
-    to: &Recipient,
-    text: &str,
-) -> Result<Sent, SendError> {
+pub async fn send_text(http: &reqwest::Client, creds: &HttpSms, to: &Recipient, text: &str) -> Result<Sent, SendError> {
     let phone = to
         .phone
         .as_deref()
         .ok_or_else(|| SendError::Config("the lead has no phone number".into()))?;
-    let mut req = http.post(need(creds, "send_url")?);
-    if let Some(key) = creds.get("api_key") {
+    let mut req = http.post(&creds.send_url);
+    if let Some(key) = &creds.api_key {
         req = req.bearer_auth(key);
     }
     let mut body = json!({"to": phone, "text": text});
-    if let Some(from) = creds.get("from") {
+    if let Some(from) = &creds.from {
         body["from"] = json!(from);
     }
     let (status, answer) = post_json(req, &body).await?;

@@ -2,10 +2,10 @@
 //! bearer access token. A 200 only means accepted: window and delivery failures arrive
 //! later as `statuses[]` webhooks, correlated on the returned `wamid`.
 
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::MetaCloud;
 use serde_json::{json, Value};
 
-use super::{need, post_json, Recipient, SendError, Sent};
+use super::{post_json, Recipient, SendError, Sent};
 
 fn to(r: &Recipient) -> Result<String, SendError> {
     r.phone
@@ -14,17 +14,15 @@ fn to(r: &Recipient) -> Result<String, SendError> {
         .ok_or_else(|| SendError::Config("the lead has no WhatsApp number".into()))
 }
 
-async fn post(http: &reqwest::Client, creds: &Credentials, body: Value) -> Result<Sent, SendError> {
-    let base = creds
-        .get("base_url")
-        .map_or("https://graph.facebook.com", String::as_str);
-    let version = creds.get("api_version").map_or("v23.0", String::as_str);
+async fn post(http: &reqwest::Client, creds: &MetaCloud, body: Value) -> Result<Sent, SendError> {
+    let base = creds.base_url.as_deref().unwrap_or("https://graph.facebook.com");
+    let version = creds.api_version.as_deref().unwrap_or("v23.0");
     let url = format!(
         "{}/{version}/{}/messages",
         base.trim_end_matches('/'),
-        need(creds, "phone_number_id")?
+        creds.phone_number_id
     );
-    let req = http.post(url).bearer_auth(need(creds, "access_token")?);
+    let req = http.post(url).bearer_auth(&creds.access_token);
     let (status, answer) = post_json(req, &body).await?;
     Ok(Sent {
         status,
@@ -37,7 +35,7 @@ async fn post(http: &reqwest::Client, creds: &Credentials, body: Value) -> Resul
 
 pub async fn send_text(
     http: &reqwest::Client,
-    creds: &Credentials,
+    creds: &MetaCloud,
     r: &Recipient,
     text: &str,
 ) -> Result<Sent, SendError> {
@@ -49,11 +47,11 @@ pub async fn send_text(
 /// The channel's approved template (`template_name`, `template_language`, default `pt_BR`).
 pub async fn send_template(
     http: &reqwest::Client,
-    creds: &Credentials,
+    creds: &MetaCloud,
     r: &Recipient,
     name: &str,
 ) -> Result<Sent, SendError> {
-    let language = creds.get("template_language").map_or("pt_BR", String::as_str);
+    let language = creds.template_language.as_deref().unwrap_or("pt_BR");
     let body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to(r)?,
                       "type": "template", "template": {"name": name, "language": {"code": language}}});
     post(http, creds, body).await

@@ -16,8 +16,7 @@ pub mod zapi;
 
 use std::time::Duration;
 
-use leadflow_shared::channel::Provider;
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::Credentials;
 
 /// Who a message goes to, by the identities the lead has.
 #[derive(Debug, Clone, Default)]
@@ -76,13 +75,6 @@ impl SendError {
             _ => None,
         }
     }
-}
-
-fn need<'a>(creds: &'a Credentials, key: &str) -> Result<&'a str, SendError> {
-    creds
-        .get(key)
-        .map(String::as_str)
-        .ok_or_else(|| SendError::Config(format!("the channel has no credentials.{key}")))
 }
 
 /// Posts `body` as JSON and returns the status and parsed answer, or a sorted error.
@@ -155,20 +147,19 @@ pub fn split_reply(content: &str) -> Vec<String> {
 pub async fn send_text(
     http: &reqwest::Client,
     policy: &leadflow_shared::ssrf::Policy,
-    provider: Provider,
     creds: &Credentials,
     to: &Recipient,
     text: &str,
 ) -> Result<Sent, SendError> {
-    match provider {
-        Provider::ZApi => zapi::send_text(http, creds, to, text).await,
-        Provider::Evolution => evolution::send_text(http, creds, to, text).await,
-        Provider::TelegramBot => telegram::send_text(http, creds, to, text).await,
-        Provider::MetaCloud => meta::send_text(http, creds, to, text).await,
-        Provider::Gupshup => gupshup::send_text(http, creds, to, text).await,
-        Provider::Twilio => twilio::send_text(http, creds, to, text).await,
-        Provider::HttpSms => http_sms::send_text(http, creds, to, text).await,
-        Provider::SmtpImap => email::send_text(policy, creds, to, text).await,
+    match creds {
+        Credentials::ZApi(c) => zapi::send_text(http, c, to, text).await,
+        Credentials::Evolution(c) => evolution::send_text(http, c, to, text).await,
+        Credentials::TelegramBot(c) => telegram::send_text(http, c, to, text).await,
+        Credentials::MetaCloud(c) => meta::send_text(http, c, to, text).await,
+        Credentials::Gupshup(c) => gupshup::send_text(http, c, to, text).await,
+        Credentials::Twilio(c) => twilio::send_text(http, c, to, text).await,
+        Credentials::HttpSms(c) => http_sms::send_text(http, c, to, text).await,
+        Credentials::SmtpImap(c) => email::send_text(policy, c, to, text).await,
     }
 }
 
@@ -176,22 +167,20 @@ pub async fn send_text(
 /// `Some(name)` once sent, `None` when the channel has none configured.
 pub async fn send_template(
     http: &reqwest::Client,
-    provider: Provider,
     creds: &Credentials,
     to: &Recipient,
 ) -> Result<Option<(String, Sent)>, SendError> {
-    let (key, sent) = match provider {
-        Provider::MetaCloud => match creds.get("template_name") {
-            Some(name) => ("template_name", meta::send_template(http, creds, to, name).await?),
-            None => return Ok(None),
+    Ok(match creds {
+        Credentials::MetaCloud(c) => match &c.template_name {
+            Some(name) => Some((name.clone(), meta::send_template(http, c, to, name).await?)),
+            None => None,
         },
-        Provider::Gupshup => match creds.get("template_id") {
-            Some(id) => ("template_id", gupshup::send_template(http, creds, to, id).await?),
-            None => return Ok(None),
+        Credentials::Gupshup(c) => match &c.template_id {
+            Some(id) => Some((id.clone(), gupshup::send_template(http, c, to, id).await?)),
+            None => None,
         },
-        _ => return Ok(None),
-    };
-    Ok(Some((creds.get(key).cloned().unwrap_or_default(), sent)))
+        _ => None,
+    })
 }
 
 #[cfg(test)]

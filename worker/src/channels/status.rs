@@ -4,10 +4,9 @@
 //! `close`). Gupshup and Meta Cloud are hosted by the provider and have no session to
 //! lose, so they are not checked.
 
-use leadflow_shared::channel::Provider;
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::{self, Credentials};
 
-use super::{need, SendError};
+use super::SendError;
 
 /// The providers [`check`] knows how to ask.
 pub const CHECKED: [&str; 2] = ["z-api", "evolution-api"];
@@ -22,10 +21,10 @@ pub enum Observed {
 }
 
 /// `Err` when the provider could not be asked (network, 5xx, a bad answer).
-pub async fn check(http: &reqwest::Client, provider: Provider, creds: &Credentials) -> Result<Observed, SendError> {
-    match provider {
-        Provider::ZApi => zapi(http, creds).await,
-        Provider::Evolution => evolution(http, creds).await,
+pub async fn check(http: &reqwest::Client, creds: &Credentials) -> Result<Observed, SendError> {
+    match creds {
+        Credentials::ZApi(c) => zapi(http, c).await,
+        Credentials::Evolution(c) => evolution(http, c).await,
         _ => Ok(Observed::Unsettled("the provider has no status endpoint".into())),
     }
 }
@@ -41,8 +40,8 @@ async fn get_json(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Valu
     Ok((status, body))
 }
 
-async fn zapi(http: &reqwest::Client, creds: &Credentials) -> Result<Observed, SendError> {
-    let req = super::zapi::request(http, reqwest::Method::GET, creds, "status")?;
+async fn zapi(http: &reqwest::Client, creds: &credentials::ZApi) -> Result<Observed, SendError> {
+    let req = super::zapi::request(http, reqwest::Method::GET, creds, "status");
     let (status, body) = get_json(req).await?;
     if status != 200 {
         return Err(SendError::Http {
@@ -59,13 +58,13 @@ async fn zapi(http: &reqwest::Client, creds: &Credentials) -> Result<Observed, S
     }
 }
 
-async fn evolution(http: &reqwest::Client, creds: &Credentials) -> Result<Observed, SendError> {
+async fn evolution(http: &reqwest::Client, creds: &credentials::Evolution) -> Result<Observed, SendError> {
     let url = format!(
         "{}/instance/connectionState/{}",
-        need(creds, "base_url")?.trim_end_matches('/'),
-        need(creds, "instance")?
+        creds.base_url.trim_end_matches('/'),
+        creds.instance
     );
-    let (status, body) = get_json(http.get(url).header("apikey", need(creds, "api_key")?)).await?;
+    let (status, body) = get_json(http.get(url).header("apikey", &creds.api_key)).await?;
     if status == 404 {
         return Ok(Observed::Disconnected("Evolution: the instance does not exist".into()));
     }

@@ -1,26 +1,22 @@
 //! Telegram Bot API: `POST {base}/bot{token}/sendMessage` with `chat_id` and `text`;
 //! errors arrive as `{"ok": false, "error_code", "parameters": {"retry_after"}}`.
 
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::TelegramBot;
 use serde_json::json;
 
-use super::{need, post_json, Recipient, SendError, Sent};
+use super::{post_json, Recipient, SendError, Sent};
 
 /// Telegram's limit per message.
 const MAX_CHARS: usize = 4096;
 
 pub async fn send_text(
     http: &reqwest::Client,
-    creds: &Credentials,
+    creds: &TelegramBot,
     to: &Recipient,
     text: &str,
 ) -> Result<Sent, SendError> {
-    let base = creds.get("base_url").map_or("https://api.telegram.org", String::as_str);
-    let url = format!(
-        "{}/bot{}/sendMessage",
-        base.trim_end_matches('/'),
-        need(creds, "bot_token")?
-    );
+    let base = creds.base_url.as_deref().unwrap_or("https://api.telegram.org");
+    let url = format!("{}/bot{}/sendMessage", base.trim_end_matches('/'), creds.bot_token);
     let chat = to
         .telegram_chat
         .as_deref()

@@ -3,27 +3,22 @@
 //! Messaging Service SID (`MG…`), which Twilio takes as `MessagingServiceSid`. The answer's
 //! `sid` is what Twilio's status callbacks carry; refusals come as `{code, message}`.
 
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::Twilio;
 
-use super::{exchange, need, Recipient, SendError, Sent};
+use super::{exchange, Recipient, SendError, Sent};
 
 /// Twilio's limit for one message body.
 const MAX_CHARS: usize = 1600;
 
-pub async fn send_text(
-    http: &reqwest::Client,
-    creds: &Credentials,
-    to: &Recipient,
-    text: &str,
-) -> Result<Sent, SendError> {
-    let base = creds.get("base_url").map_or("https://api.twilio.com", String::as_str);
-    let sid = need(creds, "account_sid")?;
+pub async fn send_text(http: &reqwest::Client, creds: &Twilio, to: &Recipient, text: &str) -> Result<Sent, SendError> {
+    let base = creds.base_url.as_deref().unwrap_or("https://api.twilio.com");
+    let sid = &creds.account_sid;
     let url = format!("{}/2010-04-01/Accounts/{sid}/Messages.json", base.trim_end_matches('/'));
     let phone = to
         .phone
         .as_deref()
         .ok_or_else(|| SendError::Config("the lead has no phone number".into()))?;
-    let from = need(creds, "from")?;
+    let from = creds.from.as_str();
     let from_field = if from.starts_with("MG") {
         "MessagingServiceSid"
     } else {
@@ -31,10 +26,7 @@ pub async fn send_text(
     };
     let body: String = text.chars().take(MAX_CHARS).collect();
     let form = [("To", phone), (from_field, from), ("Body", body.as_str())];
-    let req = http
-        .post(url)
-        .basic_auth(sid, Some(need(creds, "auth_token")?))
-        .form(&form);
+    let req = http.post(url).basic_auth(sid, Some(&creds.auth_token)).form(&form);
     let (status, answer) = exchange(req).await?;
     Ok(Sent {
         status,

@@ -2,46 +2,41 @@
 //! account-wide `Client-Token` header; the answer's `messageId` comes back in the
 //! `fromMe` echo, which is how the echo is recognised as ours.
 
-use leadflow_shared::db::channels::Credentials;
+use leadflow_shared::credentials::ZApi;
 use serde_json::json;
 
-use super::{need, post_json, Recipient, SendError, Sent};
+use super::{post_json, Recipient, SendError, Sent};
 
 /// A request to the instance's `endpoint` (`send-text`, `status`), with the account's
 /// `Client-Token` when the tenant gave one.
 pub fn request(
     http: &reqwest::Client,
     method: reqwest::Method,
-    creds: &Credentials,
+    creds: &ZApi,
     endpoint: &str,
-) -> Result<reqwest::RequestBuilder, SendError> {
-    let base = creds.get("base_url").map_or("https://api.z-api.io", String::as_str);
+) -> reqwest::RequestBuilder {
+    let base = creds.base_url.as_deref().unwrap_or("https://api.z-api.io");
     let url = format!(
         "{}/instances/{}/token/{}/{endpoint}",
         base.trim_end_matches('/'),
-        need(creds, "instance_id")?,
-        need(creds, "instance_token")?
+        creds.instance_id,
+        creds.instance_token
     );
     let mut req = http.request(method, url);
-    if let Some(t) = creds.get("client_token") {
+    if let Some(t) = &creds.client_token {
         req = req.header("Client-Token", t);
     }
-    Ok(req)
+    req
 }
 
-pub async fn send_text(
-    http: &reqwest::Client,
-    creds: &Credentials,
-    to: &Recipient,
-    text: &str,
-) -> Result<Sent, SendError> {
+pub async fn send_text(http: &reqwest::Client, creds: &ZApi, to: &Recipient, text: &str) -> Result<Sent, SendError> {
     // Z-API takes digits only (country code first); a LID-only lead is addressed by its LID.
     let phone = match (&to.phone, &to.wa_lid) {
         (Some(p), _) => p.trim_start_matches('+').to_string(),
         (None, Some(lid)) => lid.clone(),
         (None, None) => return Err(SendError::Config("the lead has no WhatsApp number or LID".into())),
     };
-    let req = request(http, reqwest::Method::POST, creds, "send-text")?;
+    let req = request(http, reqwest::Method::POST, creds, "send-text");
     let (status, body) = post_json(req, &json!({"phone": phone, "message": text})).await?;
     Ok(Sent {
         status,

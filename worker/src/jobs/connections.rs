@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use leadflow_shared::channel::{Connection, Provider};
+use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::channels;
 use leadflow_shared::db::connections::{self, Checked, Observation, Transition};
 use leadflow_shared::db::notifications::Event;
@@ -35,13 +36,14 @@ async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
         return false;
     };
     let started = chrono::Utc::now();
-    let observed = match channels::open(&ctx.master_key, ch.id, &ch.credentials_enc) {
-        Err(e) => Err(e.to_string()),
-        Ok(creds) => match crate::jobs::send::refused_address(ctx, provider, &creds).await {
+    let opened = channels::open(&ctx.master_key, ch.id, &ch.credentials_enc)
+        .map_err(|e| e.to_string())
+        .and_then(|map| Credentials::parse(provider, &map).map_err(|e| e.to_string()));
+    let observed = match opened {
+        Err(e) => Err(e),
+        Ok(creds) => match crate::jobs::send::refused_address(ctx, &creds).await {
             Some(why) => Err(why),
-            None => status::check(&ctx.guarded, provider, &creds)
-                .await
-                .map_err(|e| e.to_string()),
+            None => status::check(&ctx.guarded, &creds).await.map_err(|e| e.to_string()),
         },
     };
     let result = match observed {

@@ -28,7 +28,11 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
     if ch.status != "active" || ch.provider != "smtp-imap" || ch.tenant_disabled {
         return Ok(());
     }
-    let creds = channels::credentials(&ctx.pool, &ctx.master_key, ch.id).await?;
+    let stored = channels::credentials(&ctx.pool, &ctx.master_key, ch.id).await?;
+    let creds = match leadflow_shared::credentials::SmtpImap::from_map(&stored) {
+        Ok(c) => c,
+        Err(e) => return failed(&ctx, &ch, &e.to_string()).await,
+    };
     let server = match Server::from_credentials(&creds) {
         Ok(Some(s)) => s,
         Ok(None) => return Ok(()), // send-only
@@ -47,7 +51,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
         Ok(f) => f,
         Err(e) => return failed(&ctx, &ch, &e.to_string()).await,
     };
-    let own = creds.get("from").map(|f| address_of(f));
+    let own = Some(address_of(&creds.from));
     // First poll: only what arrived after the channel was created (5 min of clock slack).
     let since_ms = match after {
         Some(_) => None,
@@ -64,7 +68,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
                 continue;
             }
         };
-        match crate::mail::parse(&raw, creds.get("imap_authserv_id").map(String::as_str)) {
+        match crate::mail::parse(&raw, creds.imap_authserv_id.as_deref()) {
             Some((mail, _)) if own.as_deref() == Some(mail.from.as_str()) => {
                 tracing::debug!(channel_id = %ch.id, uid, "our own e-mail; skipped")
             }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
+use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::deliveries::{self, AttemptRecord, DeliveryStatus, Outcome};
 use leadflow_shared::db::{channels, notifications, tenants};
 use leadflow_shared::queue::DeliverPostback;
@@ -230,10 +231,11 @@ async fn send_through_channel(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sen
         .map_err(transient)?
         .ok_or_else(|| Refused("the channel was deleted".into()))?;
     let provider = Provider::parse(&ch.provider).ok_or_else(|| Refused("unknown provider".into()))?;
-    let creds = channels::credentials(&ctx.pool, &ctx.master_key, ch.id)
+    let stored = channels::credentials(&ctx.pool, &ctx.master_key, ch.id)
         .await
         .map_err(transient)?;
-    if let Some(why) = crate::jobs::send::refused_address(ctx, provider, &creds).await {
+    let creds = Credentials::parse(provider, &stored).map_err(|e| Refused(e.to_string()))?;
+    if let Some(why) = crate::jobs::send::refused_address(ctx, &creds).await {
         return Err(Refused(why));
     }
     let recipient = if d.target == "email" {
@@ -250,7 +252,6 @@ async fn send_through_channel(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sen
     match send_text(
         &ctx.guarded,
         &ctx.ssrf,
-        provider,
         &creds,
         &recipient,
         &crate::notify::text(&d.payload),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
+use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::{channels, identities, lead_channels, mailboxes, outbox, tenants};
 use leadflow_shared::delivery::DeliveryState;
 use leadflow_shared::queue::{jittered_backoff, SendMessage};
@@ -217,15 +218,13 @@ async fn throttle(ctx: &Ctx, channel_id: uuid::Uuid) -> Option<Duration> {
 
 /// Every address a tenant gave is checked like a postback URL; `Some(why)` when one is
 /// refused.
-pub async fn refused_address(ctx: &Ctx, provider: Provider, creds: &channels::Credentials) -> Option<String> {
-    for key in ["base_url", "send_url"] {
-        if let Some(url) = creds.get(key) {
-            if let Err(e) = ctx.ssrf.check_url(url).await {
-                return Some(format!("credentials.{key} refused: {e}"));
-            }
+pub async fn refused_address(ctx: &Ctx, creds: &Credentials) -> Option<String> {
+    for (key, url) in creds.urls() {
+        if let Err(e) = ctx.ssrf.check_url(url).await {
+            return Some(format!("credentials.{key} refused: {e}"));
         }
     }
-    if provider == Provider::SmtpImap {
+    if let Credentials::SmtpImap(creds) = creds {
         let (host, port) = match crate::channels::email::smtp_server(creds) {
             Ok(server) => server,
             Err(e) => return Some(e.to_string()),
@@ -246,8 +245,12 @@ async fn attempt(ctx: &Ctx, o: &outbox::Outgoing, ch: Option<&channels::Channel>
     let Some(provider) = Provider::parse(&ch.provider) else {
         return Ok(Outcome::refused(format!("unknown provider {}", ch.provider)));
     };
-    let creds = channels::credentials(&ctx.pool, &ctx.master_key, ch.id).await?;
-    if let Some(why) = refused_address(ctx, provider, &creds).await {
+    let stored = channels::credentials(&ctx.pool, &ctx.master_key, ch.id).await?;
+    let creds = match Credentials::parse(provider, &stored) {
+        Ok(c) => c,
+        Err(e) => return Ok(Outcome::refused(e.to_string())),
+    };
+    if let Some(why) = refused_address(ctx, &creds).await {
         return Ok(Outcome::refused(why));
     }
     let mut to = Recipient::default();
@@ -271,13 +274,10 @@ async fn attempt(ctx: &Ctx, o: &outbox::Outgoing, ch: Option<&channels::Channel>
             .is_some_and(|t| chrono::Utc::now() < t + chrono::Duration::hours(24));
     let started = Instant::now();
     let (result, template) = if in_window {
-        (
-            send_text(&ctx.guarded, &ctx.ssrf, provider, &creds, &to, &o.content).await,
-            None,
-        )
+        (send_text(&ctx.guarded, &ctx.ssrf, &creds, &to, &o.content).await, None)
     } else {
         // Official WhatsApp refuses free-form text 24 h after the lead's last message.
-        match send_template(&ctx.guarded, provider, &creds, &to).await {
+        match send_template(&ctx.guarded, &creds, &to).await {
             Ok(Some((name, sent))) => (Ok(sent), Some(name)),
             Ok(None) => (
                 Err(SendError::Config(

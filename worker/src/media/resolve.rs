@@ -17,6 +17,7 @@
 //! (it may carry another service's data back to the tenant).
 
 use leadflow_shared::channel::Provider;
+use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::media::Claim;
 use leadflow_shared::db::{channels, inbound, mailboxes};
 use leadflow_shared::media_handle::{is_fetchable_url, MediaHandle, NOT_ALLOWED};
@@ -53,10 +54,12 @@ pub async fn fetch(ctx: &Ctx, claim: &Claim, limit: u64) -> Result<Downloaded, D
             })
         }
         MediaHandle::TelegramFile { file_id } => {
-            let creds = creds().await?;
-            let base = creds.get("base_url").map_or("https://api.telegram.org", String::as_str);
+            let Credentials::TelegramBot(creds) = creds().await? else {
+                return Err(DownloadError::Refused(NOT_ALLOWED.into()));
+            };
+            let base = creds.base_url.as_deref().unwrap_or("https://api.telegram.org");
             let base = base.trim_end_matches('/');
-            let token = creds.get("bot_token").map_or("", String::as_str);
+            let token = &creds.bot_token;
             let answer = api(
                 ctx,
                 ctx.guarded
@@ -80,12 +83,12 @@ pub async fn fetch(ctx: &Ctx, claim: &Claim, limit: u64) -> Result<Downloaded, D
             Ok(file)
         }
         MediaHandle::MetaMedia { media_id } => {
-            let creds = creds().await?;
-            let base = creds
-                .get("base_url")
-                .map_or("https://graph.facebook.com", String::as_str);
-            let version = creds.get("api_version").map_or("v23.0", String::as_str);
-            let token = creds.get("access_token").map_or("", String::as_str);
+            let Credentials::MetaCloud(creds) = creds().await? else {
+                return Err(DownloadError::Refused(NOT_ALLOWED.into()));
+            };
+            let base = creds.base_url.as_deref().unwrap_or("https://graph.facebook.com");
+            let version = creds.api_version.as_deref().unwrap_or("v23.0");
+            let token = creds.access_token.as_str();
             let req = ctx
                 .guarded
                 .get(format!("{}/{version}/{media_id}", base.trim_end_matches('/')))
@@ -104,13 +107,15 @@ pub async fn fetch(ctx: &Ctx, claim: &Claim, limit: u64) -> Result<Downloaded, D
             Ok(file)
         }
         MediaHandle::EvolutionMessage { key_id } => {
-            let creds = creds().await?;
-            let base = creds.get("base_url").map_or("", String::as_str).trim_end_matches('/');
-            let instance = creds.get("instance").map_or("", String::as_str);
+            let Credentials::Evolution(creds) = creds().await? else {
+                return Err(DownloadError::Refused(NOT_ALLOWED.into()));
+            };
+            let base = creds.base_url.trim_end_matches('/');
+            let instance = &creds.instance;
             let req = ctx
                 .guarded
                 .post(format!("{base}/chat/getBase64FromMediaMessage/{instance}"))
-                .header("apikey", creds.get("api_key").map_or("", String::as_str))
+                .header("apikey", &creds.api_key)
                 .json(&serde_json::json!({"message": {"key": {"id": key_id}}, "convertToMp4": false}));
             // The file comes inside the JSON as base64: 4/3 of the cap, plus the envelope.
             let answer = api(ctx, req, limit / 3 * 4 + 4 + API_ANSWER_CAP).await?;
@@ -140,14 +145,15 @@ async fn credentials(
     tenant_id: Uuid,
     channel: Uuid,
     provider: Provider,
-) -> Result<channels::Credentials, DownloadError> {
+) -> Result<Credentials, DownloadError> {
     // One read: the channel with its sealed credentials (the webhook path's query).
     let ch = inbound::channel(&ctx.pool, channel)
         .await
         .map_err(internal)?
         .filter(|c| c.tenant_id == tenant_id && c.status == "active" && Provider::parse(&c.provider) == Some(provider))
         .ok_or_else(|| DownloadError::Refused(NOT_ALLOWED.into()))?;
-    channels::open(&ctx.master_key, ch.id, &ch.credentials_enc).map_err(internal)
+    let stored = channels::open(&ctx.master_key, ch.id, &ch.credentials_enc).map_err(internal)?;
+    Credentials::parse(provider, &stored).map_err(|e| DownloadError::Refused(e.to_string()))
 }
 
 /// A provider API call answering JSON, sorted like a download (5xx/429 retried); an
