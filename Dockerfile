@@ -22,7 +22,7 @@ COPY scheduler/Cargo.toml scheduler/
 COPY shared/Cargo.toml shared/
 COPY bench/Cargo.toml bench/
 RUN for crate in api worker scheduler shared bench; do mkdir -p $crate/src && echo '' > $crate/src/lib.rs; done \
- && echo 'fn main() {}' > bench/src/main.rs && mkdir -p tests/e2e \
+ && echo 'fn main() {}' > bench/src/main.rs && mkdir -p src tests/e2e \
  && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs && echo 'fn main() {}' > tests/e2e/main.rs \
  && cargo build --release --locked --bin leadflow \
  && rm -rf api/src worker/src scheduler/src shared/src bench/src src tests
