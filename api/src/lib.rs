@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use leadflow_shared::notify::ReplyWaiters;
 use leadflow_shared::queue::Queues;
+use leadflow_shared::reply_wake::ReplyWaiters;
 use leadflow_shared::Config;
 use sqlx::PgPool;
 
@@ -25,7 +25,7 @@ pub struct AppState {
     pub queues: Queues,
     pub waiters: Arc<ReplyWaiters>,
     /// Synchronous callers waiting, per tenant (`LEADFLOW_SYNC_MAX_WAITS_PER_TENANT`).
-    pub sync_waits: Arc<leadflow_shared::notify::SyncWaits>,
+    pub sync_waits: Arc<leadflow_shared::reply_wake::SyncWaits>,
     pub auth: Arc<auth::AuthCache>,
     /// Assistants by (tenant, id); `None` is the tenant's default.
     pub assistants: Arc<cache::TtlCache<(uuid::Uuid, Option<uuid::Uuid>), leadflow_shared::domain::Assistant>>,

@@ -6,9 +6,9 @@
 
 pub mod ai;
 pub mod channels;
-pub mod google;
+pub mod google_tokens;
+pub mod imap;
 pub mod jobs;
-pub mod mail;
 pub mod media;
 pub mod notify;
 pub mod runtime;
@@ -45,7 +45,7 @@ impl Ctx {
     /// Wakes a synchronous `/ai/process` caller waiting for this burst's outcome.
     pub async fn publish_outcome(&self, burst_id: uuid::Uuid) {
         let mut redis = self.redis.clone();
-        leadflow_shared::notify::publish(&mut redis, &self.cfg.queue_prefix, burst_id).await;
+        leadflow_shared::reply_wake::publish(&mut redis, &self.cfg.queue_prefix, burst_id).await;
     }
 
     pub async fn new(cfg: Config, pool: PgPool, queues: Queues, master_key: MasterKey) -> anyhow::Result<Arc<Self>> {

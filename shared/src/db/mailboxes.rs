@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::DbError;
-use crate::mail::{StoredMail, Thread};
+use crate::inbound::email::{StoredMail, Thread};
 
 /// Active e-mail channels of enabled tenants, for the poller.
 #[tracing::instrument(level = "debug", skip(pool))]

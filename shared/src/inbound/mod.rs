@@ -18,6 +18,7 @@
 //! WhatsApp LIDs as the full `…@lid` JID (WhatsApp offers no way to turn one into a phone),
 //! Telegram chats as the numeric chat id.
 
+pub mod email;
 pub mod evolution;
 pub mod gupshup;
 pub mod http_sms;
@@ -131,7 +132,7 @@ pub fn parse(provider: crate::channel::Provider, body: &Value) -> Result<Parsed,
         P::TelegramBot => telegram::parse(body),
         P::Twilio => twilio::parse(body),
         P::HttpSms => http_sms::parse(body),
-        P::SmtpImap => crate::mail::parse_stored(body),
+        P::SmtpImap => email::parse_stored(body),
     }
 }
 

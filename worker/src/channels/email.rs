@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 use super::{Recipient, SendError, Sent};
 
-pub use leadflow_shared::mail::Thread;
+pub use leadflow_shared::inbound::email::Thread;
 
 /// `(host, port)` of the channel's SMTP server.
 pub fn smtp_server(creds: &SmtpImap) -> Result<(String, u16), SendError> {

@@ -16,7 +16,7 @@ use leadflow_shared::queue::{CalendarJob, CalendarStep};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::google::access_token;
+use crate::google_tokens::access_token;
 use crate::Ctx;
 
 /// Watch and stop attempts before giving up on a channel.

@@ -48,15 +48,7 @@ async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
     };
     let result = match observed {
         Ok(Observed::Connected) => apply(ctx, ch.id, &ch.provider, seen(Connection::Connected, None, started)).await,
-        Ok(Observed::Disconnected(why)) => {
-            apply(
-                ctx,
-                ch.id,
-                &ch.provider,
-                seen(Connection::Disconnected, Some(&why), started),
-            )
-            .await
-        }
+        Ok(Observed::Disconnected(why)) => disconnected(ctx, &ch, &why, started).await,
         Ok(Observed::Unsettled(why)) => {
             tracing::debug!(channel_id = %ch.id, why, "connection unsettled; no change");
             Ok(false)
@@ -86,13 +78,12 @@ async fn unreachable_check(ctx: &Ctx, ch: &Checked, error: &str, started: DateTi
         return Ok(false);
     }
     let why = format!("the provider's status endpoint failed {failures} checks in a row: {error}");
-    apply(
-        ctx,
-        ch.id,
-        &ch.provider,
-        seen(Connection::Disconnected, Some(&why), started),
-    )
-    .await
+    disconnected(ctx, ch, &why, started).await
+}
+
+/// The check saw `ch` disconnected (or could not reach its provider often enough).
+async fn disconnected(ctx: &Ctx, ch: &Checked, why: &str, at: DateTime<Utc>) -> anyhow::Result<bool> {
+    apply(ctx, ch.id, &ch.provider, seen(Connection::Disconnected, Some(why), at)).await
 }
 
 /// Records an observed state of a channel and notifies on a change; `true` when it changed.

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use leadflow_shared::db::inbound::WebhookChannel;
 use leadflow_shared::db::{channels, inbound, mailboxes};
+use leadflow_shared::inbound::email::{parse_stored, StoredAttachment, StoredMail};
 use leadflow_shared::inbound::{kind_of_mime, EventKey, MediaKind};
-use leadflow_shared::mail::{parse_stored, StoredAttachment, StoredMail};
 use leadflow_shared::queue::{PollMailbox, ProcessInbound};
 
-use crate::mail::{Attachment, FetchedMail, Server};
+use crate::imap::{Attachment, FetchedMail, Server};
 use crate::Ctx;
 
 pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
@@ -68,7 +68,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
                 continue;
             }
         };
-        match crate::mail::parse(&raw, creds.imap_authserv_id.as_deref()) {
+        match crate::imap::parse(&raw, creds.imap_authserv_id.as_deref()) {
             Some((mail, _)) if own.as_deref() == Some(mail.from.as_str()) => {
                 tracing::debug!(channel_id = %ch.id, uid, "our own e-mail; skipped")
             }

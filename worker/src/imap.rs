@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use leadflow_shared::credentials::SmtpImap;
-use leadflow_shared::mail::{strip_quoted, StoredMail};
+use leadflow_shared::inbound::email::{strip_quoted, StoredMail};
 use mail_parser::{MessageParser, MimeHeaders};
 use tokio::net::TcpStream;
 
@@ -262,7 +262,7 @@ pub fn parse(raw: &[u8], authserv_id: Option<&str>) -> Option<(StoredMail, Vec<A
                 .join(" ")
         })
         .collect();
-    let authenticated = leadflow_shared::mail::sender_authenticated(&results, &address, authserv_id);
+    let authenticated = leadflow_shared::inbound::email::sender_authenticated(&results, &address, authserv_id);
     let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
     let automatic = header("Auto-Submitted").is_some_and(|v| v != "no")
         || header("Precedence").is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "list" | "auto_reply"))

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::inbound::{Content, Identity, Inbound, MediaParts, ParseError, Parsed};
+use super::{Content, Identity, Inbound, MediaParts, ParseError, Parsed};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMail {
