@@ -3,7 +3,6 @@
 //! the same run (goal: B's p99 within 2× of the no-flood figure). The fake model takes
 //! 200 ms and the workers hold 200 jobs per queue, so the flood is a real backlog.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -39,7 +38,7 @@ async fn quiet_tenant(http: &reqwest::Client, url: &str, key: &str, tenant: &str
 pub async fn fairness(scope: &mut Scope, quick: bool) -> Section {
     let (flood, samples) = if quick { (2_000, 5) } else { (10_000, 15) };
     let ai = fakes::fake_ai().await?;
-    ai.stats.latency_ms.store(200, Ordering::SeqCst);
+    ai.set_latency(Duration::from_millis(200));
     let hooks = fakes::receiver().await?;
     scope.set("LEADFLOW_AI_BASE_URL", &ai.base_url);
     scope.set("LEADFLOW_WORKER_CONCURRENCY", "200");
@@ -58,8 +57,8 @@ pub async fn fairness(scope: &mut Scope, quick: bool) -> Section {
         a.send(64, Stop::Total(flood), make),
         quiet_tenant(&http, &url, &b_key, &b_tenant, "flood", samples)
     );
-    let count = hooks.count.clone();
-    let done = wait_until(Duration::from_secs(300), || count.load(Ordering::SeqCst) >= flood).await;
+    let count = hooks.clone();
+    let done = wait_until(Duration::from_secs(300), || count.count() >= flood).await;
     let drained = t.elapsed().as_secs_f64();
     running.shutdown().await;
 

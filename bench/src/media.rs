@@ -10,7 +10,9 @@ use leadflow_shared::db::assistants;
 use leadflow_shared::domain::AssistantSettings;
 use serde_json::{json, Value};
 
-use super::media_fakes::{self, Arrivals};
+use leadflow_testkit::receiver::Receiver;
+
+use super::media_fakes;
 use super::sections::{spawn_worker, Section};
 use super::{fakes, percentile, rss_mib, wait_until, Row, Scope};
 use leadflow::{start, Roles};
@@ -75,9 +77,19 @@ async fn bursts(c: &Client, host: &str, prefix: &str, leads: usize, media: bool)
     out
 }
 
+/// When each lead's first postback arrived.
+fn arrivals(hooks: &Receiver) -> std::collections::HashMap<String, Instant> {
+    let mut first = std::collections::HashMap::new();
+    for d in hooks.deliveries() {
+        let lead = d.json["lead_id"].as_str().unwrap_or_default().to_string();
+        first.entry(lead).or_insert(d.at);
+    }
+    first
+}
+
 /// Reply latency after each lead's last message, in ms (p50, p99), for leads answered.
-fn latencies(sent: &[(String, Instant)], arrivals: &Arrivals) -> (f64, f64, usize) {
-    let got = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+fn latencies(sent: &[(String, Instant)], hooks: &Receiver) -> (f64, f64, usize) {
+    let got = arrivals(hooks);
     let mut ms: Vec<f64> = sent
         .iter()
         .filter_map(|(lead, at)| got.get(lead).map(|r| r.duration_since(*at).as_secs_f64() * 1000.0))
@@ -129,9 +141,10 @@ pub async fn media_latency(scope: &mut Scope, quick: bool) -> Section {
     let tiny_child_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
 
     let ai = fakes::fake_ai().await?;
-    ai.stats.transcribe_ms.store(500, Ordering::SeqCst);
+    ai.transcriptions.set_latency(Duration::from_millis(500));
     let host = media_fakes::host(pdf.clone(), Duration::ZERO, Arc::default()).await?;
-    let (hook, arrivals) = media_fakes::timed_receiver().await?;
+    let hooks = Receiver::start().await;
+    let hook = hooks.url.clone();
     scope.set("LEADFLOW_AI_BASE_URL", &ai.base_url);
     let cfg = scope.config()?;
     let running = start(cfg.clone(), Roles::all(&cfg)).await?;
@@ -191,14 +204,16 @@ pub async fn media_latency(scope: &mut Scope, quick: bool) -> Section {
         let n = if prefix == "warm" { leads / 5 } else { leads };
         let sent = bursts(&client, &host, prefix, n, media).await;
         let want = sent.len();
-        let a = arrivals.clone();
-        let all = wait_until(Duration::from_secs(120), move || {
-            let got = a.lock().unwrap_or_else(|e| e.into_inner());
-            got.keys().filter(|k| k.starts_with(&format!("{prefix}-"))).count() >= want
+        let all = wait_until(Duration::from_secs(120), || {
+            arrivals(&hooks)
+                .keys()
+                .filter(|k| k.starts_with(&format!("{prefix}-")))
+                .count()
+                >= want
         })
         .await;
         anyhow::ensure!(all, "not every {prefix} burst was answered within 120 s");
-        results.push(latencies(&sent, &arrivals));
+        results.push(latencies(&sent, &hooks));
     }
     let ready: (i64, i64) = sqlx::query_as(
         r#"SELECT count(*) FILTER (WHERE x.status = 'done' AND x.updated_at <= b.due_at), count(*)
@@ -207,7 +222,7 @@ pub async fn media_latency(scope: &mut Scope, quick: bool) -> Section {
     )
     .fetch_one(&running.pool)
     .await?;
-    let transcriptions = ai.stats.transcriptions.load(Ordering::SeqCst);
+    let transcriptions = ai.transcriptions.requests().len();
     running.shutdown().await;
     let ((t50, t99, tn), (m50, m99, mn)) = (results[1], results[2]);
     let added = m50 - t50;
@@ -248,7 +263,8 @@ pub async fn media_memory(scope: &mut Scope, quick: bool) -> Section {
     // bodies land together: the worst case for the worker's buffers.
     let in_flight = Arc::new(media_fakes::InFlight::default());
     let host = media_fakes::host(pdf.clone(), Duration::from_secs(2), in_flight.clone()).await?;
-    let (hook, _) = media_fakes::timed_receiver().await?;
+    let hooks = Receiver::start().await;
+    let hook = hooks.url.clone();
     scope.set("LEADFLOW_MEDIA_CONCURRENCY", &n.to_string());
     // Only the API here: the media worker is its own process.
     let running = start(

@@ -1,19 +1,17 @@
-//! Stand-ins for the media benchmark: a file host for the leads' PDFs and voice notes,
-//! a postback receiver that notes when each lead's reply arrived, and a generator of
-//! real text PDFs of a given size.
+//! The media benchmark's own instruments: a file host for the leads' PDFs and voice notes
+//! that counts the downloads it serves at once (what the memory section needs, which
+//! testkit's general file host does not measure), and a generator of real text PDFs of a
+//! given size.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::get;
+use axum::Router;
 use lopdf::content::{Content, Operation};
 use lopdf::{dictionary, Document, Object, Stream};
-use serde_json::Value;
 
 /// The committed voice note (OGG/Opus), as WhatsApp would send it.
 pub const VOICE_NOTE: &[u8] = include_bytes!("../../tests/fixtures/media/voice.ogg");
@@ -47,30 +45,6 @@ pub async fn host(pdf: Vec<u8>, delay: Duration, in_flight: Arc<InFlight>) -> an
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(url)
-}
-
-pub type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
-
-/// A postback receiver keeping the first arrival time per `lead_id`.
-pub async fn timed_receiver() -> anyhow::Result<(String, Arrivals)> {
-    let arrivals: Arrivals = Arc::default();
-    let app = Router::new()
-        .route(
-            "/hook",
-            post(|State(a): State<Arrivals>, Json(body): Json<Value>| async move {
-                let lead = body["lead_id"].as_str().unwrap_or_default().to_string();
-                a.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(lead)
-                    .or_insert_with(Instant::now);
-                "ok"
-            }),
-        )
-        .with_state(arrivals.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((url, arrivals))
 }
 
 /// A real PDF of about `target` bytes: A4 pages of Helvetica text (uncompressed

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::load::{self, Stop};
@@ -78,8 +77,8 @@ async fn measure(base: &Scope, round: usize, metrics: bool, quick: bool) -> anyh
     let make = sender.maker(|i| (format!("lead-{}", i / 5), format!("part {}", i % 5)));
     let t = Instant::now();
     sender.send(64, Stop::Total(leads * 5), make).await;
-    let count = hooks.count.clone();
-    let done = wait_until(Duration::from_secs(180), || count.load(Ordering::SeqCst) >= leads).await;
+    let count = hooks.clone();
+    let done = wait_until(Duration::from_secs(180), || count.count() >= leads).await;
     let elapsed = t.elapsed().as_secs_f64();
     stop(child);
     pool.close().await;

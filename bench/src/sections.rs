@@ -322,8 +322,8 @@ pub async fn pipeline(scope: &mut Scope, quick: bool) -> Section {
     let since = chrono::Utc::now();
     let t = Instant::now();
     let sent = sender.send(64, Stop::Total(leads * 5), make).await;
-    let count = hooks.count.clone();
-    let done = wait_until(Duration::from_secs(180), || count.load(Ordering::SeqCst) >= leads).await;
+    let count = hooks.clone();
+    let done = wait_until(Duration::from_secs(180), || count.count() >= leads).await;
     let elapsed = t.elapsed().as_secs_f64();
     let (p50, p99, max, flushed) = bursts::lateness_ms(&running.pool, since).await?;
     let generations = ai.stats.started.load(Ordering::SeqCst);
@@ -335,7 +335,7 @@ pub async fn pipeline(scope: &mut Scope, quick: bool) -> Section {
         sent.requests,
         sent.rate(),
         sent.errors,
-        count.load(Ordering::SeqCst)
+        count.count()
     )];
     if !done {
         notes.push("not every postback arrived within 180 s".into());
@@ -384,7 +384,7 @@ async fn api_side(scope: &Scope) -> anyhow::Result<leadflow::Running> {
 pub async fn long_generations(scope: &mut Scope, quick: bool) -> Section {
     let n: usize = if quick { 500 } else { 2500 };
     let ai = fakes::fake_ai().await?;
-    ai.stats.latency_ms.store(2000, Ordering::SeqCst);
+    ai.set_latency(Duration::from_millis(2000));
     let hooks = fakes::receiver().await?;
     scope.set("LEADFLOW_AI_BASE_URL", &ai.base_url);
     let running = api_side(scope).await?;
@@ -406,7 +406,7 @@ pub async fn long_generations(scope: &mut Scope, quick: bool) -> Section {
     let mut child = spawn_worker(scope, "ai", n + 500)?;
     let (mut peak_rss, mut at_peak) = (0f64, 0usize);
     let deadline = Instant::now() + Duration::from_secs(90);
-    while hooks.count.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+    while hooks.count() < n && Instant::now() < deadline {
         let in_flight = ai.stats.in_flight.load(Ordering::SeqCst);
         if let Some((rss, _)) = rss_mib(child.id()) {
             if in_flight >= at_peak {
@@ -418,7 +418,7 @@ pub async fn long_generations(scope: &mut Scope, quick: bool) -> Section {
     }
     let hwm = rss_mib(child.id()).map(|(_, hwm)| hwm).unwrap_or(0.0);
     let max_in_flight = ai.stats.max_in_flight.load(Ordering::SeqCst);
-    let delivered = hooks.count.load(Ordering::SeqCst);
+    let delivered = hooks.count();
     child.kill().ok();
     child.wait().ok();
     running.shutdown().await;
@@ -448,7 +448,7 @@ pub async fn long_generations(scope: &mut Scope, quick: bool) -> Section {
 pub async fn recovery(scope: &mut Scope) -> Section {
     let n = 50;
     let ai = fakes::fake_ai().await?;
-    ai.stats.latency_ms.store(60_000, Ordering::SeqCst);
+    ai.set_latency(Duration::from_millis(60_000));
     scope.set("LEADFLOW_AI_BASE_URL", &ai.base_url);
     let hooks = fakes::receiver().await?;
     let running = api_side(scope).await?;

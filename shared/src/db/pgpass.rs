@@ -29,7 +29,7 @@ pub fn lookup(file: &Path, url: &str, opts: &PgConnectOptions) -> Option<String>
 }
 
 /// The first line of a password file matching every field (`*` matches anything).
-fn find(text: &str, host: &str, port: &str, database: &str, user: &str) -> Option<String> {
+pub fn find(text: &str, host: &str, port: &str, database: &str, user: &str) -> Option<String> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {

@@ -4,16 +4,13 @@
 //! postback receiver, and creates one tenant. Tests talk to it over real HTTP.
 
 pub mod browser;
-pub mod fake_ai;
-pub mod fake_google;
-pub mod fake_mail;
-pub mod fake_providers;
-pub mod fake_status;
-pub mod fake_transcriptions;
-pub mod media_server;
 pub mod pgbouncer;
 pub mod proxy;
-pub mod receiver;
+
+// The fakes of the outside services live in `leadflow-testkit`, shared with the benchmark.
+pub use leadflow_testkit::{
+    fake_ai, fake_google, fake_mail, fake_providers, fake_status, fake_transcriptions, media_server, receiver, serve,
+};
 
 use std::time::Duration;
 
@@ -441,18 +438,6 @@ pub async fn clear_redis_prefix(prefix: &str) {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
         }
     }
-}
-
-/// Serves `app` on a random local port in the background; returns `http://127.0.0.1:PORT`.
-pub async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    base_url
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.

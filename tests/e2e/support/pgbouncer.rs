@@ -52,6 +52,17 @@ fn install() -> Install {
     }
 }
 
+/// `user`'s password for the suite's PostgreSQL (127.0.0.1:5432) in `PGPASSFILE`, or none.
+fn backend_password(user: &str) -> String {
+    let Some(text) = std::env::var_os("PGPASSFILE").and_then(|f| std::fs::read_to_string(f).ok()) else {
+        return String::new();
+    };
+    ["127.0.0.1", "localhost"]
+        .iter()
+        .find_map(|host| leadflow_shared::db::pgpass::find(&text, host, "5432", "*", user))
+        .unwrap_or_default()
+}
+
 pub struct PgBouncer {
     pub port: u16,
     child: Child,
@@ -80,7 +91,14 @@ impl PgBouncer {
             Install::Chroot(root) => (root.join("tmp").join(&name), Path::new("/tmp").join(&name)),
         };
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("users.txt"), "\"root\" \"\"\n\"postgres\" \"\"\n").unwrap();
+        // Clients are trusted; PgBouncer logs in to PostgreSQL with these passwords: none
+        // where PostgreSQL trusts loopback, the scripts' generated one (`PGPASSFILE`) where
+        // it asks for one, as a fresh Debian's does.
+        let users: String = ["root", "postgres"]
+            .iter()
+            .map(|u| format!("\"{u}\" \"{}\"\n", backend_password(u).replace('"', "\"\"")))
+            .collect();
+        std::fs::write(dir.join("users.txt"), users).unwrap();
         let ini = format!(
             "[databases]\n* = host=127.0.0.1 port=5432\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
              unix_socket_dir =\nauth_type = trust\nauth_file = {users}\nadmin_users = root\npool_mode = transaction\n\

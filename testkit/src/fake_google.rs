@@ -69,7 +69,7 @@ impl FakeGoogle {
             syncs: 0,
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let base_url = crate::support::serve(app).await;
+        let base_url = crate::serve(app).await;
         Self { base_url, state }
     }
 

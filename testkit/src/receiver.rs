@@ -93,6 +93,11 @@ impl Receiver {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many deliveries arrived so far (cheap: nothing is copied).
+    pub fn count(&self) -> usize {
+        self.lock().deliveries.len()
+    }
+
     /// All deliveries so far, whatever status was returned.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.lock().deliveries.clone()

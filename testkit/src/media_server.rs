@@ -15,7 +15,7 @@ use axum::Router;
 
 /// The bytes of a committed fixture under `tests/fixtures/media/`.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/media/");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/media/");
     std::fs::read(format!("{path}{name}")).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 

@@ -32,7 +32,7 @@ impl FakeStatus {
         let inner = Arc::new(Inner::default());
         inner.connected.store(true, Ordering::SeqCst);
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let base_url = crate::support::serve(app).await;
+        let base_url = crate::serve(app).await;
         Self { base_url, inner }
     }
 

@@ -54,7 +54,7 @@ impl FakeProviders {
     pub async fn start() -> Self {
         let state: Arc<Mutex<Inner>> = Arc::default();
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let base_url = crate::support::serve(app).await;
+        let base_url = crate::serve(app).await;
         Self { base_url, state }
     }
 
@@ -111,7 +111,7 @@ fn media(state: &Mutex<Inner>, path: &str, query: &str, headers: &HeaderMap, bod
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
-    let fixture = |name: &str| crate::support::media_server::fixture(name);
+    let fixture = |name: &str| crate::media_server::fixture(name);
     if path.starts_with("/bot") && path.ends_with("/getFile") {
         inner.media_requests.push(path.to_string());
         let id = url::form_urlencoded::parse(query.as_bytes())

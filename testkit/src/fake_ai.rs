@@ -7,6 +7,7 @@
 //! lets each test script latency, errors, rate limits and hangs.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -89,11 +90,26 @@ impl Scripted {
     }
 }
 
+/// Counters kept for every chat request, recorded or not (the benchmark reads them while
+/// thousands of generations are in flight).
+#[derive(Debug, Default)]
+pub struct AiStats {
+    /// Chat requests received so far.
+    pub started: AtomicUsize,
+    /// Answering now (waiting out the latency).
+    pub in_flight: AtomicUsize,
+    /// The most ever in flight at once.
+    pub max_in_flight: AtomicUsize,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     requests: Vec<RecordedRequest>,
     script: VecDeque<Scripted>,
     latency: Duration,
+    /// Requests are counted but not kept (load runs).
+    unrecorded: bool,
+    stats: Arc<AiStats>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -106,6 +122,7 @@ pub struct FakeAi {
     state: Shared,
     /// `POST /v1/audio/transcriptions` on the same server.
     pub transcriptions: FakeTranscriptions,
+    pub stats: Arc<AiStats>,
 }
 
 impl FakeAi {
@@ -130,10 +147,12 @@ impl FakeAi {
                 eprintln!("fake AI server stopped: {e}");
             }
         });
+        let stats = state.lock().unwrap_or_else(|e| e.into_inner()).stats.clone();
         FakeAi {
             base_url: format!("http://{addr}/v1"),
             state,
             transcriptions,
+            stats,
         }
     }
 
@@ -148,6 +167,12 @@ impl FakeAi {
 
     pub fn request_count(&self) -> usize {
         self.lock().requests.len()
+    }
+
+    /// Stops keeping requests (they are still counted in [`Self::stats`]): for load runs,
+    /// where holding every body would be the fake's cost, not Leadflow's.
+    pub fn set_recording(&self, on: bool) {
+        self.lock().unrecorded = !on;
     }
 
     /// Delay applied before every answer (does not block concurrent requests).
@@ -283,24 +308,30 @@ async fn chat_completions(State(state): State<Shared>, headers: HeaderMap, raw: 
         Ok(v) => (v, true),
         Err(_) => (Value::String(String::from_utf8_lossy(&raw).into_owned()), false),
     };
-    let (n, scripted, latency) = {
+    let (n, scripted, latency, stats) = {
         let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
-        inner.requests.push(RecordedRequest {
-            body: body.clone(),
-            headers,
-            at: Instant::now(),
-        });
+        let n = inner.stats.started.fetch_add(1, Ordering::SeqCst) + 1;
+        if !inner.unrecorded {
+            inner.requests.push(RecordedRequest {
+                body: body.clone(),
+                headers,
+                at: Instant::now(),
+            });
+        }
         let scripted = if valid_json {
             inner.script.pop_front()
         } else {
             let msg = "We could not parse the JSON body of your request.";
             Some(Scripted::error(400, msg, "invalid_request_error", None))
         };
-        (inner.requests.len(), scripted, inner.latency)
+        (n, scripted, inner.latency, inner.stats.clone())
     };
+    let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    stats.in_flight.fetch_sub(1, Ordering::SeqCst);
     match scripted {
         None => {
             let text = default_reply(&body);
