@@ -29,6 +29,15 @@ impl Roles {
             scheduler: true,
         }
     }
+
+    /// Only the HTTP API (`leadflow api`): its work runs in other processes.
+    pub fn api_only() -> Self {
+        Self {
+            api: true,
+            worker: None,
+            scheduler: false,
+        }
+    }
 }
 
 pub struct Running {

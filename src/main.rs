@@ -173,11 +173,7 @@ async fn run() -> anyhow::Result<()> {
     let mut cfg = Config::load().context("invalid configuration")?;
     let roles = match cli.command {
         Command::All => Roles::all(&cfg),
-        Command::Api => Roles {
-            api: true,
-            worker: None,
-            scheduler: false,
-        },
+        Command::Api => Roles::api_only(),
         Command::Worker { queues, concurrency } => {
             let kinds = if queues.is_empty() {
                 QueueKind::ALL.to_vec()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadflow_shared::db::assistants;
+use leadflow_shared::db::tenants::CreatedTenant;
 use leadflow_shared::domain::AssistantSettings;
 use serde_json::{json, Value};
 
@@ -30,6 +31,17 @@ struct Client {
 }
 
 impl Client {
+    /// Posts as `tenant` to the API of `running`, postbacks to `hook`.
+    fn new(running: &leadflow::Running, tenant: &CreatedTenant, hook: String) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: format!("http://{}/ai/process", running.http_addr.expect("api role")),
+            key: tenant.api_key.clone(),
+            tenant: tenant.tenant_id.to_string(),
+            hook,
+        }
+    }
+
     async fn post(&self, lead: &str, kind: &str, content: &str, url: Option<&str>) -> anyhow::Result<()> {
         let mut body = json!({"tenant_id": self.tenant, "lead_id": lead, "role": "user", "message_type": kind,
                               "content": content, "debounce": true, "postback_url": self.hook});
@@ -155,13 +167,7 @@ pub async fn media_latency(scope: &mut Scope, quick: bool) -> Section {
         ..AssistantSettings::default()
     };
     assistants::update(&running.pool, tenant.tenant_id, tenant.assistant_id, &s).await?;
-    let client = Client {
-        http: reqwest::Client::new(),
-        url: format!("http://{}/ai/process", running.http_addr.expect("api role")),
-        key: tenant.api_key.clone(),
-        tenant: tenant.tenant_id.to_string(),
-        hook,
-    };
+    let client = Client::new(&running, &tenant, hook);
     let mut rows = vec![
         Row::new(
             "PDF text extraction, whole file",
@@ -267,23 +273,9 @@ pub async fn media_memory(scope: &mut Scope, quick: bool) -> Section {
     let hook = hooks.url.clone();
     scope.set("LEADFLOW_MEDIA_CONCURRENCY", &n.to_string());
     // Only the API here: the media worker is its own process.
-    let running = start(
-        scope.config()?,
-        Roles {
-            api: true,
-            worker: None,
-            scheduler: false,
-        },
-    )
-    .await?;
+    let running = start(scope.config()?, Roles::api_only()).await?;
     let tenant = scope.tenant(&running.pool).await?;
-    let client = Client {
-        http: reqwest::Client::new(),
-        url: format!("http://{}/ai/process", running.http_addr.expect("api role")),
-        key: tenant.api_key.clone(),
-        tenant: tenant.tenant_id.to_string(),
-        hook,
-    };
+    let client = Client::new(&running, &tenant, hook);
     let mut child = spawn_worker(scope, "media", 10)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = rss_mib(child.id()).map(|(rss, _)| rss).unwrap_or(0.0);

@@ -253,15 +253,7 @@ pub(super) async fn warm_then_measure(
 pub async fn ingest(scope: &mut Scope, quick: bool) -> Section {
     let secs = if quick { 2 } else { 8 };
     let concurrency = 64;
-    let running = start(
-        scope.config()?,
-        Roles {
-            api: true,
-            worker: None,
-            scheduler: false,
-        },
-    )
-    .await?;
+    let running = start(scope.config()?, Roles::api_only()).await?;
     let sender = Sender::new(scope, &running, "http://127.0.0.1:9/hook", None).await?;
     let make = sender.maker(|i| (format!("lead-{}", i % 5000), "hello".to_string()));
     let ours = warm_then_measure(

@@ -178,15 +178,7 @@ fn figures(r: &load::LoadResult) -> String {
 pub async fn webhooks(scope: &mut Scope, quick: bool) -> Section {
     let secs = if quick { 2 } else { 6 };
     let concurrency = 64;
-    let running = start(
-        scope.config()?,
-        Roles {
-            api: true,
-            worker: None,
-            scheduler: false,
-        },
-    )
-    .await?;
+    let running = start(scope.config()?, Roles::api_only()).await?;
     let tenant = scope.tenant(&running.pool).await?;
     let key = scope.config()?.master_key.expect("scope sets a master key");
     let base = format!("http://{}", running.http_addr.expect("api role"));

@@ -187,20 +187,18 @@ impl FakeAi {
 
     /// Waits until at least `n` requests arrived and returns all of them.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
-        let start = Instant::now();
-        loop {
-            let reqs = self.requests();
-            if reqs.len() >= n {
-                return reqs;
-            }
-            if start.elapsed() >= timeout {
-                panic!(
+        crate::wait_for_count(
+            n,
+            timeout,
+            || self.requests(),
+            |got| {
+                format!(
                     "fake AI: expected {n} chat completion request(s) within {timeout:?}, but only {} arrived",
-                    reqs.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                    got.len()
+                )
+            },
+        )
+        .await
     }
 }
 

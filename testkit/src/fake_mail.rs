@@ -11,7 +11,7 @@
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -193,19 +193,13 @@ impl FakeMail {
     }
 
     pub async fn wait_for_sent(&self, n: usize, timeout: Duration) -> Vec<SentMail> {
-        let start = Instant::now();
-        loop {
-            let sent = self.sent();
-            if sent.len() >= n {
-                return sent;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "expected {n} mails over SMTP within {timeout:?}, got {}",
-                sent.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::wait_for_count(
+            n,
+            timeout,
+            || self.sent(),
+            |got| format!("expected {n} mails over SMTP within {timeout:?}, got {}", got.len()),
+        )
+        .await
     }
 
     /// (successful, failed) IMAP LOGINs.

@@ -88,19 +88,13 @@ impl FakeProviders {
     }
 
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Sent> {
-        let start = Instant::now();
-        loop {
-            let sent = self.sent();
-            if sent.len() >= n {
-                return sent;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "expected {n} provider sends, got {}",
-                sent.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::wait_for_count(
+            n,
+            timeout,
+            || self.sent(),
+            |got| format!("expected {n} provider sends, got {}", got.len()),
+        )
+        .await
     }
 }
 

@@ -25,3 +25,22 @@ pub async fn serve(app: axum::Router) -> String {
     });
     base_url
 }
+
+/// Calls `get` every 20 ms until it returns at least `n` items, and returns them; after
+/// `timeout`, panics with `why` of what it got. The fakes' `wait_for…` methods.
+pub async fn wait_for_count<T>(
+    n: usize,
+    timeout: std::time::Duration,
+    mut get: impl FnMut() -> Vec<T>,
+    why: impl Fn(&[T]) -> String,
+) -> Vec<T> {
+    let start = std::time::Instant::now();
+    loop {
+        let got = get();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(start.elapsed() < timeout, "{}", why(&got));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

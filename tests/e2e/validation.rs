@@ -184,16 +184,9 @@ async fn rate_limits_are_shared_by_every_api_process_and_answer_retry_after() {
         .start()
         .await;
     // A second API process of the same install (same PostgreSQL, same Redis).
-    let second = leadflow::start(
-        app.config(),
-        leadflow::Roles {
-            api: true,
-            worker: None,
-            scheduler: false,
-        },
-    )
-    .await
-    .unwrap();
+    let second = leadflow::start(app.config(), leadflow::Roles::api_only())
+        .await
+        .unwrap();
     let bases = [app.base.clone(), format!("http://{}", second.http_addr.unwrap())];
     let send = |i: usize, path: &'static str| {
         let base = bases[i % 2].clone();

@@ -83,13 +83,9 @@ impl Builder {
         self
     }
 
-    /// Only the API (and scheduler): workers run elsewhere (a spawned binary).
+    /// Only the API: workers run elsewhere (a spawned binary).
     pub fn without_workers(mut self) -> Self {
-        self.roles = |_| Roles {
-            api: true,
-            worker: None,
-            scheduler: false,
-        };
+        self.roles = |_| Roles::api_only();
         self
     }
 
