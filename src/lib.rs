@@ -61,7 +61,7 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
     let master_key = cfg.resolve_master_key()?;
     let pool = db::connect_for_role(&cfg).await?;
     db::rebind_secrets(&pool, &master_key).await?;
-    let queues = Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await?;
+    let queues = Queues::connect(&cfg.redis, &cfg.queue_prefix).await?;
     if cfg.has_ai_key() {
         tracing::info!(base_url = %cfg.ai_base_url, "AI provider configured");
     } else {
@@ -82,9 +82,7 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
     };
 
     if roles.scheduler {
-        let redis = redis::Client::open(cfg.redis_url.as_str())?
-            .get_connection_manager()
-            .await?;
+        let redis = cfg.redis.connect().await?;
         let scheduler = leadflow_scheduler::Scheduler {
             queues: queues.clone(),
             redis,
@@ -94,13 +92,11 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
         tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
         // One sampler per scheduler process, not per scrape: BullMQ's counts cost Redis calls.
         if cfg.metrics {
-            let redis = redis::Client::open(cfg.redis_url.as_str())?
-                .get_connection_manager()
-                .await?;
+            let redis = cfg.redis.connect().await?;
             tasks.push(tokio::spawn(leadflow_scheduler::sample_queues(
                 redis,
                 pool.clone(),
-                cfg.queue_prefix.clone(),
+                queues.keyspace().clone(),
                 shutdown_rx.clone(),
             )));
         }
@@ -114,7 +110,7 @@ pub async fn start(mut cfg: Config, roles: Roles) -> anyhow::Result<Running> {
             .with_context(|| format!("LEADFLOW_OPS_ADDR: cannot listen on {}", cfg.ops_addr))?;
         ops_addr = Some(listener.local_addr()?);
         tracing::info!(addr = %listener.local_addr()?, "ops listener (/healthz, /readyz)");
-        let probe = leadflow_shared::readiness::Probe::new(pool.clone(), &cfg.redis_url);
+        let probe = leadflow_shared::readiness::Probe::new(pool.clone(), &cfg.redis);
         let app = leadflow_api::routes::health::probes(probe, cfg.metrics);
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {

@@ -243,8 +243,8 @@ async fn tenant(cfg: &mut Config, command: TenantCommand) -> anyhow::Result<()> 
 
 /// `leadflow queues`: a table, one queue per line.
 async fn queues(cfg: &Config) -> anyhow::Result<()> {
-    let queues = leadflow_shared::queue::Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await?;
-    let rows = leadflow_shared::queue::summaries(&queues, &cfg.redis_url).await?;
+    let queues = leadflow_shared::queue::Queues::connect(&cfg.redis, &cfg.queue_prefix).await?;
+    let rows = leadflow_shared::queue::summaries(&queues).await?;
     println!(
         "{:<10} {:>8} {:>7} {:>8} {:>7} {:>7} {:>12} {:>8}",
         "queue", "waiting", "active", "delayed", "failed", "paused", "oldest_wait", "workers"
@@ -284,7 +284,7 @@ async fn failures(cfg: &mut Config, command: FailuresCommand) -> anyhow::Result<
             let reopened = failures::retry(&pool, &key, kind, id)
                 .await?
                 .with_context(|| format!("no {} failure {id} to retry", kind.as_str()))?;
-            let queues = leadflow_shared::queue::Queues::connect(&cfg.redis_url, &cfg.queue_prefix).await?;
+            let queues = leadflow_shared::queue::Queues::connect(&cfg.redis, &cfg.queue_prefix).await?;
             reopened.enqueue(&queues).await?;
             println!("{}", serde_json::json!({"retried": kind, "id": id}));
         }

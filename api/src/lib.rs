@@ -42,10 +42,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(cfg: Config, pool: PgPool, queues: Queues) -> Self {
-        let waiters = ReplyWaiters::spawn(cfg.redis_url.clone(), cfg.queue_prefix.clone());
-        let limiter = Arc::new(rate_limit::RateLimiter::new(&cfg.redis_url, &cfg.queue_prefix));
+        let waiters = ReplyWaiters::spawn(cfg.redis.clone(), cfg.queue_prefix.clone());
+        let limiter = Arc::new(rate_limit::RateLimiter::new(&cfg.redis, &cfg.queue_prefix));
         let ingest_share = Arc::new(rate_limit::IngestShare::new(cfg.db_max_connections));
-        let probe = leadflow_shared::readiness::Probe::new(pool.clone(), &cfg.redis_url);
+        let probe = leadflow_shared::readiness::Probe::new(pool.clone(), &cfg.redis);
         Self {
             probe,
             ssrf: cfg.ssrf_policy(),

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use leadflow_shared::redis_target::{Impatient, RedisConn, RedisTarget};
 
 /// What a check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,9 @@ pub enum Decision {
 }
 
 pub struct RateLimiter {
-    redis: Option<ConnectionManager>,
+    target: RedisTarget,
+    /// Connected on first use, so a process starts while Redis is away.
+    redis: tokio::sync::OnceCell<RedisConn>,
     prefix: String,
     local: Mutex<HashMap<String, (f64, Instant)>>,
     /// After Redis failed to answer, it is not asked again before this: a Redis outage
@@ -39,29 +41,45 @@ pub struct RateLimiter {
 const REDIS_BACKOFF: Duration = Duration::from_secs(2);
 
 impl RateLimiter {
-    /// A limiter over Redis at `redis_url` (connected lazily; `None` if the URL is bad).
-    pub fn new(redis_url: &str, prefix: &str) -> Self {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(250)))
-            .set_response_timeout(Some(Duration::from_millis(250)))
-            .set_number_of_retries(1);
-        let redis = redis::Client::open(redis_url)
-            .ok()
-            .and_then(|c| ConnectionManager::new_lazy_with_config(c, config).ok());
+    /// A limiter over `target` (connected on the first check).
+    pub fn new(target: &RedisTarget, prefix: &str) -> Self {
         Self {
-            redis,
+            target: target.clone(),
+            redis: tokio::sync::OnceCell::new(),
             prefix: prefix.to_string(),
             local: Mutex::default(),
             redis_down_until: Mutex::default(),
         }
     }
 
-    fn redis_usable(&self) -> Option<&ConnectionManager> {
-        let down = self.redis_down_until.lock().unwrap_or_else(|p| p.into_inner());
-        match *down {
-            Some(until) if Instant::now() < until => None,
-            _ => self.redis.as_ref(),
+    /// Redis, unless it failed to answer within the back-off.
+    async fn redis_usable(&self) -> Option<RedisConn> {
+        {
+            let down = self.redis_down_until.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(*down, Some(until) if Instant::now() < until) {
+                return None;
+            }
         }
+        let limits = Impatient {
+            timeout: Duration::from_millis(250),
+            retries: 1,
+        };
+        match self
+            .redis
+            .get_or_try_init(|| self.target.connect_impatient(limits))
+            .await
+        {
+            Ok(conn) => Some(conn.clone()),
+            Err(e) => {
+                self.redis_failed(&e);
+                None
+            }
+        }
+    }
+
+    fn redis_failed(&self, e: &redis::RedisError) {
+        tracing::debug!(error = %e, "rate limit not shared (Redis); using this process's own");
+        *self.redis_down_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + REDIS_BACKOFF);
     }
 
     /// Counts one request of `key` in `scope` against `per_sec` (`0`: unlimited).
@@ -75,8 +93,7 @@ impl RateLimiter {
             "{}:rl:{scope}:{key}",
             leadflow_shared::queue::state_prefix(&self.prefix)
         );
-        if let Some(redis) = self.redis_usable() {
-            let mut conn = redis.clone();
+        if let Some(mut conn) = self.redis_usable().await {
             let counted: redis::RedisResult<(i64,)> = redis::pipe()
                 .incr(format!("{name}:{window}"), 1)
                 .pexpire(format!("{name}:{window}"), 2000)
@@ -88,11 +105,7 @@ impl RateLimiter {
                     return Decision::Limited(Duration::from_millis(((window + 1) * 1000 - now_ms) as u64));
                 }
                 Ok(_) => return Decision::Allowed,
-                Err(e) => {
-                    tracing::debug!(error = %e, "rate limit not shared (Redis); using this process's own");
-                    *self.redis_down_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Instant::now() + REDIS_BACKOFF);
-                }
+                Err(e) => self.redis_failed(&e),
             }
         }
         self.local(&name, per_sec)
@@ -155,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_local_bucket_empties_then_refuses() {
-        let l = RateLimiter::new("redis://127.0.0.1:1", "lft-none");
+        let l = RateLimiter::new(&RedisTarget::Single("redis://127.0.0.1:1".into()), "lft-none");
         let allowed = {
             let mut n = 0;
             for _ in 0..100 {
@@ -173,7 +186,7 @@ mod tests {
     #[tokio::test]
     async fn with_redis_unreachable_each_process_still_limits() {
         // Nothing listens on port 1: every check falls back to the local bucket, quickly.
-        let l = RateLimiter::new("redis://127.0.0.1:1", "lft-down");
+        let l = RateLimiter::new(&RedisTarget::Single("redis://127.0.0.1:1".into()), "lft-down");
         let started = Instant::now();
         let mut allowed = 0;
         for _ in 0..30 {

@@ -70,9 +70,13 @@ impl Scope {
         let db_url = url.to_string();
         url.set_path("postgres");
         let prefix = format!("lfbench{section}{id}");
+        // Figures compare within one run on one machine; a cluster is not what is measured.
+        let leadflow_shared::redis_target::RedisTarget::Single(redis_url) = &base.redis else {
+            anyhow::bail!("leadflow-bench measures against one Redis: unset LEADFLOW_REDIS_CLUSTER_NODES");
+        };
         let env = vec![
             ("LEADFLOW_DATABASE_URL".into(), db_url.clone()),
-            ("LEADFLOW_REDIS_URL".into(), base.redis_url.clone()),
+            ("LEADFLOW_REDIS_URL".into(), redis_url.clone()),
             ("LEADFLOW_QUEUE_PREFIX".into(), prefix.clone()),
             ("LEADFLOW_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("LEADFLOW_OPS_ADDR".into(), "127.0.0.1:0".into()),
@@ -91,7 +95,7 @@ impl Scope {
             admin_url: url.to_string(),
             db_name,
             prefix,
-            redis_url: base.redis_url.clone(),
+            redis_url: redis_url.clone(),
             base: base.clone(),
         })
     }

@@ -96,7 +96,7 @@ pub async fn queue_layer(scope: &mut Scope, quick: bool) -> Section {
     let count: u64 = if quick { 20_000 } else { 100_000 };
     let concurrency = 16;
     let cfg = scope.config()?;
-    let queues = Queues::connect_with_bench(&cfg.redis_url, &cfg.queue_prefix).await?;
+    let queues = Queues::connect_with_bench(&cfg.redis, &cfg.queue_prefix).await?;
     let fill_rate = fill(&queues, count).await?;
     // No-op jobs never touch PostgreSQL: a lazy pool never connects.
     let pool = sqlx::PgPool::connect_lazy(&scope.db_url)?;

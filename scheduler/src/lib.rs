@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use leadflow_shared::config::Config;
 use leadflow_shared::queue::{Queues, Task, Tick};
-use redis::aio::ConnectionManager;
+use leadflow_shared::redis_target::RedisConn;
 use tokio::sync::watch;
 
 /// Every periodic task with the interval the configuration gives it (a task turned off
@@ -30,7 +30,7 @@ pub fn tasks(cfg: &Config) -> Vec<(Task, Duration)> {
 
 pub struct Scheduler {
     pub queues: Queues,
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     pub prefix: String,
     /// Each periodic task with its interval.
     pub tasks: Vec<(Task, Duration)>,
@@ -101,9 +101,9 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// `shutdown`. Waiting counts the prioritized jobs too (BullMQ keeps
 /// them apart; for an operator they wait all the same).
 pub async fn sample_queues(
-    mut redis: ConnectionManager,
+    mut redis: RedisConn,
     pool: sqlx::PgPool,
-    prefix: String,
+    keyspace: leadflow_shared::queue::Keyspace,
     mut shutdown: watch::Receiver<bool>,
 ) {
     use leadflow_shared::queue::QueueKind;
@@ -125,7 +125,7 @@ pub async fn sample_queues(
             Err(e) => tracing::debug!(error = %e, "channel counts not sampled"),
         }
         for kind in QueueKind::ALL {
-            match leadflow_shared::queue::counts(&mut redis, &prefix, kind, None).await {
+            match leadflow_shared::queue::counts(&mut redis, &keyspace, kind, None).await {
                 Ok(c) => {
                     let q = kind.name();
                     leadflow_shared::metrics::queue_jobs(q, "waiting", c.wait + c.prioritized);

@@ -17,6 +17,7 @@ pub mod media_handle;
 pub mod metrics;
 pub mod queue;
 pub mod readiness;
+pub mod redis_target;
 pub mod reply_wake;
 pub mod request_id;
 pub mod retry_after;

@@ -1,13 +1,16 @@
 //! Liveness and readiness, the same for every role. Live (`/healthz`) is the process
 //! answering at all, touching no backend: an orchestrator restarts a process that is not.
-//! Ready (`/readyz`) is PostgreSQL and Redis answering and the schema at this binary's
-//! migration version: a load balancer sends no traffic, and a deploy waits, until it is.
+//! Ready (`/readyz`) is PostgreSQL and Redis answering (a Redis Cluster: with every slot
+//! served) and the schema at this binary's migration version: a load balancer sends no
+//! traffic, and a deploy waits, until it is.
 //! Each check is bounded by a short timeout, so a probe never hangs on a dead backend.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::PgPool;
+
+use crate::redis_target::RedisTarget;
 
 /// How long each check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -16,7 +19,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Probe {
     pool: PgPool,
-    redis_url: String,
+    redis: RedisTarget,
 }
 
 /// The outcome: `status` is `ok` only when every check is.
@@ -40,10 +43,10 @@ impl Readiness {
 }
 
 impl Probe {
-    pub fn new(pool: PgPool, redis_url: &str) -> Self {
+    pub fn new(pool: PgPool, redis: &RedisTarget) -> Self {
         Self {
             pool,
-            redis_url: redis_url.to_owned(),
+            redis: redis.clone(),
         }
     }
 
@@ -86,22 +89,8 @@ impl Probe {
     }
 
     async fn redis(&self) -> Result<(), String> {
-        bounded(async {
-            // A fresh connection each time: a probe must see Redis as it is now.
-            let client = redis::Client::open(self.redis_url.as_str()).map_err(|e| format!("bad URL: {e}"))?;
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(|e| format!("unreachable: {e}"))?;
-            let pong: String = redis::cmd("PING")
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| format!("unreachable: {e}"))?;
-            (pong == "PONG")
-                .then_some(())
-                .ok_or_else(|| format!("answered {pong:?}"))
-        })
-        .await
+        // A fresh connection each time: a probe must see Redis as it is now.
+        bounded(self.redis.check()).await
     }
 
     async fn migrations(&self) -> Result<(), String> {

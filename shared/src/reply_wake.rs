@@ -2,16 +2,20 @@
 //! Redis channel after committing its outcome; each API process keeps one subscriber
 //! connection and wakes the matching waiter. The waiter re-reads PostgreSQL on every
 //! wake-up and on a slow safety poll, so a notification lost to a Redis blip costs
-//! latency, never an answer.
+//! latency, never an answer. On a Redis Cluster the subscriber listens on one node (a
+//! publish reaches every node over the cluster bus) and moves to the next seed node when
+//! that one goes away.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 use tokio::sync::oneshot;
 use uuid::Uuid;
+
+use crate::redis_target::RedisTarget;
 
 /// Synchronous `/ai/process` callers waiting in this API process, per tenant: one tenant
 /// holding thousands of open requests cannot take every connection and worker slot.
@@ -59,7 +63,7 @@ pub fn channel(prefix: &str) -> String {
 }
 
 /// Publishes that `burst_id` has an outcome. Best effort: waiters also poll.
-pub async fn publish(conn: &mut ConnectionManager, prefix: &str, burst_id: Uuid) {
+pub async fn publish(conn: &mut impl ConnectionLike, prefix: &str, burst_id: Uuid) {
     let res: redis::RedisResult<i64> = redis::cmd("PUBLISH")
         .arg(channel(prefix))
         .arg(burst_id.to_string())
@@ -80,13 +84,13 @@ pub struct ReplyWaiters {
 
 impl ReplyWaiters {
     /// Starts the subscriber task (it reconnects on its own) and returns the registry.
-    pub fn spawn(redis_url: String, prefix: String) -> Arc<Self> {
+    pub fn spawn(target: RedisTarget, prefix: String) -> Arc<Self> {
         let me = Arc::new(Self::default());
         let weak = Arc::downgrade(&me);
         tokio::spawn(async move {
-            loop {
+            for url in target.node_urls().iter().cycle() {
                 let Some(_) = weak.upgrade() else { return };
-                if let Err(e) = Self::listen(&redis_url, &prefix, &weak).await {
+                if let Err(e) = Self::listen(url, &prefix, &weak).await {
                     tracing::warn!(error = %e, "reply subscriber lost its connection; reconnecting");
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use leadflow_shared::crypto::MasterKey;
 use leadflow_shared::queue::Queues;
+use leadflow_shared::redis_target::RedisConn;
 use leadflow_shared::Config;
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 /// What every handler can reach.
@@ -26,7 +26,8 @@ pub struct Ctx {
     pub cfg: Config,
     pub pool: PgPool,
     pub queues: Queues,
-    pub redis: ConnectionManager,
+    /// For Leadflow's own keys (locks, send windows) and the reply pub/sub.
+    pub redis: RedisConn,
     pub master_key: MasterKey,
     pub ai: ai::AiClient,
     /// SSRF-guarded client for user-given URLs (postbacks).
@@ -49,9 +50,7 @@ impl Ctx {
     }
 
     pub async fn new(cfg: Config, pool: PgPool, queues: Queues, master_key: MasterKey) -> anyhow::Result<Arc<Self>> {
-        let redis = redis::Client::open(cfg.redis_url.as_str())?
-            .get_connection_manager()
-            .await?;
+        let redis = cfg.redis.connect().await?;
         let ai = ai::AiClient::new(cfg.ai_timeout)?;
         let guarded = leadflow_shared::ssrf::guarded_client(
             cfg.allow_private_urls,

@@ -64,7 +64,7 @@ impl Pool {
         let opts = worker_options(ctx, concurrency, name.clone());
         let processor_ctx = ctx.clone();
         let worker = Worker::with_options(
-            kind.name(),
+            &ctx.queues.keyspace().queue_name(kind),
             move |job: bullmq::Job, _token| {
                 let ctx = processor_ctx.clone();
                 let handler = handler.clone();
@@ -165,7 +165,7 @@ fn worker_options(ctx: &Ctx, concurrency: usize, name: String) -> WorkerOptions 
     let lock = ctx.cfg.lock_duration.as_millis() as u64;
     let stalled = ctx.cfg.stalled_interval.as_millis().max(100) as u64;
     WorkerOptions {
-        connection: queue::connection_options(&ctx.cfg.redis_url),
+        connection: ctx.cfg.redis.bull_options(),
         prefix: ctx.cfg.queue_prefix.clone(),
         name: Some(name),
         concurrency,

@@ -99,7 +99,7 @@ fn queue_kind(name: &str) -> Result<QueueKind, ApiError> {
 /// `GET /admin/api/queues`: per queue its counts, whether it is paused, how long its
 /// oldest waiting job has waited, and how many workers consume it.
 pub async fn queues(State(state): State<AppState>, _: Operator) -> Result<Json<Value>, ApiError> {
-    let data = leadflow_shared::queue::summaries(&state.queues, &state.cfg.redis_url).await?;
+    let data = leadflow_shared::queue::summaries(&state.queues).await?;
     Ok(Json(json!({"success": true, "data": data})))
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::crypto::MasterKey;
+use crate::redis_target::RedisTarget;
 
 mod channels;
 mod google;
@@ -27,6 +28,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LEADFLOW_ENV", Some("dev")),
     ("LEADFLOW_DATABASE_URL", Some("postgres://localhost/leadflow")),
     ("LEADFLOW_REDIS_URL", Some("redis://127.0.0.1:6379")),
+    ("LEADFLOW_REDIS_CLUSTER_NODES", None),
     ("LEADFLOW_HTTP_ADDR", Some("127.0.0.1:8080")),
     ("LEADFLOW_OPS_ADDR", Some("127.0.0.1:9464")),
     ("LEADFLOW_METRICS", Some("true")),
@@ -117,6 +119,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
 const SECRETS: &[(&str, &str)] = &[
     ("LEADFLOW_DATABASE_URL", "LEADFLOW_DATABASE_URL_FILE"),
     ("LEADFLOW_REDIS_URL", "LEADFLOW_REDIS_URL_FILE"),
+    ("LEADFLOW_REDIS_CLUSTER_NODES", "LEADFLOW_REDIS_CLUSTER_NODES_FILE"),
     ("LEADFLOW_AI_API_KEY", "LEADFLOW_AI_API_KEY_FILE"),
     ("LEADFLOW_MASTER_KEY", "LEADFLOW_MASTER_KEY_FILE"),
     ("LEADFLOW_GOOGLE_CLIENT_SECRET", "LEADFLOW_GOOGLE_CLIENT_SECRET_FILE"),
@@ -183,7 +186,9 @@ pub enum Environment {
 pub struct Config {
     pub env: Environment,
     pub database_url: SecretString,
-    pub redis_url: String,
+    /// One Redis (`LEADFLOW_REDIS_URL`) or a Redis Cluster
+    /// (`LEADFLOW_REDIS_CLUSTER_NODES`, which wins when set).
+    pub redis: RedisTarget,
     pub http_addr: SocketAddr,
     /// The ops listener (`/healthz`, `/readyz`) of a process running workers or the
     /// scheduler.
@@ -355,10 +360,18 @@ impl Config {
         if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
             return Err(invalid("LEADFLOW_DATABASE_URL", "must be a postgres:// URL"));
         }
-        let redis_url = l.req("LEADFLOW_REDIS_URL")?;
-        if !redis_url.starts_with("redis://") && !redis_url.starts_with("rediss://") {
-            return Err(invalid("LEADFLOW_REDIS_URL", "must be a redis:// or rediss:// URL"));
-        }
+        let redis = match l.get("LEADFLOW_REDIS_CLUSTER_NODES") {
+            Some(nodes) => {
+                RedisTarget::parse_cluster_nodes(nodes).map_err(|e| invalid("LEADFLOW_REDIS_CLUSTER_NODES", e))?
+            }
+            None => {
+                let url = l.req("LEADFLOW_REDIS_URL")?;
+                if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                    return Err(invalid("LEADFLOW_REDIS_URL", "must be a redis:// or rediss:// URL"));
+                }
+                RedisTarget::Single(url.to_string())
+            }
+        };
         let http_addr = l
             .req("LEADFLOW_HTTP_ADDR")?
             .parse()
@@ -396,7 +409,7 @@ impl Config {
         let cfg = Config {
             env,
             database_url: SecretString::from(database_url.to_string()),
-            redis_url: redis_url.to_string(),
+            redis,
             http_addr,
             ops_addr,
             metrics: l.boolean("LEADFLOW_METRICS")?,
@@ -637,7 +650,11 @@ mod tests {
     #[test]
     fn defaults_load() {
         let c = Config::from_sources(&[]).unwrap();
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.redis, RedisTarget::Single("redis://127.0.0.1:6379".into()));
+        let c = Config::from_sources(&env(&[("LEADFLOW_REDIS_CLUSTER_NODES", "10.0.0.1:7000,10.0.0.2:7000")])).unwrap();
+        assert!(c.redis.is_cluster(), "the cluster's nodes win over the default URL");
+        let err = Config::from_sources(&env(&[("LEADFLOW_REDIS_CLUSTER_NODES", "10.0.0.1")])).unwrap_err();
+        assert!(err.to_string().contains("LEADFLOW_REDIS_CLUSTER_NODES"), "{err}");
         assert_eq!(c.postback_retry_schedule.len(), 7);
         assert_eq!(c.postback_retry_schedule[1], Duration::from_secs(300));
         assert_eq!(c.sync_timeout, Duration::from_secs(60));

@@ -15,11 +15,12 @@ mod jobs;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bullmq::options::RedisConnectionOptions;
 use bullmq::types::{BackoffStrategy, KeepJobs, RemoveOnFinish};
 use bullmq::{JobOptions, Queue, QueueOptions};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::redis_target::RedisTarget;
 
 pub use jobs::{
     CalendarJob, CalendarStep, DeliverPostback, FlushBurst, GenerateReply, Noop, PollMailbox, ProcessInbound,
@@ -125,11 +126,39 @@ pub const INFRA_ATTEMPTS: u32 = 8;
 /// Name of the custom (jittered, capped) backoff every worker registers.
 pub const BACKOFF_NAME: &str = "jittered";
 
-pub fn connection_options(redis_url: &str) -> RedisConnectionOptions {
-    RedisConnectionOptions {
-        url: redis_url.to_string(),
-        max_connections: 8,
-        ..Default::default()
+/// Where one install's queues are in Redis: `{prefix}:{queue}:…`, each queue under its
+/// own hash tag on a cluster (see [`crate::redis_target`]). The one place that names
+/// BullMQ's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyspace {
+    prefix: String,
+    tagged: bool,
+}
+
+impl Keyspace {
+    pub fn new(prefix: &str, target: &RedisTarget) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            tagged: target.is_cluster(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The queue's name in Redis: its own name, hash-tagged on a cluster.
+    pub fn queue_name(&self, kind: QueueKind) -> String {
+        if self.tagged {
+            format!("{{{}}}", kind.name())
+        } else {
+            kind.name().to_string()
+        }
+    }
+
+    /// One of BullMQ's keys of `kind`: `wait`, `active`, a job id, …
+    pub fn key(&self, kind: QueueKind, part: &str) -> String {
+        format!("{}:{}:{part}", self.prefix, self.queue_name(kind))
     }
 }
 
@@ -155,29 +184,31 @@ pub fn remove_on_fail() -> RemoveOnFinish {
 #[derive(Clone)]
 pub struct Queues {
     queues: std::sync::Arc<HashMap<QueueKind, Queue>>,
-    prefix: String,
+    keyspace: Keyspace,
+    target: RedisTarget,
     load: std::sync::Arc<fair::TenantLoad>,
 }
 
 impl Queues {
     /// Every work queue ([`QueueKind::ALL`]).
-    pub async fn connect(redis_url: &str, prefix: &str) -> Result<Self, QueueError> {
-        Self::connect_to(redis_url, prefix, &QueueKind::ALL).await
+    pub async fn connect(target: &RedisTarget, prefix: &str) -> Result<Self, QueueError> {
+        Self::connect_to(target, prefix, &QueueKind::ALL).await
     }
 
     /// The work queues and the `bench` queue: for `leadflow-bench` and the queue layer's
     /// own tests only, so a production install never has a `bench` queue.
-    pub async fn connect_with_bench(redis_url: &str, prefix: &str) -> Result<Self, QueueError> {
+    pub async fn connect_with_bench(target: &RedisTarget, prefix: &str) -> Result<Self, QueueError> {
         let mut kinds = QueueKind::ALL.to_vec();
         kinds.push(QueueKind::Bench);
-        Self::connect_to(redis_url, prefix, &kinds).await
+        Self::connect_to(target, prefix, &kinds).await
     }
 
-    async fn connect_to(redis_url: &str, prefix: &str, kinds: &[QueueKind]) -> Result<Self, QueueError> {
+    async fn connect_to(target: &RedisTarget, prefix: &str, kinds: &[QueueKind]) -> Result<Self, QueueError> {
+        let keyspace = Keyspace::new(prefix, target);
         let mut queues = HashMap::new();
         for &kind in kinds {
             let opts = QueueOptions {
-                connection: connection_options(redis_url),
+                connection: target.bull_options(),
                 prefix: prefix.to_string(),
                 default_job_options: JobOptions {
                     attempts: Some(INFRA_ATTEMPTS),
@@ -188,7 +219,7 @@ impl Queues {
                 },
                 skip_version_check: false,
             };
-            let queue = Queue::with_options(kind.name(), opts)
+            let queue = Queue::with_options(&keyspace.queue_name(kind), opts)
                 .await
                 .map_err(|source| QueueError::Bull {
                     queue: kind.name(),
@@ -198,13 +229,23 @@ impl Queues {
         }
         Ok(Self {
             queues: std::sync::Arc::new(queues),
-            prefix: prefix.to_string(),
+            keyspace,
+            target: target.clone(),
             load: std::sync::Arc::default(),
         })
     }
 
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        self.keyspace.prefix()
+    }
+
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    /// The Redis these queues are on.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
     }
 
     pub fn queue(&self, kind: QueueKind) -> &Queue {
@@ -313,6 +354,16 @@ mod tests {
         }
         assert_eq!(QueueKind::parse("nope"), None);
     }
+
+    #[test]
+    fn each_queue_has_its_own_hash_tag_on_a_cluster_only() {
+        let single = Keyspace::new("lf", &RedisTarget::Single("redis://127.0.0.1:6379".into()));
+        let cluster = Keyspace::new("lf", &RedisTarget::Cluster(vec!["redis://127.0.0.1:7000".into()]));
+        assert_eq!(single.key(QueueKind::Ai, "wait"), "lf:ai:wait");
+        assert_eq!(cluster.key(QueueKind::Ai, "wait"), "lf:{ai}:wait");
+        let tags: std::collections::HashSet<String> = QueueKind::ALL.iter().map(|&k| cluster.queue_name(k)).collect();
+        assert_eq!(tags.len(), QueueKind::ALL.len());
+    }
 }
 
 /// How many jobs of one queue are in each of BullMQ's states, read from its keys (the
@@ -345,9 +396,8 @@ pub struct QueueSummary {
 }
 
 /// Every work queue's [`QueueSummary`].
-pub async fn summaries(queues: &Queues, redis_url: &str) -> Result<Vec<QueueSummary>, QueueError> {
-    let client = redis::Client::open(redis_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+pub async fn summaries(queues: &Queues) -> Result<Vec<QueueSummary>, QueueError> {
+    let mut conn = queues.target.connect().await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut out = Vec::new();
     for kind in QueueKind::ALL {
@@ -355,9 +405,9 @@ pub async fn summaries(queues: &Queues, redis_url: &str) -> Result<Vec<QueueSumm
             queue: kind.name(),
             source,
         };
-        let c = counts(&mut conn, &queues.prefix, kind, None).await?;
+        let c = counts(&mut conn, &queues.keyspace, kind, None).await?;
         let q = queues.queue(kind);
-        let oldest = oldest_waiting_ms(&mut conn, &queues.prefix, kind).await?;
+        let oldest = oldest_waiting_ms(&mut conn, &queues.keyspace, kind).await?;
         out.push(QueueSummary {
             queue: kind.name(),
             waiting: c.wait + c.prioritized,
@@ -377,10 +427,10 @@ pub async fn summaries(queues: &Queues, redis_url: &str) -> Result<Vec<QueueSumm
 /// the wait list or the head of the prioritized set, whichever is older.
 pub async fn oldest_waiting_ms(
     conn: &mut impl redis::aio::ConnectionLike,
-    prefix: &str,
+    keyspace: &Keyspace,
     kind: QueueKind,
 ) -> redis::RedisResult<Option<i64>> {
-    let key = |part: &str| format!("{prefix}:{}:{part}", kind.name());
+    let key = |part: &str| keyspace.key(kind, part);
     let (tail, first): (Option<String>, Vec<String>) = redis::pipe()
         .cmd("LINDEX")
         .arg(key("wait"))
@@ -407,11 +457,11 @@ pub async fn oldest_waiting_ms(
 
 pub async fn counts(
     conn: &mut impl redis::aio::ConnectionLike,
-    prefix: &str,
+    keyspace: &Keyspace,
     kind: QueueKind,
     due_before: Option<chrono::DateTime<chrono::Utc>>,
 ) -> redis::RedisResult<Counts> {
-    let key = |part: &str| format!("{prefix}:{}:{part}", kind.name());
+    let key = |part: &str| keyspace.key(kind, part);
     let until = due_before.map_or("+inf".to_owned(), |t| (t.timestamp_millis() * 0x1000).to_string());
     let (wait, prioritized, active, delayed, failed, completed) = redis::pipe()
         .cmd("LLEN")
