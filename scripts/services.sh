@@ -235,6 +235,10 @@ lf_redis_major() {
 }
 
 lf_ensure_redis() {
+  if [[ -n ${LEADFLOW_REDIS_CLUSTER_NODES:-} ]]; then
+    lf_log "Redis: using the cluster from LEADFLOW_REDIS_CLUSTER_NODES (not starting a local one)"
+    return 0
+  fi
   local url=${LEADFLOW_REDIS_URL:-redis://127.0.0.1:6379}
   if [[ $url == rediss://* ]] || ! lf_url_is_local "$url" 6379; then
     lf_log "Redis: using $(lf_url_host "$url") from LEADFLOW_REDIS_URL (not starting a local one)"
@@ -292,7 +296,8 @@ lf_ensure_redis() {
 
 # What the test suite needs beyond the services: `promtool` (Debian's prometheus package)
 # checks the metrics exposition, Chromium drives the console's page, PgBouncer ≥ 1.21
-# pools the app's connections in one test.
+# pools the app's connections in one test, redis-server and redis-cli make the Redis
+# Clusters of the cluster tests.
 lf_ensure_test_tools() {
   local packages=()
   # promtool checks the metrics exposition and the alert rules.
@@ -300,6 +305,10 @@ lf_ensure_test_tools() {
   # The operator console's page is tested in a real (headless) browser.
   command -v chromium >/dev/null 2>&1 || packages+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+  # Tests that need a Redis (or a Redis Cluster) of their own start redis-server processes
+  # and join a cluster with redis-cli, whichever Redis the suite itself uses.
+  command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+  command -v redis-cli >/dev/null 2>&1 || packages+=(redis-tools)
   if ! lf_pgbouncer_ok pgbouncer && ! [[ -x $LF_TRIXIE_ROOT/usr/sbin/pgbouncer ]]; then
     command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
   fi

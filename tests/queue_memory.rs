@@ -38,9 +38,7 @@ async fn memory_stays_flat_over_100k_jobs() {
         ),
     ];
     let cfg = Config::from_sources(&env).unwrap();
-    let queues = Queues::connect_with_bench(&cfg.redis_url, &cfg.queue_prefix)
-        .await
-        .unwrap();
+    let queues = Queues::connect_with_bench(&cfg.redis, &cfg.queue_prefix).await.unwrap();
     let run = uuid::Uuid::new_v4();
     futures::stream::iter(0..100_000u64)
         .map(|n| {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use leadflow_shared::queue::{QueueKind, Queues};
+use leadflow_shared::queue::QueueKind;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -17,7 +17,7 @@ async fn a_burst_whose_flush_job_was_deleted_by_hand_is_still_answered_once() {
         .process(&app.msg("lead-lost-job", "Oi, ainda tem o apartamento?", true))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{out}");
-    let queues = Queues::connect(&redis_url(), &app.prefix).await.unwrap();
+    let queues = app.queues().await;
     let flush = queues.queue(QueueKind::Flush);
     let delayed = flush.get_delayed(0, -1).await.unwrap();
     assert_eq!(delayed.len(), 1, "one flush job waits for the debounce window");
@@ -73,7 +73,7 @@ async fn old_attempt_rows_and_finished_jobs_are_removed_on_schedule() {
         .unwrap();
     assert_eq!(kept, 2, "the recent one stays");
 
-    let queues = Queues::connect(&redis_url(), &app.prefix).await.unwrap();
+    let queues = app.queues().await;
     let postback = queues.queue(QueueKind::Postback);
     assert!(postback.get_completed_count().await.unwrap() >= 1);
     eventually(

@@ -152,9 +152,7 @@ async fn log_format_json_writes_one_object_per_line() {
 async fn a_panicking_handler_is_a_json_500_and_the_api_keeps_serving() {
     use axum::routing::get;
     let app = TestApp::start().await;
-    let queues = leadflow_shared::queue::Queues::connect(&crate::support::redis_url(), &app.prefix)
-        .await
-        .unwrap();
+    let queues = app.queues().await;
     let state = leadflow_api::AppState::new(app.config(), app.pool.clone(), queues);
     let routes = axum::Router::new()
         .route(

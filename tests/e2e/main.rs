@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod ai_errors;
 mod channels;
+mod cluster;
 mod config;
 mod console;
 mod debounce;

@@ -5,13 +5,13 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use leadflow_shared::queue::{ProcessMedia, Queues};
+use leadflow_shared::queue::ProcessMedia;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support::fake_transcriptions::{FakeTranscriptions, TranscriptionScript};
 use crate::support::media_server::{fixture, MediaServer};
-use crate::support::{last_user_turn, redis_url, TestApp};
+use crate::support::{last_user_turn, TestApp};
 
 fn media_msg(app: &TestApp, lead: &str, kind: &str, url: &str, caption: &str, debounce: bool) -> Value {
     let mut m = app.msg(lead, caption, debounce);
@@ -387,7 +387,7 @@ async fn slow_media_is_waited_for_and_never_processed_twice() {
 
     // The queue delivers at least once: a repeated job (or the sweeper's copy) for a
     // medium already understood does nothing.
-    let queues = Queues::connect(&redis_url(), &app.prefix).await.unwrap();
+    let queues = app.queues().await;
     let message_id = accepted["message_id"].as_str().unwrap().parse().unwrap();
     for job in [
         ProcessMedia {

@@ -41,7 +41,12 @@ fn webhook_ids_by_lead(app: &TestApp) -> HashMap<String, HashSet<String>> {
 
 #[tokio::test]
 async fn kill_9_during_generations_loses_nothing_and_answers_each_burst_once() {
-    let app = TestApp::builder().without_workers().start().await;
+    kill_9_during_generations(TestApp::builder().without_workers().start().await).await;
+}
+
+/// Twenty generations in flight in a `leadflow worker` process killed with SIGKILL: a
+/// second worker answers every burst, each once. `app` runs no workers of its own.
+pub(crate) async fn kill_9_during_generations(app: TestApp) {
     app.set_assistant(json!({"debounce_seconds": 0.2, "max_wait_seconds": 30}))
         .await;
     app.ai.set_latency(Duration::from_secs(4));

@@ -7,17 +7,14 @@ use std::time::Duration;
 use leadflow_scheduler::Scheduler;
 use leadflow_shared::queue::{QueueKind, Queues, Task};
 
-use crate::support::{clear_redis_prefix, redis_url, TestApp};
+use leadflow_shared::redis_target::RedisTarget;
 
-async fn replica(prefix: &str, tasks: Vec<(Task, Duration)>) -> Scheduler {
-    let redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
+use crate::support::{clear_redis_prefix, redis_target, TestApp};
+
+async fn replica(target: &RedisTarget, prefix: &str, tasks: Vec<(Task, Duration)>) -> Scheduler {
     Scheduler {
-        queues: Queues::connect(&redis_url(), prefix).await.unwrap(),
-        redis,
+        queues: Queues::connect(target, prefix).await.unwrap(),
+        redis: target.connect().await.unwrap(),
         prefix: prefix.to_string(),
         tasks,
     }
@@ -27,8 +24,8 @@ async fn replica(prefix: &str, tasks: Vec<(Task, Duration)>) -> Scheduler {
 async fn two_scheduler_replicas_enqueue_each_tick_once() {
     let prefix = format!("lfsch{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let every = vec![(Task::Sweep, Duration::from_millis(200))];
-    let a = replica(&prefix, every.clone()).await;
-    let b = replica(&prefix, every).await;
+    let a = replica(&redis_target(), &prefix, every.clone()).await;
+    let b = replica(&redis_target(), &prefix, every).await;
 
     // Racing on the same ticks directly: exactly one replica wins each, per task.
     for tick in 1..=10 {
@@ -40,7 +37,7 @@ async fn two_scheduler_replicas_enqueue_each_tick_once() {
             );
         }
     }
-    let q = Queues::connect(&redis_url(), &prefix).await.unwrap();
+    let q = Queues::connect(&redis_target(), &prefix).await.unwrap();
     let raced = 10 * Task::ALL.len() as u64;
     assert_eq!(q.queue(QueueKind::Scheduled).get_waiting_count().await.unwrap(), raced);
 
@@ -63,13 +60,19 @@ async fn two_scheduler_replicas_enqueue_each_tick_once() {
 
 #[tokio::test]
 async fn with_two_schedulers_running_each_periodic_job_runs_once_per_tick() {
-    let app = TestApp::builder()
+    each_periodic_job_runs_once_per_tick(TestApp::builder()).await;
+}
+
+/// The app's scheduler and a second replica on the same Redis prefix for ~3 s: every
+/// tick of every task runs once.
+pub(crate) async fn each_periodic_job_runs_once_per_tick(app: crate::support::Builder) {
+    let app = app
         .env("LEADFLOW_SWEEP_INTERVAL", "250ms")
         .env("LEADFLOW_HEALTH_CHECK_INTERVAL", "300ms")
         .start()
         .await;
-    // A second replica beside the app's own scheduler, on the same Redis prefix.
-    let second = replica(&app.prefix, leadflow_scheduler::tasks(&app.config())).await;
+    let cfg = app.config();
+    let second = replica(&cfg.redis, &app.prefix, leadflow_scheduler::tasks(&cfg)).await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(second.run(rx));
     tokio::time::sleep(Duration::from_secs(3)).await;

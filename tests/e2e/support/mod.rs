@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod pgbouncer;
 pub mod proxy;
+pub mod redis_cluster;
 
 // The fakes of the outside services live in `leadflow-testkit`, shared with the benchmark.
 pub use leadflow_testkit::{
@@ -16,6 +17,8 @@ use std::time::Duration;
 
 use leadflow::{Roles, Running};
 use leadflow_shared::db::tenants::{self, CreatedTenant, TenantKind};
+use leadflow_shared::queue::Queues;
+use leadflow_shared::redis_target::RedisTarget;
 use leadflow_shared::Config;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -31,6 +34,11 @@ pub fn pg_server() -> String {
 
 pub fn redis_url() -> String {
     std::env::var("LEADFLOW_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The suite's one Redis, as Leadflow's config names it.
+pub fn redis_target() -> RedisTarget {
+    RedisTarget::Single(redis_url())
 }
 
 pub struct TestApp {
@@ -81,6 +89,13 @@ impl Builder {
     pub fn migrated_directly(mut self) -> Self {
         self.migrate_directly = true;
         self
+    }
+
+    /// Use `cluster` (a Redis Cluster of the test's own) instead of the suite's Redis.
+    pub fn redis_cluster(self, cluster: &redis_cluster::RedisCluster) -> Self {
+        let mut me = self.env("LEADFLOW_REDIS_CLUSTER_NODES", &cluster.nodes().join(","));
+        me.env.retain(|(k, _)| k != "LEADFLOW_REDIS_URL");
+        me
     }
 
     /// Only the API: workers run elsewhere (a spawned binary).
@@ -191,6 +206,25 @@ impl TestApp {
 
     pub fn key(&self) -> &str {
         &self.tenant.api_key
+    }
+
+    /// Producer handles on this app's queues (its Redis, its prefix).
+    pub async fn queues(&self) -> Queues {
+        Queues::connect(&self.config().redis, &self.prefix)
+            .await
+            .expect("the app's Redis answers")
+    }
+
+    /// A connection to this app's Redis and where its queues are there.
+    pub async fn redis(
+        &self,
+    ) -> (
+        leadflow_shared::redis_target::RedisConn,
+        leadflow_shared::queue::Keyspace,
+    ) {
+        let cfg = self.config();
+        let conn = cfg.redis.connect().await.expect("the app's Redis answers");
+        (conn, leadflow_shared::queue::Keyspace::new(&self.prefix, &cfg.redis))
     }
 
     /// Creates another tenant (optionally a client of `parent`).
@@ -304,8 +338,7 @@ impl TestApp {
     /// check — has had its chance to happen. Panics after 30 s.
     pub async fn settle(&self) {
         const HORIZON_MS: i64 = 1500;
-        let client = redis::Client::open(redis_url()).expect("redis url");
-        let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+        let (mut conn, keyspace) = self.redis().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let quiet_for = self.config().sweep_interval.max(Duration::from_secs(1)) + Duration::from_millis(200);
         let mut quiet_since: Option<tokio::time::Instant> = None;
@@ -321,7 +354,7 @@ impl TestApp {
                 ) {
                     continue;
                 }
-                let c = leadflow_shared::queue::counts(&mut conn, &self.prefix, kind, Some(due))
+                let c = leadflow_shared::queue::counts(&mut conn, &keyspace, kind, Some(due))
                     .await
                     .unwrap_or_default();
                 if c.wait + c.active + c.prioritized + c.delayed > 0 {
@@ -363,15 +396,15 @@ impl TestApp {
     /// error the test did not see) and bursts still generating.
     async fn invariants(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Ok(client) = redis::Client::open(redis_url()) {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                for kind in leadflow_shared::queue::QueueKind::ALL {
-                    let c = leadflow_shared::queue::counts(&mut conn, &self.prefix, kind, None)
-                        .await
-                        .unwrap_or_default();
-                    if c.failed > 0 {
-                        problems.push(format!("{} failed jobs in queue {}", c.failed, kind.name()));
-                    }
+        let cfg = self.config();
+        let keyspace = leadflow_shared::queue::Keyspace::new(&self.prefix, &cfg.redis);
+        if let Ok(mut conn) = cfg.redis.connect().await {
+            for kind in leadflow_shared::queue::QueueKind::ALL {
+                let c = leadflow_shared::queue::counts(&mut conn, &keyspace, kind, None)
+                    .await
+                    .unwrap_or_default();
+                if c.failed > 0 {
+                    problems.push(format!("{} failed jobs in queue {}", c.failed, kind.name()));
                 }
             }
         }
