@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use leadflow_shared::channel::meta_signature;
+use leadflow_providers::meta::signature as meta_signature;
+use leadflow_providers::twilio;
 use leadflow_shared::db::channels::{self, ChannelFields, Credentials};
-use leadflow_shared::inbound::twilio;
 use serde_json::{json, Value};
 
 use super::load::{self, Request, Requests};

@@ -125,12 +125,6 @@ impl Provider {
         crate::credentials::required(self)
     }
 
-    /// Official WhatsApp: free-form messages only within 24 h of the lead's last message;
-    /// outside it, an approved template or nothing.
-    pub fn has_24h_window(self) -> bool {
-        matches!(self, Self::Gupshup | Self::MetaCloud)
-    }
-
     /// Credential keys it may also have.
     pub fn optional_credentials(self) -> &'static [&'static str] {
         crate::credentials::optional(self)
@@ -148,23 +142,6 @@ pub fn secrets_match(given: &str, expected: &str) -> bool {
         sha2::Sha256::digest(expected.as_bytes()),
     );
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Meta's `X-Hub-Signature-256` value: `sha256=<hex HMAC-SHA256 of the raw body with the app secret>`.
-pub fn meta_signature(app_secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// Whether `header` is Meta's signature of `body` (the hex digits in either case).
-pub fn meta_signature_ok(app_secret: &str, body: &[u8], header: Option<&str>) -> bool {
-    let Some(given) = header.and_then(|h| h.strip_prefix("sha256=")) else {
-        return false;
-    };
-    let expected = meta_signature(app_secret, body);
-    secrets_match(&given.to_ascii_lowercase(), &expected["sha256=".len()..])
 }
 
 /// A credential as shown back to the tenant: enough to recognise it, never enough to use
@@ -197,18 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn meta_signatures_verify() {
-        let body = br#"{"object":"whatsapp_business_account"}"#;
-        let sig = {
-            use hmac::{Hmac, Mac};
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"app-secret").unwrap();
-            mac.update(body);
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-        };
-        assert!(meta_signature_ok("app-secret", body, Some(&sig)));
-        assert!(!meta_signature_ok("other", body, Some(&sig)));
-        assert!(!meta_signature_ok("app-secret", b"{}", Some(&sig)));
-        assert!(!meta_signature_ok("app-secret", body, None));
+    fn secrets_compare_whole() {
         assert!(secrets_match("abc", "abc") && !secrets_match("abc", "abd") && !secrets_match("ab", "abc"));
     }
 

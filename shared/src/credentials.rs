@@ -1,8 +1,8 @@
 //! Each provider's credentials as a type: which keys a channel of that provider must have
 //! and which it may have are declared once, here, and everything else follows from that
 //! declaration: the API's validation of a channel (`credentials.<key>` missing or unknown),
-//! the README's table, and the typed values the sender, the connection check, the media
-//! resolver and the webhook verification read (`creds.instance_token`, never a lookup by
+//! the README's table, and the typed values each provider's module in
+//! `leadflow-providers` (sending, connection check, media, webhook verification) reads (`creds.instance_token`, never a lookup by
 //! string). Stored, they stay one encrypted JSON object of strings per channel; they are
 //! parsed into their type where they are opened.
 
@@ -142,28 +142,10 @@ credentials! {
     }
 }
 
-/// Keys that hold a URL the tenant chose (checked against the SSRF policy before use).
+/// Keys that hold a URL the tenant chose (checked against the SSRF policy when a channel
+/// is saved; each provider's `Channel::urls` in `leadflow-providers` names them again
+/// before every call).
 pub const URL_KEYS: [&str; 2] = ["base_url", "send_url"];
-
-impl Credentials {
-    /// The URLs the tenant gave, by key (see [`URL_KEYS`]), for the SSRF check before any
-    /// call to them.
-    pub fn urls(&self) -> Vec<(&'static str, &str)> {
-        fn base(u: &Option<String>) -> Vec<(&'static str, &str)> {
-            u.as_deref().map(|u| ("base_url", u)).into_iter().collect()
-        }
-        match self {
-            Self::ZApi(c) => base(&c.base_url),
-            Self::Evolution(c) => vec![("base_url", c.base_url.as_str())],
-            Self::Gupshup(c) => base(&c.base_url),
-            Self::MetaCloud(c) => base(&c.base_url),
-            Self::TelegramBot(c) => base(&c.base_url),
-            Self::SmtpImap(_) => Vec::new(),
-            Self::Twilio(c) => base(&c.base_url),
-            Self::HttpSms(c) => vec![("send_url", c.send_url.as_str())],
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

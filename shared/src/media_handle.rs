@@ -2,7 +2,7 @@
 //! id, an Evolution message key, an e-mail attachment Leadflow stored itself. Resolving
 //! one spends the channel's credentials (a bot token, a Graph access token, an API key),
 //! so a handle is never taken from text a sender controls: only Leadflow's own parsers
-//! make one, it is stored in its own column (`messages.media_handle`), apart from the
+//! make one (each provider's `Channel::media_handle` in `leadflow-providers`), it is stored in its own column (`messages.media_handle`), apart from the
 //! user-visible `url`, and it carries no channel: the worker resolves it with the channel
 //! of the message's own burst, within the message's tenant. A `url` is always an
 //! ordinary `http`/`https` link that goes through the SSRF guard.
@@ -26,30 +26,6 @@ pub enum MediaHandle {
 }
 
 impl MediaHandle {
-    /// The handle a parser's `file_ref` means on `provider`'s channel; `None` where the
-    /// provider has no handles (its media come as URLs) or the reference is malformed.
-    pub fn for_provider(provider: Provider, file_ref: &str) -> Option<Self> {
-        let file_ref = file_ref.trim();
-        if file_ref.is_empty() {
-            return None;
-        }
-        Some(match provider {
-            Provider::TelegramBot => Self::TelegramFile {
-                file_id: file_ref.to_owned(),
-            },
-            Provider::MetaCloud => Self::MetaMedia {
-                media_id: file_ref.to_owned(),
-            },
-            Provider::Evolution => Self::EvolutionMessage {
-                key_id: file_ref.to_owned(),
-            },
-            Provider::SmtpImap => Self::MailAttachment {
-                id: file_ref.parse().ok()?,
-            },
-            Provider::ZApi | Provider::Gupshup | Provider::Twilio | Provider::HttpSms => return None,
-        })
-    }
-
     /// The only provider whose channel may resolve this handle.
     pub fn provider(&self) -> Provider {
         match self {
@@ -76,16 +52,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn handles_belong_to_their_provider() {
-        let h = MediaHandle::for_provider(Provider::MetaCloud, "2129384756012345").unwrap();
+    fn handles_are_stored_tagged() {
+        let h = MediaHandle::MetaMedia {
+            media_id: "2129384756012345".into(),
+        };
         assert_eq!(h.provider(), Provider::MetaCloud);
         assert_eq!(
             serde_json::to_value(&h).unwrap(),
             serde_json::json!({"kind": "meta_media", "media_id": "2129384756012345"})
         );
-        assert_eq!(MediaHandle::for_provider(Provider::HttpSms, "x"), None);
-        assert_eq!(MediaHandle::for_provider(Provider::SmtpImap, "not-a-uuid"), None);
-        assert_eq!(MediaHandle::for_provider(Provider::TelegramBot, " "), None);
     }
 
     #[test]

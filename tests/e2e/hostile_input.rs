@@ -167,7 +167,7 @@ async fn any_bytes_posted_to_any_webhook_get_a_2xx_or_4xx() {
                     let fields = leadflow_shared::inbound::form_fields(&body);
                     req.header("content-type", "application/x-www-form-urlencoded").header(
                         "x-twilio-signature",
-                        leadflow_shared::inbound::twilio::signature("tw", &url, &fields),
+                        leadflow_providers::twilio::signature("tw", &url, &fields),
                     )
                 }
                 _ => req.header("content-type", "application/json"),

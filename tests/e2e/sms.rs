@@ -36,7 +36,7 @@ pub(crate) async fn twilio_post(
     token: &str,
 ) -> (StatusCode, String) {
     let url = format!("{}{path}", app.base);
-    let signature = leadflow_shared::inbound::twilio::signature(token, &url, fields);
+    let signature = leadflow_providers::twilio::signature(token, &url, fields);
     let resp = app
         .http
         .post(&url)

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use leadflow_providers::email::strip_quoted;
 use leadflow_shared::credentials::SmtpImap;
-use leadflow_shared::inbound::email::{strip_quoted, StoredMail};
+use leadflow_shared::inbound::email::StoredMail;
 use mail_parser::{MessageParser, MimeHeaders};
 use tokio::net::TcpStream;
 
@@ -262,7 +263,7 @@ pub fn parse(raw: &[u8], authserv_id: Option<&str>) -> Option<(StoredMail, Vec<A
                 .join(" ")
         })
         .collect();
-    let authenticated = leadflow_shared::inbound::email::sender_authenticated(&results, &address, authserv_id);
+    let authenticated = leadflow_providers::email::sender_authenticated(&results, &address, authserv_id);
     let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
     let automatic = header("Auto-Submitted").is_some_and(|v| v != "no")
         || header("Precedence").is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "list" | "auto_reply"))

@@ -5,7 +5,6 @@
 #![forbid(unsafe_code)]
 
 pub mod ai;
-pub mod channels;
 pub mod google_tokens;
 pub mod imap;
 pub mod jobs;
@@ -43,6 +42,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// What sending through a provider needs from here.
+    pub fn outbound(&self) -> leadflow_providers::Outbound<'_> {
+        leadflow_providers::Outbound {
+            http: &self.guarded,
+            ssrf: &self.ssrf,
+        }
+    }
+
     /// Wakes a synchronous `/ai/process` caller waiting for this burst's outcome.
     pub async fn publish_outcome(&self, burst_id: uuid::Uuid) {
         let mut redis = self.redis.clone();

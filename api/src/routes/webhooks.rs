@@ -4,13 +4,11 @@
 //! webhook a no-op) and enqueue it. Lead lookup, the pipeline and everything else happen
 //! in the `inbound` worker.
 //!
-//! Verification: Telegram's `X-Telegram-Bot-Api-Secret-Token` (set to the channel's
-//! webhook secret when the webhook is registered); Meta's `X-Hub-Signature-256` over the
-//! raw body with the app secret (and `GET` answers the `hub.challenge` handshake);
-//! Twilio's `X-Twilio-Signature` (HMAC-SHA1 with the auth token over the URL it called
-//! and its form fields; that URL is `LEADFLOW_PUBLIC_URL` + path when set, else rebuilt
-//! from `Host`/`X-Forwarded-Proto`); every other provider carries the secret in the URL
-//! (`?token=`).
+//! How a call is verified, bound to the channel, read and answered is each provider's own
+//! (`leadflow_providers::<provider>`: Telegram's secret-token header, Meta's and Twilio's
+//! signatures, a `?token=` for the rest). This handler gives them the call as the
+//! provider made it — for Twilio's signature, the URL it called: `LEADFLOW_PUBLIC_URL` +
+//! path when set, else rebuilt from `Host`/`X-Forwarded-Proto`.
 
 use std::time::Duration;
 
@@ -19,10 +17,11 @@ use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use leadflow_shared::channel::{meta_signature_ok, secrets_match, Provider};
+use leadflow_providers::{Ack, WebhookCall};
+use leadflow_shared::channel::Provider;
 use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::{channels, inbound, tenants};
-use leadflow_shared::inbound::{twilio, EventKey};
+use leadflow_shared::inbound::EventKey;
 use leadflow_shared::queue::ProcessInbound;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -62,49 +61,25 @@ fn credentials(
     Ok(Credentials::parse(provider, &stored).ok())
 }
 
-/// Whether the (verified) call is about this channel at all; a Meta batch keeps only
-/// the changes for the channel's number. One Meta app secret or Twilio account often
-/// serves several tenants' numbers: without this, any holder of it could write into
-/// another tenant's channel.
-fn bind_to_channel(ch: &inbound::WebhookChannel, creds: Option<&Credentials>, payload: &mut Value) -> bool {
-    match creds {
-        Some(Credentials::MetaCloud(c)) => {
-            let dropped = leadflow_shared::inbound::meta::retain_changes_for(payload, &c.phone_number_id);
-            if dropped > 0 {
-                tracing::warn!(channel_id = %ch.id, dropped, "Meta changes for another number ignored");
-            }
-            true
-        }
-        Some(Credentials::Twilio(c)) => {
-            let ours = twilio::is_for(payload, &c.account_sid, &c.from);
-            if !ours {
-                tracing::warn!(channel_id = %ch.id, "Twilio call for another account or number ignored");
-            }
-            ours
-        }
-        _ => true,
-    }
-}
-
-/// Meta's subscription handshake: echo `hub.challenge` when the verify token matches.
+/// A subscription handshake (Meta's `hub.challenge`), answered when the provider's module
+/// accepts it.
 pub async fn verify(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<WebhookQuery>,
 ) -> Result<Response, ApiError> {
     let (ch, provider) = channel(&state, &id).await?;
-    let expected = match provider {
-        Provider::MetaCloud => match credentials(&state, &ch, provider)? {
-            Some(Credentials::MetaCloud(c)) => Some(c.verify_token),
-            _ => None,
-        },
-        _ => None,
-    };
-    match (q.hub_mode.as_deref(), q.hub_verify_token, q.hub_challenge, expected) {
-        (Some("subscribe"), Some(given), Some(challenge), Some(expected)) if secrets_match(&given, &expected) => {
-            Ok((StatusCode::OK, challenge).into_response())
-        }
-        _ => Err(ApiError::Forbidden),
+    let answer = credentials(&state, &ch, provider)?.and_then(|creds| {
+        leadflow_providers::subscribe(
+            &creds,
+            q.hub_mode.as_deref(),
+            q.hub_verify_token.as_deref(),
+            q.hub_challenge.as_deref(),
+        )
+    });
+    match answer {
+        Some(challenge) => Ok((StatusCode::OK, challenge).into_response()),
+        None => Err(ApiError::Forbidden),
     }
 }
 
@@ -131,60 +106,40 @@ pub async fn receive(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (ch, provider) = channel(&state, &id).await?;
-    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let token = || -> Result<String, ApiError> {
-        use secrecy::ExposeSecret;
-        let secret = channels::webhook_secret(state.master_key()?, ch.id, ch.webhook_secret_enc.as_deref())?;
-        Ok(secret.expose_secret().to_string())
-    };
-    // Meta and Twilio verify with a credential and bind the call with others: decrypted once.
-    let creds = match provider {
-        Provider::MetaCloud | Provider::Twilio => credentials(&state, &ch, provider)?,
-        _ => None,
-    };
-    // Twilio posts forms; they are stored as a flat JSON object of strings.
-    let form = (provider == Provider::Twilio).then(|| leadflow_shared::inbound::form_fields(&body));
-    let verified = match provider {
-        Provider::TelegramBot => {
-            let expected = token()?;
-            header("x-telegram-bot-api-secret-token").is_some_and(|t| secrets_match(t, &expected))
+    let secret = match ch.webhook_secret_enc.as_deref() {
+        Some(enc) => {
+            use secrecy::ExposeSecret;
+            let secret = channels::webhook_secret(state.master_key()?, ch.id, Some(enc))?;
+            Some(secret.expose_secret().to_string())
         }
-        Provider::MetaCloud => match &creds {
-            Some(Credentials::MetaCloud(c)) => meta_signature_ok(&c.app_secret, &body, header("x-hub-signature-256")),
-            _ => false,
-        },
-        Provider::Twilio => match (&creds, &form) {
-            (Some(Credentials::Twilio(c)), Some(fields)) => {
-                let expected = twilio::signature(&c.auth_token, &called_url(&state, &headers, &uri), fields);
-                header("x-twilio-signature").is_some_and(|given| secrets_match(given, &expected))
-            }
-            _ => false,
-        },
-        _ => {
-            let expected = token()?;
-            q.token.as_deref().is_some_and(|t| secrets_match(t, &expected))
-        }
+        None => None,
     };
-    if !verified {
+    let creds = credentials(&state, &ch, provider)?;
+    let url = called_url(&state, &headers, &uri);
+    let call = WebhookCall {
+        headers: &headers,
+        query_token: q.token.as_deref(),
+        url: &url,
+        body: &body,
+        webhook_secret: secret.as_deref(),
+    };
+    if !leadflow_providers::verify(provider, creds.as_ref(), &call) {
         return Err(ApiError::Unauthorized);
     }
     let limit = state.cfg.channels.webhook_rate_limit;
     if let crate::rate_limit::Decision::Limited(after) = state.limiter.check("webhook", ch.id, limit).await {
         return Err(ApiError::RateLimited(after));
     }
-    let mut payload: Value = match &form {
-        Some(fields) => leadflow_shared::inbound::form_to_json(fields),
-        None => serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?,
-    };
+    let mut payload: Value =
+        leadflow_providers::payload(provider, &body).map_err(|message| ApiError::invalid("body", message))?;
     // A provider cannot be told to fix its payload: NULs go, the message stays.
     leadflow_shared::text::strip_nul(&mut payload);
-    if !bind_to_channel(&ch, creds.as_ref(), &mut payload) {
+    if !creds.as_ref().is_none_or(|c| leadflow_providers::bind(c, &mut payload)) {
         // Acknowledged (the provider must not retry it forever) and not stored.
+        tracing::warn!(channel_id = %ch.id, "a verified call about another channel ignored");
         return Ok(acknowledge(provider, 0, 0));
     }
-    let parsed =
-        leadflow_shared::inbound::parse(provider, &payload).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let parsed = leadflow_providers::parse(provider, &payload).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     let items = parsed.messages.len() + parsed.statuses.len();
     if items > state.cfg.channels.webhook_max_items {
         return Err(ApiError::TooManyItems {
@@ -249,18 +204,18 @@ pub async fn receive(
 
 /// What the provider gets back for a call it made.
 fn acknowledge(provider: Provider, stored: usize, duplicates: usize) -> Response {
-    if provider == Provider::Twilio {
-        // Twilio reads the answer as TwiML: an empty <Response> sends nothing back.
-        return (
+    match leadflow_providers::ack(provider) {
+        // An empty <Response> sends nothing back.
+        Ack::TwiML => (
             StatusCode::OK,
             [(axum::http::header::CONTENT_TYPE, "text/xml")],
             r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#,
         )
-            .into_response();
+            .into_response(),
+        Ack::Json => (
+            StatusCode::OK,
+            Json(json!({"success": true, "stored": stored, "duplicates": duplicates})),
+        )
+            .into_response(),
     }
-    (
-        StatusCode::OK,
-        Json(json!({"success": true, "stored": stored, "duplicates": duplicates})),
-    )
-        .into_response()
 }

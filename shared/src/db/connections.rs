@@ -43,8 +43,8 @@ pub struct Transition {
 
 /// Active WhatsApp channels whose provider has a status endpoint, of enabled tenants.
 #[tracing::instrument(level = "debug", skip(pool))]
-pub async fn to_check(pool: &PgPool, providers: &[&str]) -> Result<Vec<Checked>, DbError> {
-    let providers: Vec<String> = providers.iter().map(|p| p.to_string()).collect();
+pub async fn to_check(pool: &PgPool, providers: &[crate::channel::Provider]) -> Result<Vec<Checked>, DbError> {
+    let providers: Vec<String> = providers.iter().map(|p| p.as_str().to_string()).collect();
     Ok(sqlx::query_as::<_, Checked>(
         r#"SELECT c.id, c.tenant_id, c.name, c.provider, c.credentials_enc
            FROM channels c JOIN tenants t ON t.id = c.tenant_id

@@ -254,23 +254,7 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, 
     Ok((status, bytes))
 }
 
-/// An error and its sources, `a: b: c`, for messages that must say why.
-/// A failed HTTP call as text, without its URL: provider URLs carry credentials (Z-API's
-/// instance token, Telegram's bot token) and this text is stored and shown to tenants.
-pub(crate) fn http_error(e: reqwest::Error) -> String {
-    error_chain(&e.without_url())
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}
+pub(crate) use leadflow_providers::error_chain;
 
 /// Sorts a failed response into retryable or fatal (see `reference/openai/errors-429.md`).
 pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> AiError {

@@ -287,7 +287,7 @@ async fn finish(
     let send = match (&outcome, b.channel_id) {
         (Ok(reply), Some(channel)) if !reply.content.trim().is_empty() => {
             let parts = if assistant.settings.split_replies {
-                crate::channels::split_reply(&reply.content)
+                leadflow_providers::split_reply(&reply.content)
             } else {
                 vec![reply.content.clone()]
             };

@@ -15,12 +15,12 @@ use leadflow_shared::db::notifications::Event;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::channels::status::{self, Observed};
 use crate::Ctx;
+use leadflow_providers::Observed;
 
 /// What one run did: (channels checked, state changes).
 pub async fn run(ctx: &Ctx) -> anyhow::Result<(usize, usize)> {
-    let list = connections::to_check(&ctx.pool, &status::CHECKED).await?;
+    let list = connections::to_check(&ctx.pool, &leadflow_providers::checked()).await?;
     let n = list.len();
     let changes = futures::stream::iter(list)
         .map(|ch| async move { check_one(ctx, ch).await })
@@ -43,7 +43,9 @@ async fn check_one(ctx: &Ctx, ch: Checked) -> bool {
         Err(e) => Err(e),
         Ok(creds) => match crate::jobs::send::refused_address(ctx, &creds).await {
             Some(why) => Err(why),
-            None => status::check(&ctx.guarded, &creds).await.map_err(|e| e.to_string()),
+            None => leadflow_providers::check(&ctx.guarded, &creds)
+                .await
+                .map_err(|e| e.to_string()),
         },
     };
     let result = match observed {

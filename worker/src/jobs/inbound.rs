@@ -93,7 +93,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
         inbound::finish(&ctx.pool, ev.id, Handled::Failed("unknown provider")).await?;
         return Ok(());
     };
-    let parsed = match leadflow_shared::inbound::parse(provider, &ev.payload) {
+    let parsed = match leadflow_providers::parse(provider, &ev.payload) {
         Ok(p) => p,
         Err(e) => {
             inbound::finish(&ctx.pool, ev.id, Handled::Failed(&e.to_string())).await?;
@@ -174,7 +174,10 @@ pub async fn handle(ctx: Arc<Ctx>, job: ProcessInbound) -> anyhow::Result<()> {
                 caption,
                 file_ref,
                 ..
-            } => match file_ref.as_deref().and_then(|r| MediaHandle::for_provider(provider, r)) {
+            } => match file_ref
+                .as_deref()
+                .and_then(|r| leadflow_providers::media_handle(provider, r))
+            {
                 // A provider handle (Telegram file_id, Meta media id, an e-mail attachment):
                 // the media job resolves it with this channel's credentials.
                 Some(handle) => (media_type(*kind), None, Some(handle), caption.clone()),

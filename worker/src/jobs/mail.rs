@@ -11,9 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use leadflow_providers::email::parse_stored;
 use leadflow_shared::db::inbound::WebhookChannel;
 use leadflow_shared::db::{channels, inbound, mailboxes};
-use leadflow_shared::inbound::email::{parse_stored, StoredAttachment, StoredMail};
+use leadflow_shared::inbound::email::{StoredAttachment, StoredMail};
 use leadflow_shared::inbound::{kind_of_mime, EventKey, MediaKind};
 use leadflow_shared::queue::{PollMailbox, ProcessInbound};
 

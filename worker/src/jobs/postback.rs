@@ -18,8 +18,8 @@ use leadflow_shared::queue::DeliverPostback;
 use leadflow_shared::signing;
 use rand::Rng;
 
-use crate::channels::{send_text, Recipient};
 use crate::Ctx;
+use leadflow_providers::{send_text, Recipient};
 use AttemptError::{Refused, Transient};
 
 /// How much of the receiver's response body an attempt row keeps.
@@ -249,15 +249,7 @@ async fn send_through_channel(ctx: &Ctx, d: &deliveries::Delivery) -> Result<Sen
             ..Recipient::default()
         }
     };
-    match send_text(
-        &ctx.guarded,
-        &ctx.ssrf,
-        &creds,
-        &recipient,
-        &crate::notify::text(&d.payload),
-    )
-    .await
-    {
+    match send_text(&ctx.outbound(), &creds, &recipient, &crate::notify::text(&d.payload)).await {
         Ok(sent) => Ok(Sent {
             status: sent.status,
             body: sent.provider_message_id.unwrap_or_default(),

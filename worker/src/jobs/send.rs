@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use leadflow_shared::channel::Provider;
 use leadflow_shared::credentials::Credentials;
-use leadflow_shared::db::{channels, identities, lead_channels, mailboxes, outbox, tenants};
+use leadflow_shared::db::{channels, identities, lead_channels, outbox, tenants};
 use leadflow_shared::delivery::DeliveryState;
 use leadflow_shared::queue::{jittered_backoff, SendMessage};
 
-use crate::channels::{send_template, send_text, Recipient, SendError, Sent};
 use crate::Ctx;
+use leadflow_providers::{send_template, send_text, Recipient, SendError, Sent};
 
 /// Attempts per message before it is marked failed.
 pub const MAX_ATTEMPTS: i32 = 6;
@@ -219,21 +219,7 @@ async fn throttle(ctx: &Ctx, channel_id: uuid::Uuid) -> Option<Duration> {
 /// Every address a tenant gave is checked like a postback URL; `Some(why)` when one is
 /// refused.
 pub async fn refused_address(ctx: &Ctx, creds: &Credentials) -> Option<String> {
-    for (key, url) in creds.urls() {
-        if let Err(e) = ctx.ssrf.check_url(url).await {
-            return Some(format!("credentials.{key} refused: {e}"));
-        }
-    }
-    if let Credentials::SmtpImap(creds) = creds {
-        let (host, port) = match crate::channels::email::smtp_server(creds) {
-            Ok(server) => server,
-            Err(e) => return Some(e.to_string()),
-        };
-        if let Err(e) = ctx.ssrf.resolve_host(&host, port).await {
-            return Some(format!("credentials.smtp_host refused: {e}"));
-        }
-    }
-    None
+    leadflow_providers::refused(creds, &ctx.ssrf).await
 }
 
 /// Resolves channel, credentials and recipient, and sends: free-form text, or the
@@ -263,21 +249,17 @@ async fn attempt(ctx: &Ctx, o: &outbox::Outgoing, ch: Option<&channels::Channel>
             _ => {}
         }
     }
-    if provider == Provider::SmtpImap {
-        if let Some(address) = &to.email {
-            to.thread = mailboxes::last_thread(&ctx.pool, ch.id, address).await?;
-        }
-    }
-    let in_window = !provider.has_24h_window()
+    leadflow_providers::address(&creds, &ctx.pool, ch.id, &mut to).await?;
+    let in_window = !leadflow_providers::has_24h_window(provider)
         || lead_channels::last_inbound(&ctx.pool, o.lead_id, ch.id)
             .await?
             .is_some_and(|t| chrono::Utc::now() < t + chrono::Duration::hours(24));
     let started = Instant::now();
     let (result, template) = if in_window {
-        (send_text(&ctx.guarded, &ctx.ssrf, &creds, &to, &o.content).await, None)
+        (send_text(&ctx.outbound(), &creds, &to, &o.content).await, None)
     } else {
         // Official WhatsApp refuses free-form text 24 h after the lead's last message.
-        match send_template(&ctx.guarded, &creds, &to).await {
+        match send_template(&ctx.outbound(), &creds, &to).await {
             Ok(Some((name, sent))) => (Ok(sent), Some(name)),
             Ok(None) => (
                 Err(SendError::Config(

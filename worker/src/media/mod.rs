@@ -6,7 +6,6 @@
 //! Every failure is a [`MediaError`] with a short code and a reason fit for the prompt
 //! note ("the file is larger than …"): a bad medium never fails the burst.
 
-pub mod download;
 pub mod pdf;
 pub mod resolve;
 pub mod sniff;
@@ -43,8 +42,8 @@ impl MediaError {
     }
 }
 
-impl From<download::DownloadError> for MediaError {
-    fn from(e: download::DownloadError) -> Self {
+impl From<leadflow_providers::DownloadError> for MediaError {
+    fn from(e: leadflow_providers::DownloadError) -> Self {
         Self {
             code: e.code().into(),
             retryable: e.retryable(),

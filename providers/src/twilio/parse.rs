@@ -10,8 +10,8 @@
 
 use serde_json::Value;
 
-use super::{e164, text, Content, Identity, Inbound, MediaParts, ParseError, Parsed, StatusUpdate};
-use crate::delivery::Reported;
+use leadflow_shared::delivery::Reported;
+use leadflow_shared::inbound::{e164, text, Content, Identity, Inbound, MediaParts, ParseError, Parsed, StatusUpdate};
 
 const PROVIDER: &str = "twilio";
 
@@ -45,7 +45,7 @@ pub fn is_for(body: &Value, account_sid: &str, from: &str) -> bool {
 pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
     let sid = text(body, "MessageSid")
         .or_else(|| text(body, "SmsSid"))
-        .ok_or_else(|| super::shape(PROVIDER, "no `MessageSid`"))?;
+        .ok_or_else(|| leadflow_shared::inbound::shape(PROVIDER, "no `MessageSid`"))?;
     let mut out = Parsed::default();
     if let Some(status) = text(body, "MessageStatus").or_else(|| text(body, "SmsStatus")) {
         // An incoming message carries `SmsStatus=received`; everything else is about ours.
@@ -138,8 +138,8 @@ pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbound::testing::{form, one};
-    use crate::inbound::MediaKind;
+    use crate::testing::{form, one};
+    use leadflow_shared::inbound::MediaKind;
 
     const SMS: &str = include_str!("../../../tests/fixtures/providers/twilio/inbound-sms.form");
     const MMS: &str = include_str!("../../../tests/fixtures/providers/twilio/inbound-mms.form");

@@ -1,22 +1,9 @@
-//! Sending through a channel's provider. Each provider module builds its own request
-//! (path, auth, body) from the channel's credentials and reads the provider's message id
-//! from the answer; errors are sorted the same way for all: network trouble, 408/429 and
-//! 5xx are worth another try (with the provider's `retry-after` when it gives one),
-//! other 4xx are final.
-
-pub mod email;
-pub mod evolution;
-pub mod gupshup;
-pub mod http_sms;
-pub mod meta;
-pub mod status;
-pub mod telegram;
-pub mod twilio;
-pub mod zapi;
+//! What every provider's HTTP calls share: who a message goes to, what a send gave back,
+//! and how a provider's answer is read and its errors sorted the same way for all:
+//! network trouble, 408/429 and 5xx are worth another try (with the provider's
+//! `retry-after` when it gives one), other 4xx are final.
 
 use std::time::Duration;
-
-use leadflow_shared::credentials::Credentials;
 
 /// Who a message goes to, by the identities the lead has.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +14,7 @@ pub struct Recipient {
     pub telegram_chat: Option<String>,
     pub email: Option<String>,
     /// For e-mail: the conversation a reply belongs to.
-    pub thread: Option<email::Thread>,
+    pub thread: Option<leadflow_shared::inbound::email::Thread>,
 }
 
 #[derive(Debug)]
@@ -78,7 +65,7 @@ impl SendError {
 }
 
 /// Posts `body` as JSON and returns the status and parsed answer, or a sorted error.
-async fn post_json(
+pub(crate) async fn post_json(
     req: reqwest::RequestBuilder,
     body: &serde_json::Value,
 ) -> Result<(u16, serde_json::Value), SendError> {
@@ -91,15 +78,12 @@ pub(crate) async fn read_answer(resp: &mut reqwest::Response) -> Result<String, 
     use leadflow_shared::http_body::{read_capped_text, PROVIDER_ANSWER_CAP};
     read_capped_text(resp, PROVIDER_ANSWER_CAP)
         .await
-        .map_err(|e| SendError::Network(crate::ai::error_chain(&e)))
+        .map_err(|e| SendError::Network(error_chain(&e)))
 }
 
 /// Sends a prepared request and returns the status and parsed answer, or a sorted error.
-async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), SendError> {
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
+pub(crate) async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), SendError> {
+    let mut resp = req.send().await.map_err(|e| SendError::Network(http_error(e)))?;
     let status = resp.status().as_u16();
     let retry_after = leadflow_shared::retry_after::from_headers(resp.headers());
     let text = read_answer(&mut resp).await?;
@@ -119,6 +103,33 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Valu
         });
     }
     Ok((status, json))
+}
+
+/// A failed HTTP call as text, without its URL: provider URLs carry credentials (Z-API's
+/// instance token, Telegram's bot token) and this text is stored and shown to tenants.
+pub fn http_error(e: reqwest::Error) -> String {
+    error_chain(&e.without_url())
+}
+
+/// An error and its sources, `a: b: c`, for messages that must say why.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// A GET-style call whose answer is read whatever its status (the caller sorts it).
+pub(crate) async fn get_json(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), SendError> {
+    let mut resp = req.send().await.map_err(|e| SendError::Network(http_error(e)))?;
+    let status = resp.status().as_u16();
+    let text = read_answer(&mut resp).await?;
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Ok((status, body))
 }
 
 /// Most parts a reply is split into; the rest stays in the last part.
@@ -141,46 +152,6 @@ pub fn split_reply(content: &str) -> Vec<String> {
         parts.push(content.trim().to_string());
     }
     parts
-}
-
-/// Sends `text` to `to` through the channel's provider.
-pub async fn send_text(
-    http: &reqwest::Client,
-    policy: &leadflow_shared::ssrf::Policy,
-    creds: &Credentials,
-    to: &Recipient,
-    text: &str,
-) -> Result<Sent, SendError> {
-    match creds {
-        Credentials::ZApi(c) => zapi::send_text(http, c, to, text).await,
-        Credentials::Evolution(c) => evolution::send_text(http, c, to, text).await,
-        Credentials::TelegramBot(c) => telegram::send_text(http, c, to, text).await,
-        Credentials::MetaCloud(c) => meta::send_text(http, c, to, text).await,
-        Credentials::Gupshup(c) => gupshup::send_text(http, c, to, text).await,
-        Credentials::Twilio(c) => twilio::send_text(http, c, to, text).await,
-        Credentials::HttpSms(c) => http_sms::send_text(http, c, to, text).await,
-        Credentials::SmtpImap(c) => email::send_text(policy, c, to, text).await,
-    }
-}
-
-/// The channel's approved template, for official WhatsApp outside the 24-hour window:
-/// `Some(name)` once sent, `None` when the channel has none configured.
-pub async fn send_template(
-    http: &reqwest::Client,
-    creds: &Credentials,
-    to: &Recipient,
-) -> Result<Option<(String, Sent)>, SendError> {
-    Ok(match creds {
-        Credentials::MetaCloud(c) => match &c.template_name {
-            Some(name) => Some((name.clone(), meta::send_template(http, c, to, name).await?)),
-            None => None,
-        },
-        Credentials::Gupshup(c) => match &c.template_id {
-            Some(id) => Some((id.clone(), gupshup::send_template(http, c, to, id).await?)),
-            None => None,
-        },
-        _ => None,
-    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use leadflow_shared::credentials::ZApi;
 use serde_json::json;
 
-use super::{post_json, Recipient, SendError, Sent};
+use crate::http::{post_json, Recipient, SendError, Sent};
 
 /// A request to the instance's `endpoint` (`send-text`, `status`), with the account's
 /// `Client-Token` when the tenant gave one.

@@ -4,7 +4,7 @@
 use leadflow_shared::credentials::TelegramBot;
 use serde_json::json;
 
-use super::{post_json, Recipient, SendError, Sent};
+use crate::http::{post_json, Recipient, SendError, Sent};
 
 /// Telegram's limit per message.
 const MAX_CHARS: usize = 4096;

@@ -1,7 +1,7 @@
 //! Helpers and the fictional lead shared by the providers' tests: every provider's example
 //! payloads describe the same conversation, so they must normalise to the same values.
 
-use super::{Content, Inbound, MediaKind, ParseError, Parsed};
+use leadflow_shared::inbound::{Content, Inbound, MediaKind, ParseError, Parsed};
 use serde_json::Value;
 
 pub(crate) const PHONE: &str = "+5511987654321";
@@ -63,5 +63,5 @@ pub(crate) fn media(
 
 /// A form-encoded fixture (Twilio) as the webhook handler stores it.
 pub(crate) fn form(raw: &str) -> Value {
-    super::form_to_json(&super::form_fields(raw.trim().as_bytes()))
+    leadflow_shared::inbound::form_to_json(&leadflow_shared::inbound::form_fields(raw.trim().as_bytes()))
 }

@@ -5,7 +5,7 @@
 
 use leadflow_shared::credentials::Twilio;
 
-use super::{exchange, Recipient, SendError, Sent};
+use crate::http::{exchange, Recipient, SendError, Sent};
 
 /// Twilio's limit for one message body.
 const MAX_CHARS: usize = 1600;

@@ -6,11 +6,11 @@
 
 use serde_json::Value;
 
-use super::{
+use leadflow_shared::delivery::Reported;
+use leadflow_shared::inbound::{
     display_name, e164, epoch_ms, int, scalar, shape, text, Content, Identity, Inbound, MediaKind, MediaParts,
     ParseError, Parsed, StatusUpdate,
 };
-use crate::delivery::Reported;
 
 const PROVIDER: &str = "meta-cloud";
 
@@ -225,9 +225,9 @@ fn echoes(value: &Value, out: &mut Parsed) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
-    use super::super::MediaKind::{Audio, Image, Pdf};
     use super::*;
+    use crate::testing::*;
+    use leadflow_shared::inbound::MediaKind::{Audio, Image, Pdf};
     use serde_json::json;
 
     const TEXT: &str = include_str!("../../../tests/fixtures/providers/meta-cloud/webhook-text.json");

@@ -6,7 +6,7 @@
 use leadflow_shared::credentials::HttpSms;
 use serde_json::json;
 
-use super::{post_json, Recipient, SendError, Sent};
+use crate::http::{post_json, Recipient, SendError, Sent};
 
 pub async fn send_text(http: &reqwest::Client, creds: &HttpSms, to: &Recipient, text: &str) -> Result<Sent, SendError> {
     let phone = to

@@ -5,7 +5,7 @@
 use leadflow_shared::credentials::MetaCloud;
 use serde_json::{json, Value};
 
-use super::{post_json, Recipient, SendError, Sent};
+use crate::http::{post_json, Recipient, SendError, Sent};
 
 fn to(r: &Recipient) -> Result<String, SendError> {
     r.phone

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{
+use leadflow_shared::inbound::{
     display_name, e164, epoch_ms, flag, int, scalar, shape, text, Content, Identity, Inbound, MediaKind, MediaParts,
     ParseError, Parsed,
 };
@@ -162,9 +162,9 @@ fn content(m: &Value) -> Option<Content> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
-    use super::super::MediaKind::{Audio, Image, Pdf};
     use super::*;
+    use crate::testing::*;
+    use leadflow_shared::inbound::MediaKind::{Audio, Image, Pdf};
     use serde_json::json;
 
     const TEXT: &str = include_str!("../../../tests/fixtures/providers/telegram/update-text.json");

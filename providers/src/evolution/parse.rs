@@ -10,12 +10,12 @@
 
 use serde_json::Value;
 
-use super::{
+use leadflow_shared::channel::Connection;
+use leadflow_shared::delivery::Reported;
+use leadflow_shared::inbound::{
     display_name, epoch_ms, flag, int, jid, shape, text, Content, Identity, Inbound, MediaKind, MediaParts, ParseError,
     Parsed, StatusUpdate,
 };
-use crate::channel::Connection;
-use crate::delivery::Reported;
 
 const PROVIDER: &str = "evolution";
 
@@ -245,9 +245,9 @@ fn connection(data: &Value, out: &mut Parsed) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
-    use super::super::MediaKind::{Audio, Image, Pdf};
     use super::*;
+    use crate::testing::*;
+    use leadflow_shared::inbound::MediaKind::{Audio, Image, Pdf};
     use serde_json::json;
 
     const TEXT: &str =

@@ -5,7 +5,7 @@
 use leadflow_shared::credentials::Gupshup;
 use serde_json::json;
 
-use super::{Recipient, SendError, Sent};
+use crate::http::{Recipient, SendError, Sent};
 
 async fn post(
     http: &reqwest::Client,
@@ -33,9 +33,9 @@ async fn post(
         .form(&form)
         .send()
         .await
-        .map_err(|e| SendError::Network(crate::ai::http_error(e)))?;
+        .map_err(|e| SendError::Network(crate::http::http_error(e)))?;
     let status = resp.status().as_u16();
-    let text = super::read_answer(&mut resp).await?;
+    let text = crate::http::read_answer(&mut resp).await?;
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     // Gupshup answers some refusals with a 2xx and `"status": "error"`.
     if !(200..300).contains(&status) || answer["status"] == json!("error") {

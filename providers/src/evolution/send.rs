@@ -4,7 +4,7 @@
 use leadflow_shared::credentials::Evolution;
 use serde_json::json;
 
-use super::{post_json, Recipient, SendError, Sent};
+use crate::http::{post_json, Recipient, SendError, Sent};
 
 pub async fn send_text(
     http: &reqwest::Client,

@@ -5,7 +5,7 @@
 use leadflow_shared::http_body::BodyError;
 use leadflow_shared::ssrf::Policy;
 
-use crate::ai::http_error;
+use crate::http::http_error;
 
 /// A downloaded file, whole, at most the cap in size.
 #[derive(Debug)]
@@ -119,7 +119,7 @@ pub async fn read_capped(resp: &mut reqwest::Response, limit: u64) -> Result<Vec
         .await
         .map_err(|e| match e {
             BodyError::TooLarge { limit } => DownloadError::TooLarge { limit },
-            BodyError::Network(e) => DownloadError::Network(crate::ai::error_chain(&e)),
+            BodyError::Network(e) => DownloadError::Network(crate::http::error_chain(&e)),
         })
 }
 

@@ -10,18 +10,23 @@
 
 use serde_json::Value;
 
-use super::{e164, scalar, text, Content, Identity, Inbound, MediaParts, ParseError, Parsed, StatusUpdate};
-use crate::delivery::Reported;
+use leadflow_shared::delivery::Reported;
+use leadflow_shared::inbound::{
+    e164, scalar, text, Content, Identity, Inbound, MediaParts, ParseError, Parsed, StatusUpdate,
+};
 
 const PROVIDER: &str = "http-sms";
 
 pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
     if !body.is_object() {
-        return Err(super::shape(PROVIDER, "the body must be a JSON object"));
+        return Err(leadflow_shared::inbound::shape(
+            PROVIDER,
+            "the body must be a JSON object",
+        ));
     }
     let id = scalar(body, "id")
         .or_else(|| scalar(body, "message_id"))
-        .ok_or_else(|| super::shape(PROVIDER, "no `id`"))?;
+        .ok_or_else(|| leadflow_shared::inbound::shape(PROVIDER, "no `id`"))?;
     let mut out = Parsed::default();
     if let Some(status) = text(body, "status") {
         let Some(reported) = (match status.to_ascii_lowercase().as_str() {
@@ -44,7 +49,10 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
         return Ok(out);
     }
     let Some(phone) = text(body, "from").and_then(e164) else {
-        return Err(super::shape(PROVIDER, "`from` must be a phone number"));
+        return Err(leadflow_shared::inbound::shape(
+            PROVIDER,
+            "`from` must be a phone number",
+        ));
     };
     let said = text(body, "text")
         .or_else(|| text(body, "body"))
@@ -83,7 +91,7 @@ pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbound::testing::{fixture, one, said, FIRST_TEXT, PHONE};
+    use crate::testing::{fixture, one, said, FIRST_TEXT, PHONE};
 
     const TEXT: &str = include_str!("../../../tests/fixtures/providers/http-sms/inbound-text.json");
 

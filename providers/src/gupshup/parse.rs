@@ -2,24 +2,24 @@
 //! `{app, timestamp, version, type, payload}`, where `type` is `message` (the lead wrote),
 //! `message-event` (a report on something we sent) or `user-event`/`billing-event`/…,
 //! which are skipped. Apps on the partner "v3" format receive Meta's own envelope
-//! instead; that is handed to [`super::meta`].
+//! instead; that is handed to [`crate::meta`].
 //!
 //! Gupshup is an official API: there are no groups, and our own sends never come back as
 //! messages, only as `message-event`s keyed by the `messageId` the send call returned.
 
 use serde_json::Value;
 
-use super::{
+use leadflow_shared::delivery::Reported;
+use leadflow_shared::inbound::{
     display_name, e164, epoch_ms, int, scalar, shape, text, Content, Identity, Inbound, MediaKind, MediaParts,
     ParseError, Parsed, StatusUpdate,
 };
-use crate::delivery::Reported;
 
 const PROVIDER: &str = "gupshup";
 
 pub fn parse(body: &Value) -> Result<Parsed, ParseError> {
     if body.get("entry").is_some() {
-        return super::meta::parse(body);
+        return crate::meta::parse::parse(body);
     }
     let kind = text(body, "type").ok_or_else(|| shape(PROVIDER, "no `type`"))?;
     let payload = body
@@ -122,9 +122,9 @@ fn event(p: &Value, out: &mut Parsed) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
-    use super::super::MediaKind::{Audio, Image, Pdf};
     use super::*;
+    use crate::testing::*;
+    use leadflow_shared::inbound::MediaKind::{Audio, Image, Pdf};
     use serde_json::json;
 
     const TEXT: &str = include_str!("../../../tests/fixtures/providers/gupshup/v2-inbound-text.json");

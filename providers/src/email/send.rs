@@ -16,9 +16,9 @@ use lettre::transport::smtp::authentication::Credentials as Login;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::net::SocketAddr;
 
-use super::{Recipient, SendError, Sent};
+use crate::http::{Recipient, SendError, Sent};
 
-pub use leadflow_shared::inbound::email::Thread;
+use leadflow_shared::inbound::email::Thread;
 
 /// `(host, port)` of the channel's SMTP server.
 pub fn smtp_server(creds: &SmtpImap) -> Result<(String, u16), SendError> {
