@@ -20,17 +20,19 @@ COPY api/Cargo.toml api/
 COPY worker/Cargo.toml worker/
 COPY scheduler/Cargo.toml scheduler/
 COPY shared/Cargo.toml shared/
+COPY providers/Cargo.toml providers/
 COPY bench/Cargo.toml bench/
-RUN for crate in api worker scheduler shared bench; do mkdir -p $crate/src && echo '' > $crate/src/lib.rs; done \
+COPY testkit/Cargo.toml testkit/
+RUN for crate in api worker scheduler shared providers bench testkit; do mkdir -p $crate/src && echo '' > $crate/src/lib.rs; done \
  && echo 'fn main() {}' > bench/src/main.rs && mkdir -p src tests/e2e \
  && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs && echo 'fn main() {}' > tests/e2e/main.rs \
  && cargo build --release --locked --bin leadflow \
- && rm -rf api/src worker/src scheduler/src shared/src bench/src src tests
+ && rm -rf api/src worker/src scheduler/src shared/src providers/src bench/src testkit/src src tests
 COPY . .
 # The real sources are newer than the placeholders' build: touch them so cargo rebuilds
 # the workspace crates (and only them).
 # Line tables stay (a panic's backtrace names file and line), compressed: a third the size.
-RUN find api worker scheduler shared src -name '*.rs' -exec touch {} + \
+RUN find api worker scheduler shared providers src -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin leadflow \
  && objcopy --compress-debug-sections=zlib target/release/leadflow /usr/local/bin/leadflow
 

@@ -1,21 +1,22 @@
 //! The messaging providers, one module each, holding everything Leadflow knows about that
 //! provider: how its webhook calls are verified and bound to a channel, how its payloads
 //! parse into lead messages ([`leadflow_shared::inbound::Parsed`]), how a message is sent
-//! through it, how its connection is checked and how its media handles are resolved. The
-//! typed credentials a channel of it holds are declared in `leadflow_shared::credentials`
-//! (the API validates and stores them there); each module implements [`Channel`] for its
-//! credentials type.
+//! through it, how its connection is checked and how its media handles are resolved, and
+//! the typed credentials a channel of it holds ([`credentials!`]); each module implements
+//! [`Channel`] for its credentials type.
 //!
 //! A crate of its own because both the API (verification, parsing) and the worker
 //! (parsing again, sending, checks, media) need a provider's knowledge, and neither should
 //! hold the other's half of it; `shared` keeps what is provider-neutral (the normalised
 //! inbound shape, the credentials' storage, the database).
 //!
-//! Adding a provider: a `Provider` variant and its credentials in `leadflow-shared`, a
-//! module here implementing [`Channel`], and its line in [`registry!`]'s list below.
-//! Every dispatch (webhooks, sends, checks, media) is generated from that list.
+//! Adding a provider: its name as a `Provider` variant in `leadflow-shared` (the database
+//! and the API's vocabulary), a module here declaring its credentials and implementing
+//! [`Channel`], and its line in the `registry!` list below. Every dispatch (credentials,
+//! webhooks, sends, checks, media) is generated from that list.
 #![forbid(unsafe_code)]
 
+pub mod credentials;
 pub mod download;
 pub mod email;
 pub mod evolution;
@@ -32,7 +33,6 @@ pub mod zapi;
 use std::future::Future;
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::{self, Credentials};
 use leadflow_shared::inbound::{ParseError, Parsed};
 use leadflow_shared::media_handle::{MediaHandle, NOT_ALLOWED};
 use serde_json::Value;
@@ -230,11 +230,40 @@ pub trait Channel: Sized + Send + Sync {
 /// Generates every dispatch from the list of providers: by [`Provider`] where no
 /// credentials are at hand (parsing), by [`Credentials`] otherwise.
 macro_rules! registry {
-    ($($variant:ident),* $(,)?) => {
+    ($($variant:ident => $ty:ty),* $(,)?) => {
+        /// A channel's credentials, typed by its provider.
+        #[derive(Debug, Clone)]
+        pub enum Credentials {
+            $($variant($ty),)*
+        }
+
+        impl Credentials {
+            /// The stored map as `provider`'s credentials.
+            pub fn parse(provider: Provider, map: &credentials::Map) -> Result<Self, credentials::Missing> {
+                Ok(match provider {
+                    $(Provider::$variant => Self::$variant(<$ty>::from_map(map)?),)*
+                })
+            }
+        }
+
+        /// Keys a channel of `provider` must have.
+        pub fn required(provider: Provider) -> &'static [&'static str] {
+            match provider {
+                $(Provider::$variant => <$ty>::REQUIRED,)*
+            }
+        }
+
+        /// Keys it may also have.
+        pub fn optional(provider: Provider) -> &'static [&'static str] {
+            match provider {
+                $(Provider::$variant => <$ty>::OPTIONAL,)*
+            }
+        }
+
         /// Parses a webhook body (as stored) in `provider`'s own format.
         pub fn parse(provider: Provider, payload: &Value) -> Result<Parsed, ParseError> {
             match provider {
-                $(Provider::$variant => <credentials::$variant as Channel>::parse(payload),)*
+                $(Provider::$variant => <$ty as Channel>::parse(payload),)*
             }
         }
 
@@ -245,7 +274,7 @@ macro_rules! registry {
                 return None;
             }
             match provider {
-                $(Provider::$variant => <credentials::$variant as Channel>::media_handle(file_ref),)*
+                $(Provider::$variant => <$ty as Channel>::media_handle(file_ref),)*
             }
         }
 
@@ -253,8 +282,8 @@ macro_rules! registry {
         pub fn verify(provider: Provider, creds: Option<&Credentials>, call: &WebhookCall<'_>) -> bool {
             match (provider, creds) {
                 $(
-                    (Provider::$variant, Some(Credentials::$variant(c))) => credentials::$variant::verify(Some(c), call),
-                    (Provider::$variant, _) => credentials::$variant::verify(None, call),
+                    (Provider::$variant, Some(Credentials::$variant(c))) => <$ty>::verify(Some(c), call),
+                    (Provider::$variant, _) => <$ty>::verify(None, call),
                 )*
             }
         }
@@ -262,19 +291,19 @@ macro_rules! registry {
         /// The call's body as JSON (see [`Channel::payload`]).
         pub fn payload(provider: Provider, body: &[u8]) -> Result<Value, String> {
             match provider {
-                $(Provider::$variant => <credentials::$variant as Channel>::payload(body),)*
+                $(Provider::$variant => <$ty as Channel>::payload(body),)*
             }
         }
 
         pub fn ack(provider: Provider) -> Ack {
             match provider {
-                $(Provider::$variant => <credentials::$variant as Channel>::ack(),)*
+                $(Provider::$variant => <$ty as Channel>::ack(),)*
             }
         }
 
         pub fn has_24h_window(provider: Provider) -> bool {
             match provider {
-                $(Provider::$variant => <credentials::$variant as Channel>::HAS_24H_WINDOW,)*
+                $(Provider::$variant => <$ty as Channel>::HAS_24H_WINDOW,)*
             }
         }
 
@@ -282,7 +311,7 @@ macro_rules! registry {
         pub fn checked() -> Vec<Provider> {
             let mut out = Vec::new();
             $(
-                if <credentials::$variant as Channel>::CHECKED {
+                if <$ty as Channel>::CHECKED {
                     out.push(Provider::$variant);
                 }
             )*
@@ -367,14 +396,14 @@ macro_rules! registry {
 }
 
 registry!(
-    ZApi,
-    Evolution,
-    Gupshup,
-    MetaCloud,
-    TelegramBot,
-    SmtpImap,
-    Twilio,
-    HttpSms
+    ZApi => zapi::ZApi,
+    Evolution => evolution::Evolution,
+    Gupshup => gupshup::Gupshup,
+    MetaCloud => meta::MetaCloud,
+    TelegramBot => telegram::TelegramBot,
+    SmtpImap => email::SmtpImap,
+    Twilio => twilio::Twilio,
+    HttpSms => http_sms::HttpSms,
 );
 
 /// The `base_url` key, when the tenant gave one.
@@ -414,10 +443,7 @@ mod tests {
     #[test]
     fn every_provider_is_registered_once() {
         let map = |p: Provider| -> credentials::Map {
-            credentials::required(p)
-                .iter()
-                .map(|k| (k.to_string(), format!("v-{k}")))
-                .collect()
+            required(p).iter().map(|k| (k.to_string(), format!("v-{k}"))).collect()
         };
         for p in Provider::EVERY {
             let creds = Credentials::parse(p, &map(p)).unwrap();

@@ -1,7 +1,7 @@
 //! Channels: the ways leads reach a business (WhatsApp through Z-API, Evolution API,
-//! Gupshup or Meta Cloud; Telegram; e-mail; SMS). Each provider has its own credentials;
-//! this module knows which keys each one needs, so the API can refuse an incomplete
-//! channel with a 422 naming the missing key instead of failing at the first send.
+//! Gupshup or Meta Cloud; Telegram; e-mail; SMS): their types, providers and connection
+//! states as the database and the API name them. What each provider needs and does
+//! (its credentials, webhooks, sending) is its module's in `leadflow-providers`.
 
 use serde::{Deserialize, Serialize};
 
@@ -118,17 +118,6 @@ impl Provider {
             Self::Twilio | Self::HttpSms => ChannelType::Sms,
         }
     }
-
-    /// Credential keys a channel of this provider must have (declared with its type in
-    /// [`crate::credentials`]).
-    pub fn required_credentials(self) -> &'static [&'static str] {
-        crate::credentials::required(self)
-    }
-
-    /// Credential keys it may also have.
-    pub fn optional_credentials(self) -> &'static [&'static str] {
-        crate::credentials::optional(self)
-    }
 }
 
 /// Compares two secrets (webhook tokens, the operator token) in time independent of
@@ -166,7 +155,6 @@ mod tests {
         for p in Provider::EVERY {
             assert_eq!(Provider::parse(p.as_str()), Some(p));
             assert!(Provider::ALL.contains(p.as_str()));
-            assert!(!p.required_credentials().is_empty());
         }
         assert_eq!(Provider::parse("z-api").unwrap().channel_type(), ChannelType::Whatsapp);
         assert_eq!(Provider::parse("twilio").unwrap().channel_type(), ChannelType::Sms);

@@ -5,7 +5,6 @@
 
 pub mod channel;
 pub mod config;
-pub mod credentials;
 pub mod crypto;
 pub mod db;
 pub mod delivery;

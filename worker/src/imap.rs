@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use leadflow_providers::email::strip_quoted;
-use leadflow_shared::credentials::SmtpImap;
+use leadflow_providers::email::SmtpImap;
 use leadflow_shared::inbound::email::StoredMail;
 use mail_parser::{MessageParser, MimeHeaders};
 use tokio::net::TcpStream;

@@ -67,13 +67,15 @@ fn merge_credentials(provider: Provider, mut creds: Credentials, body: &JsonObje
     match body.0.get("credentials") {
         None | Some(Value::Null) => {}
         Some(Value::Object(given)) => {
-            let known =
-                |k: &str| provider.required_credentials().contains(&k) || provider.optional_credentials().contains(&k);
+            let known = |k: &str| {
+                leadflow_providers::required(provider).contains(&k)
+                    || leadflow_providers::optional(provider).contains(&k)
+            };
             for (k, v) in given {
                 let field = format!("credentials.{k}");
                 if !known(k) {
-                    let mut keys: Vec<&str> = provider.required_credentials().to_vec();
-                    keys.extend(provider.optional_credentials());
+                    let mut keys: Vec<&str> = leadflow_providers::required(provider).to_vec();
+                    keys.extend(leadflow_providers::optional(provider));
                     let msg = format!("{} takes only: {}", provider.as_str(), keys.join(", "));
                     return Err(ApiError::invalid(field, msg));
                 }
@@ -98,7 +100,7 @@ fn merge_credentials(provider: Provider, mut creds: Credentials, body: &JsonObje
         }
         Some(_) => return Err(ApiError::invalid("credentials", "credentials must be an object")),
     }
-    for k in provider.required_credentials() {
+    for k in leadflow_providers::required(provider) {
         if !creds.contains_key(*k) {
             return Err(ApiError::invalid(
                 format!("credentials.{k}"),
@@ -106,7 +108,7 @@ fn merge_credentials(provider: Provider, mut creds: Credentials, body: &JsonObje
             ));
         }
     }
-    for k in leadflow_shared::credentials::URL_KEYS {
+    for k in leadflow_providers::credentials::URL_KEYS {
         if let Some(u) = creds.get(k) {
             if url::Url::parse(u).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
                 return Err(ApiError::invalid(

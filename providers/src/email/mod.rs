@@ -10,7 +10,6 @@ pub mod parse;
 mod send;
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::SmtpImap;
 use leadflow_shared::db::mailboxes;
 use leadflow_shared::inbound::{ParseError, Parsed};
 use leadflow_shared::media_handle::{MediaHandle, NOT_ALLOWED};
@@ -20,6 +19,26 @@ pub use parse::{parse_stored, sender_authenticated, strip_quoted};
 pub use send::smtp_server;
 
 use crate::{Channel, DownloadError, Downloaded, MediaFetch, Outbound, Recipient, SendError, Sent};
+
+crate::credentials! {
+    /// E-mail: SMTP out (and IMAP in, when `imap_host` is given; its login defaults to
+    /// SMTP's).
+    SmtpImap {
+        required: [smtp_host, username, password, from],
+        optional: [
+            smtp_port,
+            smtp_security,
+            subject,
+            imap_host,
+            imap_port,
+            imap_security,
+            imap_mailbox,
+            imap_username,
+            imap_password,
+            imap_authserv_id,
+        ],
+    }
+}
 
 impl Channel for SmtpImap {
     const PROVIDER: Provider = Provider::SmtpImap;

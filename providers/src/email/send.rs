@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use leadflow_shared::credentials::SmtpImap;
+use super::SmtpImap;
 use leadflow_shared::ssrf::Policy;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;

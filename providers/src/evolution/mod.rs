@@ -8,13 +8,20 @@ pub mod parse;
 mod send;
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::Evolution;
 use leadflow_shared::inbound::{ParseError, Parsed};
 use leadflow_shared::media_handle::{MediaHandle, NOT_ALLOWED};
 use serde_json::Value;
 
 use crate::http::get_json;
 use crate::{Channel, DownloadError, Downloaded, MediaFetch, Observed, Outbound, Recipient, SendError, Sent};
+
+crate::credentials! {
+    /// Evolution API: the server, its API key and the instance's name.
+    Evolution {
+        required: [base_url, api_key, instance],
+        optional: [],
+    }
+}
 
 impl Channel for Evolution {
     const PROVIDER: Provider = Provider::Evolution;

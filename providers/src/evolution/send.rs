@@ -1,7 +1,7 @@
 //! Evolution API v2: `POST {base_url}/message/sendText/{instance}` with the `apikey`
 //! header; the answer's `key.id` is the message id its `fromMe` events carry.
 
-use leadflow_shared::credentials::Evolution;
+use super::Evolution;
 use serde_json::json;
 
 use crate::http::{post_json, Recipient, SendError, Sent};

@@ -7,11 +7,18 @@ pub mod parse;
 mod send;
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::Gupshup;
 use leadflow_shared::inbound::{ParseError, Parsed};
 use serde_json::Value;
 
 use crate::{Channel, Outbound, Recipient, SendError, Sent};
+
+crate::credentials! {
+    /// Gupshup: the app's API key and name, and the sending number (`source`).
+    Gupshup {
+        required: [api_key, app_name, source],
+        optional: [base_url, template_id],
+    }
+}
 
 impl Channel for Gupshup {
     const PROVIDER: Provider = Provider::Gupshup;

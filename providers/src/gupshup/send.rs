@@ -2,7 +2,7 @@
 //! with the `apikey` header; `message` / `template` are JSON strings inside the form. The
 //! answer's `messageId` is Gupshup's id, which its `message-event` callbacks carry.
 
-use leadflow_shared::credentials::Gupshup;
+use super::Gupshup;
 use serde_json::json;
 
 use crate::http::{Recipient, SendError, Sent};

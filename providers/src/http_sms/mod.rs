@@ -6,11 +6,18 @@ pub mod parse;
 mod send;
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::HttpSms;
 use leadflow_shared::inbound::{ParseError, Parsed};
 use serde_json::Value;
 
 use crate::{Channel, Outbound, Recipient, SendError, Sent};
+
+crate::credentials! {
+    /// A generic HTTP SMS gateway: where to POST, with an optional bearer key and sender.
+    HttpSms {
+        required: [send_url],
+        optional: [api_key, from],
+    }
+}
 
 impl Channel for HttpSms {
     const PROVIDER: Provider = Provider::HttpSms;

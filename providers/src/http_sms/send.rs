@@ -3,7 +3,7 @@
 //! (or `message_id`) is the id its delivery reports carry. `send_url` is user-given, so it
 //! goes through the SSRF-guarded client like postbacks.
 
-use leadflow_shared::credentials::HttpSms;
+use super::HttpSms;
 use serde_json::json;
 
 use crate::http::{post_json, Recipient, SendError, Sent};

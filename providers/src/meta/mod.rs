@@ -10,7 +10,6 @@ pub mod parse;
 mod send;
 
 use leadflow_shared::channel::{secrets_match, Provider};
-use leadflow_shared::credentials::MetaCloud;
 use leadflow_shared::inbound::{ParseError, Parsed};
 use leadflow_shared::media_handle::{MediaHandle, NOT_ALLOWED};
 use serde_json::Value;
@@ -36,6 +35,15 @@ pub fn signature_ok(app_secret: &str, body: &[u8], header: Option<&str>) -> bool
     };
     let expected = signature(app_secret, body);
     secrets_match(&given.to_ascii_lowercase(), &expected["sha256=".len()..])
+}
+
+crate::credentials! {
+    /// Meta Cloud API: a system user's token, the number's id, the app secret (webhook
+    /// signatures) and the verify token (the webhook's subscription handshake).
+    MetaCloud {
+        required: [access_token, phone_number_id, app_secret, verify_token],
+        optional: [base_url, api_version, template_name, template_language],
+    }
 }
 
 impl Channel for MetaCloud {

@@ -2,7 +2,7 @@
 //! bearer access token. A 200 only means accepted: window and delivery failures arrive
 //! later as `statuses[]` webhooks, correlated on the returned `wamid`.
 
-use leadflow_shared::credentials::MetaCloud;
+use super::MetaCloud;
 use serde_json::{json, Value};
 
 use crate::http::{post_json, Recipient, SendError, Sent};

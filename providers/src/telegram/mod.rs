@@ -7,7 +7,6 @@ pub mod parse;
 mod send;
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::TelegramBot;
 use leadflow_shared::inbound::{ParseError, Parsed};
 use leadflow_shared::media_handle::{MediaHandle, NOT_ALLOWED};
 use serde_json::Value;
@@ -15,6 +14,14 @@ use serde_json::Value;
 use crate::{
     download, Channel, DownloadError, Downloaded, MediaFetch, Outbound, Recipient, SendError, Sent, WebhookCall,
 };
+
+crate::credentials! {
+    /// Telegram: the bot's token.
+    TelegramBot {
+        required: [bot_token],
+        optional: [base_url],
+    }
+}
 
 impl Channel for TelegramBot {
     const PROVIDER: Provider = Provider::TelegramBot;

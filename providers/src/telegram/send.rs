@@ -1,7 +1,7 @@
 //! Telegram Bot API: `POST {base}/bot{token}/sendMessage` with `chat_id` and `text`;
 //! errors arrive as `{"ok": false, "error_code", "parameters": {"retry_after"}}`.
 
-use leadflow_shared::credentials::TelegramBot;
+use super::TelegramBot;
 use serde_json::json;
 
 use crate::http::{post_json, Recipient, SendError, Sent};

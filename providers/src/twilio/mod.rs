@@ -8,13 +8,21 @@ pub mod parse;
 mod send;
 
 use leadflow_shared::channel::{secrets_match, Provider};
-use leadflow_shared::credentials::Twilio;
 use leadflow_shared::inbound::{form_fields, form_to_json, ParseError, Parsed};
 use serde_json::Value;
 
 pub use parse::{is_for, signature, MAX_MEDIA};
 
 use crate::{Ack, Channel, Outbound, Recipient, SendError, Sent, WebhookCall};
+
+crate::credentials! {
+    /// Twilio: the account and its auth token (also the webhook signature's key), and the
+    /// sending number.
+    Twilio {
+        required: [account_sid, auth_token, from],
+        optional: [base_url],
+    }
+}
 
 impl Channel for Twilio {
     const PROVIDER: Provider = Provider::Twilio;

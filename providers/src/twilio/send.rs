@@ -3,7 +3,7 @@
 //! Messaging Service SID (`MG…`), which Twilio takes as `MessagingServiceSid`. The answer's
 //! `sid` is what Twilio's status callbacks carry; refusals come as `{code, message}`.
 
-use leadflow_shared::credentials::Twilio;
+use super::Twilio;
 
 use crate::http::{exchange, Recipient, SendError, Sent};
 

@@ -7,7 +7,6 @@ pub mod parse;
 mod send;
 
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::ZApi;
 use leadflow_shared::inbound::{ParseError, Parsed};
 use serde_json::Value;
 
@@ -15,6 +14,15 @@ pub use send::request;
 
 use crate::http::get_json;
 use crate::{Channel, Observed, Outbound, Recipient, SendError, Sent};
+
+crate::credentials! {
+    /// Z-API: the instance's id and token; `client_token` is the account's security token
+    /// (sent as `Client-Token`).
+    ZApi {
+        required: [instance_id, instance_token],
+        optional: [client_token, base_url],
+    }
+}
 
 impl Channel for ZApi {
     const PROVIDER: Provider = Provider::ZApi;

@@ -2,7 +2,7 @@
 //! account-wide `Client-Token` header; the answer's `messageId` comes back in the
 //! `fromMe` echo, which is how the echo is recognised as ours.
 
-use leadflow_shared::credentials::ZApi;
+use super::ZApi;
 use serde_json::json;
 
 use crate::http::{post_json, Recipient, SendError, Sent};

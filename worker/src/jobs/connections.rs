@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use leadflow_providers::Credentials;
 use leadflow_shared::channel::{Connection, Provider};
-use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::channels;
 use leadflow_shared::db::connections::{self, Checked, Observation, Transition};
 use leadflow_shared::db::notifications::Event;

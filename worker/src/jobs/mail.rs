@@ -30,7 +30,7 @@ pub async fn handle(ctx: Arc<Ctx>, job: PollMailbox) -> anyhow::Result<()> {
         return Ok(());
     }
     let stored = channels::credentials(&ctx.pool, &ctx.master_key, ch.id).await?;
-    let creds = match leadflow_shared::credentials::SmtpImap::from_map(&stored) {
+    let creds = match leadflow_providers::email::SmtpImap::from_map(&stored) {
         Ok(c) => c,
         Err(e) => return failed(&ctx, &ch, &e.to_string()).await,
     };

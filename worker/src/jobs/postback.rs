@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use leadflow_providers::Credentials;
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::deliveries::{self, AttemptRecord, DeliveryStatus, Outcome};
 use leadflow_shared::db::{channels, notifications, tenants};
 use leadflow_shared::queue::DeliverPostback;

@@ -14,8 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use leadflow_providers::Credentials;
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::{channels, identities, lead_channels, outbox, tenants};
 use leadflow_shared::delivery::DeliveryState;
 use leadflow_shared::queue::{jittered_backoff, SendMessage};

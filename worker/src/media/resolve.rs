@@ -10,9 +10,9 @@
 //! what went wrong in a few fixed words and the HTTP status, never the provider's answer
 //! (it may carry another service's data back to the tenant).
 
+use leadflow_providers::Credentials;
 use leadflow_providers::{download, DownloadError, Downloaded, MediaFetch};
 use leadflow_shared::channel::Provider;
-use leadflow_shared::credentials::Credentials;
 use leadflow_shared::db::media::Claim;
 use leadflow_shared::db::{channels, inbound};
 use leadflow_shared::media_handle::{is_fetchable_url, NOT_ALLOWED};
