@@ -1,5 +1,7 @@
 //! A small closed-loop HTTP load generator: `concurrency` tasks each send the next
-//! request as soon as the previous one answered, for `duration` or `total` requests.
+//! request as soon as the previous one answered, for `duration` or `total` requests. A
+//! 429 is waited out as a well-behaved sender would (its `Retry-After`, else 1 s) and the
+//! same request sent again; it counts as neither a request nor an error.
 //! Both sides of a comparison use this same generator in the same run. A request is raw
 //! bytes plus headers, so formats that sign each body (Meta, Twilio) are measured with
 //! their real verification, not a shortcut.
@@ -96,17 +98,28 @@ pub async fn run_requests(url: String, concurrency: usize, stop: Stop, make: Req
                 if i >= total {
                     break;
                 }
-                let req = make(i);
-                let mut builder = client.post(&url).body(req.body);
-                for (name, value) in req.headers {
-                    builder = builder.header(name, value);
-                }
-                let t = Instant::now();
-                let ok = builder.send().await.map(|r| r.status().is_success()).unwrap_or(false);
+                let answer = loop {
+                    let req = make(i);
+                    let mut builder = client.post(&url).body(req.body);
+                    for (name, value) in req.headers {
+                        builder = builder.header(name, value);
+                    }
+                    let t = Instant::now();
+                    let answer = builder.send().await;
+                    match answer {
+                        Ok(r) if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                            let wait = leadflow_shared::retry_after::from_headers(r.headers())
+                                .unwrap_or(Duration::from_secs(1));
+                            tokio::time::sleep(wait).await;
+                        }
+                        other => break (other.map(|r| r.status().is_success()).unwrap_or(false), t.elapsed()),
+                    }
+                };
+                let (ok, took) = answer;
                 if !ok {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                lat.push(took.as_secs_f64() * 1000.0);
             }
             lat
         }));

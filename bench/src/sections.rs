@@ -217,6 +217,10 @@ impl Sender {
         &self.url
     }
 
+    pub(super) fn tenant_id(&self) -> &str {
+        &self.tenant
+    }
+
     pub(super) fn maker(&self, lead_and_text: impl Fn(usize) -> (String, String) + Send + Sync + 'static) -> Maker {
         let (tenant, hook) = (self.tenant.clone(), self.hook.clone());
         Arc::new(move |i| {
