@@ -43,8 +43,41 @@ async fn quiet_tenant(http: &reqwest::Client, url: &str, key: &str, tenant: &str
 /// The flooding tenant's own rate limit in the second run (messages a second).
 const LIMITED_RATE: i32 = 100;
 
+/// One flood and what B saw meanwhile.
+struct Flood {
+    sent: super::load::LoadResult,
+    /// B's round trips during it (ms, sorted).
+    b: Vec<f64>,
+    /// From the flood's first request until its last postback (or the patience ran out).
+    drained_s: f64,
+    done: bool,
+}
+
+/// `flooder` sends `n` debounced messages over 64 connections while B sends one a
+/// second; then waits (up to `patience`) until the receiver holds `until` postbacks.
+async fn flood(
+    flooder: &Sender,
+    tag: &'static str,
+    n: usize,
+    b: impl std::future::Future<Output = Vec<f64>>,
+    hooks: &leadflow_testkit::receiver::Receiver,
+    until: usize,
+    patience: Duration,
+) -> Flood {
+    let make = flooder.maker(move |i| (format!("{tag}-{i}"), "oi".to_string()));
+    let t = Instant::now();
+    let (sent, b) = tokio::join!(flooder.send(64, Stop::Total(n), make), b);
+    let done = wait_until(patience, || hooks.count() >= until).await;
+    Flood {
+        sent,
+        b,
+        drained_s: t.elapsed().as_secs_f64(),
+        done,
+    }
+}
+
 pub async fn fairness(scope: &mut Scope, quick: bool) -> Section {
-    let (flood, samples) = if quick { (2_000, 5) } else { (10_000, 15) };
+    let (flood_size, samples) = if quick { (2_000, 5) } else { (10_000, 15) };
     let ai = fakes::fake_ai().await?;
     ai.set_latency(Duration::from_millis(200));
     let hooks = fakes::receiver().await?;
@@ -58,17 +91,10 @@ pub async fn fairness(scope: &mut Scope, quick: bool) -> Section {
     let http = reqwest::Client::new();
     let (b_key, b_tenant) = (b.api_key.clone(), b.tenant_id.to_string());
 
-    let alone = quiet_tenant(&http, &url, &b_key, &b_tenant, "alone", samples).await;
-    let make = a.maker(|i| (format!("flood-{i}"), "oi".to_string()));
-    let t = Instant::now();
-    let (sent, flooded) = tokio::join!(
-        a.send(64, Stop::Total(flood), make),
-        quiet_tenant(&http, &url, &b_key, &b_tenant, "flood", samples)
-    );
-    let count = hooks.clone();
-    let done = wait_until(Duration::from_secs(300), || count.count() >= flood).await;
-    let drained = t.elapsed().as_secs_f64();
-
+    let b_writes = |tag: &'static str| quiet_tenant(&http, &url, &b_key, &b_tenant, tag, samples);
+    let alone = b_writes("alone").await;
+    let n = flood_size;
+    let free = flood(&a, "flood", n, b_writes("flood"), &hooks, n, Duration::from_secs(300)).await;
     // The same flood from a tenant held to its own rate.
     let c = Sender::new(scope, &running, &hooks.url, Some((0.1, 5.0))).await?;
     sqlx::query("UPDATE tenants SET rate_limit_per_sec = $1 WHERE id = $2::uuid")
@@ -76,16 +102,19 @@ pub async fn fairness(scope: &mut Scope, quick: bool) -> Section {
         .bind(c.tenant_id())
         .execute(&running.pool)
         .await?;
-    let make = c.maker(|i| (format!("limited-{i}"), "oi".to_string()));
-    let t = Instant::now();
-    let (sent_limited, limited) = tokio::join!(
-        c.send(64, Stop::Total(flood), make),
-        quiet_tenant(&http, &url, &b_key, &b_tenant, "limited", samples)
-    );
-    let count = hooks.clone();
-    let done_limited = wait_until(Duration::from_secs(600), || count.count() >= 2 * flood).await;
-    let drained_limited = t.elapsed().as_secs_f64();
+    let held = flood(
+        &c,
+        "limited",
+        n,
+        b_writes("limited"),
+        &hooks,
+        2 * n,
+        Duration::from_secs(600),
+    )
+    .await;
     running.shutdown().await;
+    let (sent, flooded, drained, done) = (free.sent, free.b, free.drained_s, free.done);
+    let (sent_limited, limited, drained_limited, done_limited) = (held.sent, held.b, held.drained_s, held.done);
 
     let (a50, a99) = (percentile(&alone, 0.5), percentile(&alone, 0.99));
     let (f50, f99) = (percentile(&flooded, 0.5), percentile(&flooded, 0.99));
@@ -93,7 +122,7 @@ pub async fn fairness(scope: &mut Scope, quick: bool) -> Section {
     let met = f99 <= 2.0 * a99;
     let met_limited = l99 <= 2.0 * a99;
     let mut notes = vec![format!(
-        "tenant A: {flood} messages ({} accepted at {:.0} req/s, {} errors), answered by postback in {drained:.1} s; \
+        "tenant A: {n} messages ({} accepted at {:.0} req/s, {} errors), answered by postback in {drained:.1} s; \
          tenant B: {samples} synchronous messages, one per second, alone and then during A's flood; \
          fake model 200 ms, 200 jobs per queue",
         sent.requests,
@@ -101,7 +130,7 @@ pub async fn fairness(scope: &mut Scope, quick: bool) -> Section {
         sent.errors
     )];
     notes.push(format!(
-        "second flood: another tenant with rate_limit_per_sec = {LIMITED_RATE}, its {flood} messages ({} accepted, \
+        "second flood: another tenant with rate_limit_per_sec = {LIMITED_RATE}, its {n} messages ({} accepted, \
          {} errors; 429s waited out and resent) over {:.0} s, answered by postback {drained_limited:.1} s after \
          its first",
         sent_limited.requests, sent_limited.errors, sent_limited.seconds

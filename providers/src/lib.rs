@@ -120,8 +120,14 @@ pub trait Channel: Sized + Send + Sync {
     /// Whether [`check`](Self::check) asks the provider (a session that can be lost).
     const CHECKED: bool = false;
 
+    /// Whether webhook calls are verified with the credentials (a signature) rather than
+    /// with the channel's webhook secret: the handler then opens the credentials, and
+    /// [`bind`](Self::bind) runs, instead of opening the secret.
+    const SIGNED: bool = false;
+
     /// Whether `call` comes from the provider. `creds` is `None` when the channel's
-    /// stored credentials lack a required key (then nothing verifies against them).
+    /// stored credentials lack a required key (then nothing verifies against them), and
+    /// always for a provider that is not [`SIGNED`](Self::SIGNED).
     fn verify(creds: Option<&Self>, call: &WebhookCall<'_>) -> bool {
         let _ = creds;
         call.token_in_url()
@@ -295,6 +301,13 @@ macro_rules! registry {
             }
         }
 
+        /// See [`Channel::SIGNED`].
+        pub fn signed(provider: Provider) -> bool {
+            match provider {
+                $(Provider::$variant => <$ty as Channel>::SIGNED,)*
+            }
+        }
+
         pub fn ack(provider: Provider) -> Ack {
             match provider {
                 $(Provider::$variant => <$ty as Channel>::ack(),)*
@@ -446,11 +459,15 @@ mod tests {
             required(p).iter().map(|k| (k.to_string(), format!("v-{k}"))).collect()
         };
         for p in Provider::EVERY {
-            let creds = Credentials::parse(p, &map(p)).unwrap();
-            // Dispatch by provider and by credentials reach the same module.
+            assert!(Credentials::parse(p, &map(p)).is_ok(), "{}", p.as_str());
             assert_eq!(has_24h_window(p), matches!(p, Provider::Gupshup | Provider::MetaCloud));
             assert_eq!(ack(p) == Ack::TwiML, p == Provider::Twilio, "{}", p.as_str());
-            let _ = creds;
+            assert_eq!(
+                signed(p),
+                matches!(p, Provider::MetaCloud | Provider::Twilio),
+                "{}",
+                p.as_str()
+            );
         }
         assert_eq!(checked(), vec![Provider::ZApi, Provider::Evolution]);
     }

@@ -106,15 +106,21 @@ pub async fn receive(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (ch, provider) = channel(&state, &id).await?;
-    let secret = match ch.webhook_secret_enc.as_deref() {
-        Some(enc) => {
-            use secrecy::ExposeSecret;
-            let secret = channels::webhook_secret(state.master_key()?, ch.id, Some(enc))?;
-            Some(secret.expose_secret().to_string())
-        }
-        None => None,
+    // Each call decrypts only what its provider verifies with: the credentials (which also
+    // bind the call to the channel) or the webhook secret.
+    let (creds, secret) = if leadflow_providers::signed(provider) {
+        (credentials(&state, &ch, provider)?, None)
+    } else {
+        let secret = match ch.webhook_secret_enc.as_deref() {
+            Some(enc) => {
+                use secrecy::ExposeSecret;
+                let secret = channels::webhook_secret(state.master_key()?, ch.id, Some(enc))?;
+                Some(secret.expose_secret().to_string())
+            }
+            None => None,
+        };
+        (None, secret)
     };
-    let creds = credentials(&state, &ch, provider)?;
     let url = called_url(&state, &headers, &uri);
     let call = WebhookCall {
         headers: &headers,
@@ -136,7 +142,7 @@ pub async fn receive(
     leadflow_shared::text::strip_nul(&mut payload);
     if !creds.as_ref().is_none_or(|c| leadflow_providers::bind(c, &mut payload)) {
         // Acknowledged (the provider must not retry it forever) and not stored.
-        tracing::warn!(channel_id = %ch.id, "a verified call about another channel ignored");
+        tracing::warn!(channel_id = %ch.id, provider = provider.as_str(), "a verified call about another channel ignored");
         return Ok(acknowledge(provider, 0, 0));
     }
     let parsed = leadflow_providers::parse(provider, &payload).map_err(|e| ApiError::invalid("body", e.to_string()))?;

@@ -49,6 +49,7 @@ crate::credentials! {
 impl Channel for MetaCloud {
     const PROVIDER: Provider = Provider::MetaCloud;
     const HAS_24H_WINDOW: bool = true;
+    const SIGNED: bool = true;
 
     fn verify(creds: Option<&Self>, call: &WebhookCall<'_>) -> bool {
         creds.is_some_and(|c| signature_ok(&c.app_secret, call.body, call.header("x-hub-signature-256")))

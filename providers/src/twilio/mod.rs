@@ -26,6 +26,7 @@ crate::credentials! {
 
 impl Channel for Twilio {
     const PROVIDER: Provider = Provider::Twilio;
+    const SIGNED: bool = true;
 
     fn verify(creds: Option<&Self>, call: &WebhookCall<'_>) -> bool {
         let Some(c) = creds else { return false };
@@ -40,11 +41,7 @@ impl Channel for Twilio {
     }
 
     fn bind(&self, payload: &mut Value) -> bool {
-        let ours = is_for(payload, &self.account_sid, &self.from);
-        if !ours {
-            tracing::warn!("Twilio call for another account or number ignored");
-        }
-        ours
+        is_for(payload, &self.account_sid, &self.from)
     }
 
     fn parse(payload: &Value) -> Result<Parsed, ParseError> {
